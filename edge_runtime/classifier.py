@@ -1,0 +1,175 @@
+"""One image classifier on a TFLite interpreter: float, float16, uint8 and int8 models alike."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from edge_runtime.image import RESIZE_METHOD, load_image, to_model_input
+from edge_runtime.interpreter import ModelError, make_interpreter
+from edge_runtime.labels import read_labels
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One class of a result: its name, output index and probability."""
+
+    label: str
+    index: int
+    score: float
+
+
+def read_manifest(model_path: str | os.PathLike) -> dict:
+    """``manifest.json`` next to the model, or {} when there is none."""
+    path = Path(model_path).with_name("manifest.json")
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: not valid JSON ({exc})") from None
+
+
+def quantize(values: np.ndarray, dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
+    """Float values → the integer input of a quantized tensor (rounded, saturated)."""
+    if scale == 0:  # not quantized: a float tensor
+        return values.astype(dtype)
+    info = np.iinfo(dtype)
+    return np.clip(np.round(values / scale + zero_point), info.min, info.max).astype(dtype)
+
+
+def dequantize(values: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """A quantized tensor's integers → float values (floats pass through)."""
+    if scale == 0:
+        return values.astype(np.float32)
+    return (values.astype(np.float32) - zero_point) * np.float32(scale)
+
+
+def top_k(probabilities: np.ndarray, labels: list[str], k: int = 3,
+          threshold: float = 0.0) -> list[Prediction]:
+    """The ``k`` most probable classes at or above ``threshold``, best first."""
+    order = np.argsort(-probabilities, kind="stable")[:max(1, k)]
+    return [Prediction(labels[i], int(i), float(probabilities[i]))
+            for i in order if probabilities[i] >= threshold]
+
+
+class Classifier:
+    """Classify pictures with a ``.tflite`` model and the bundle beside it.
+
+    The input size and resize method come from ``manifest.json`` (or, without
+    one, from the model's input tensor), labels from ``labels_path``, else
+    ``labels.txt`` or the manifest beside the model. Inputs are quantized and
+    outputs dequantized with the tensors' own parameters, so scores are
+    probabilities whatever the model's I/O type.
+
+    Raises:
+        ModelError: missing or invalid model, labels that do not match its outputs.
+        BackendError: no interpreter backend works.
+    """
+
+    def __init__(self, model_path: str | os.PathLike, labels_path: str | os.PathLike | None = None,
+                 threads: int | None = None, backend: str | None = None) -> None:
+        self.model_path = Path(model_path)
+        self.interpreter, self.backend = make_interpreter(self.model_path, threads, backend)
+        self.threads = threads or os.cpu_count() or 1
+        self.manifest = read_manifest(self.model_path)
+        inputs = self.interpreter.get_input_details()
+        outputs = self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(f"{self.model_path}: expected 1 input and 1 output tensor, "
+                             f"got {len(inputs)} and {len(outputs)}")
+        self._input, self._output = inputs[0], outputs[0]
+        shape = self._input["shape"]
+        if len(shape) != 4 or shape[3] != 3:
+            raise ModelError(f"{self.model_path}: expected an image input (1, H, W, 3), "
+                             f"got {tuple(shape)}")
+        self.input_size = (int(shape[1]), int(shape[2]))
+        spec = self.manifest.get("input", {})
+        if spec and (spec.get("height"), spec.get("width")) != self.input_size:
+            raise ModelError(f"manifest.json says {spec.get('height')}x{spec.get('width')} input "
+                             f"but {self.model_path.name} takes {self.input_size[0]}x"
+                             f"{self.input_size[1]}")
+        self.resize_method = spec.get("resize", RESIZE_METHOD)
+        self.labels = self._labels(labels_path)
+        n_out = int(self._output["shape"][-1])
+        if len(self.labels) != n_out:
+            raise ModelError(f"{len(self.labels)} labels but the model has {n_out} outputs")
+
+    def _labels(self, labels_path) -> list[str]:
+        beside = self.model_path.with_name("labels.txt")
+        try:
+            if labels_path is not None:
+                return read_labels(labels_path)
+            if beside.is_file():
+                return read_labels(beside)
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            raise ModelError(f"cannot read labels: {exc}") from None
+        if self.manifest.get("labels"):
+            return list(self.manifest["labels"])
+        n_out = int(self.interpreter.get_output_details()[0]["shape"][-1])
+        return [str(i) for i in range(n_out)]
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return np.dtype(self._input["dtype"])
+
+    @property
+    def output_dtype(self) -> np.dtype:
+        return np.dtype(self._output["dtype"])
+
+    @property
+    def input_quantization(self) -> tuple[float, int]:
+        return tuple(self._input["quantization"])  # type: ignore[return-value]
+
+    @property
+    def output_quantization(self) -> tuple[float, int]:
+        return tuple(self._output["quantization"])  # type: ignore[return-value]
+
+    def preprocess(self, image: Image.Image | np.ndarray) -> np.ndarray:
+        """A Pillow image or an RGB uint8 array → float32 (H, W, 3) model input in [0, 255]."""
+        return to_model_input(image, self.input_size, self.resize_method)
+
+    def set_input(self, pixels: np.ndarray) -> None:
+        """Load one preprocessed image (H, W, 3) float in [0, 255] into the input tensor."""
+        scale, zero_point = self.input_quantization
+        tensor = quantize(pixels[np.newaxis], self.input_dtype, scale, zero_point)
+        self.interpreter.set_tensor(self._input["index"], tensor)
+
+    def invoke(self) -> None:
+        """Run the model on the input already set (what latency benchmarks time)."""
+        self.interpreter.invoke()
+
+    def output(self) -> np.ndarray:
+        """The class probabilities of the last invocation, float32 (num_classes,)."""
+        scale, zero_point = self.output_quantization
+        return dequantize(self.interpreter.get_tensor(self._output["index"])[0], scale, zero_point)
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """Class probabilities for one preprocessed image."""
+        self.set_input(pixels)
+        self.invoke()
+        return self.output()
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities (N, num_classes) for preprocessed images (N, H, W, 3)."""
+        return np.stack([self.probabilities(pixels) for pixels in batch])
+
+    def classify(self, image: Image.Image | np.ndarray, k: int = 3,
+                 threshold: float = 0.0) -> tuple[list[Prediction], float]:
+        """Top-``k`` predictions for a picture, and the inference time in milliseconds."""
+        pixels = self.preprocess(image)
+        started = time.perf_counter()
+        probabilities = self.probabilities(pixels)
+        latency_ms = (time.perf_counter() - started) * 1000
+        return top_k(probabilities, self.labels, k, threshold), latency_ms
+
+    def classify_file(self, path: str | os.PathLike, k: int = 3,
+                      threshold: float = 0.0) -> tuple[list[Prediction], float]:
+        """:meth:`classify` on an image file; raises ``ImageError`` when it is unreadable."""
+        return self.classify(load_image(path), k, threshold)

@@ -1,0 +1,43 @@
+"""Silence TensorFlow's converter, which prints pages of traced signatures and C++ logs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+
+
+@contextlib.contextmanager
+def quiet_output():
+    """Send everything written to stdout and stderr (Python and C++) to a scratch file.
+
+    If the block raises, the tail of what it printed is appended to the
+    exception's notes, so a failed conversion still explains itself.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as scratch:
+        os.dup2(scratch.fileno(), 1)
+        os.dup2(scratch.fileno(), 2)
+        try:
+            with contextlib.redirect_stdout(open(os.devnull, "w")) as devnull:
+                try:
+                    yield
+                finally:
+                    devnull.close()
+        except BaseException as exc:
+            sys.stdout.flush()
+            scratch.seek(0)
+            tail = scratch.read().decode("utf-8", "replace")[-2000:]
+            if tail.strip() and hasattr(exc, "add_note"):
+                exc.add_note(tail)
+            raise
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])

@@ -1,0 +1,92 @@
+"""edge-train: fine-tune MobileNetV2 on a folder of images.
+
+    edge-train --data photos/ --out runs/pets
+
+Phase 1 trains a new head on the frozen ImageNet backbone, phase 2 fine-tunes
+the top of the backbone at a tenth of the learning rate. The run directory
+then holds model.keras, labels.txt, metrics.json, learning_curves.png and
+everything ``edge-export`` needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from train.errors import UserError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="edge-train", description=__doc__.split("\n\n")[0].split(": ", 1)[1],
+        epilog="Example: edge-train --data photos/ --out runs/pets   |   "
+               "offline: edge-train --data demo --out runs/demo --weights none",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    data = p.add_argument_group("data")
+    data.add_argument("--data", required=True,
+                      help="image folder (DIR/<class>/... or DIR/train|validation[/test]/<class>/...), "
+                           "'demo' (built-in offline dataset) or 'cats_vs_dogs' (the tutorials' "
+                           "dataset, downloaded once)")
+    data.add_argument("--out", required=True, help="run directory to create")
+    data.add_argument("--val-split", type=float, default=0.2,
+                      help="share of each class held out for validation (DIR/<class> layout)")
+    data.add_argument("--test-split", type=float, default=0.1,
+                      help="share of each class held out for the final test (DIR/<class> layout)")
+    data.add_argument("--seed", type=int, default=83, help="seed of the split, shuffling and init")
+    data.add_argument("--cache", default="memory",
+                      help="tf.data cache of decoded images: memory, none, or a file prefix")
+    data.add_argument("--no-augment", dest="augment", action="store_false",
+                      help="disable random flip, rotation and zoom of training images")
+    model = p.add_argument_group("model")
+    model.add_argument("--img-size", type=int, default=160, help="square input side in pixels")
+    model.add_argument("--alpha", type=float, default=1.0, help="MobileNetV2 width multiplier")
+    model.add_argument("--weights", default="imagenet",
+                       help="backbone weights: imagenet (downloaded by Keras), none, or a FILE")
+    model.add_argument("--dropout", type=float, default=0.2, help="dropout before the head")
+    model.add_argument("--bn-momentum", type=float, default=None,
+                       help="BatchNorm momentum (default: Keras's 0.999 with pretrained weights, "
+                            "0.9 from scratch so short runs learn usable statistics)")
+    fit = p.add_argument_group("training")
+    fit.add_argument("--epochs", type=int, default=10, help="phase 1 epochs (head only)")
+    fit.add_argument("--fine-tune-epochs", type=int, default=10,
+                     help="phase 2 epochs (top of the backbone too); 0 skips fine-tuning")
+    fit.add_argument("--fine-tune-at", type=int, default=100,
+                     help="unfreeze backbone layers from this index on in phase 2")
+    fit.add_argument("--batch-size", type=int, default=32, help="global batch size")
+    fit.add_argument("--lr", type=float, default=1e-4, help="phase 1 learning rate; phase 2: lr/10")
+    fit.add_argument("--patience", type=int, default=5,
+                     help="early stopping: epochs without a better val_loss")
+    fit.add_argument("--resume", action="store_true",
+                     help="continue the interrupted run in --out from its last checkpoint "
+                          "(its saved settings are used)")
+    hw = p.add_argument_group("hardware")
+    hw.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
+                    help="float16 compute (default: on for GPUs with tensor cores, off on CPU)")
+    hw.add_argument("--strategy", default="auto", choices=("auto", "mirrored", "multiworker", "none"),
+                    help="tf.distribute strategy: auto mirrors over several local GPUs; "
+                         "multiworker reads TF_CONFIG")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TF's start-up chatter
+    from train.config import TrainConfig
+    from train.trainer import train
+
+    config = TrainConfig(**{k: v for k, v in vars(args).items()})
+    try:
+        train(config)
+    except UserError as exc:
+        print(f"edge-train: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nedge-train: interrupted; the last finished epoch is saved. Continue with: "
+              f"edge-train --out {config.out} --data {config.data} --resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

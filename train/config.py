@@ -1,0 +1,61 @@
+"""The training configuration: every setting a run uses, saved as ``config.json``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one ``edge-train`` run (the flags of the command line)."""
+
+    data: str
+    """Image folder, ``demo`` (built-in offline dataset) or ``cats_vs_dogs`` (downloaded)."""
+    out: str
+    """Run directory to create (or resume with ``resume=True``)."""
+    img_size: int = 160
+    """Square input side in pixels; ImageNet weights exist for 96, 128, 160, 192, 224."""
+    alpha: float = 1.0
+    """MobileNetV2 width multiplier; ImageNet weights exist for 0.35, 0.5, 0.75, 1.0, 1.3, 1.4."""
+    weights: str = "imagenet"
+    """``imagenet`` (downloaded by Keras), ``none`` (random init) or a backbone weights file."""
+    epochs: int = 10
+    """Phase 1 epochs: the new head on a frozen backbone."""
+    fine_tune_epochs: int = 10
+    """Phase 2 epochs, counted on from phase 1; 0 skips fine-tuning."""
+    fine_tune_at: int = 100
+    """Backbone layers from this index on are unfrozen in phase 2."""
+    batch_size: int = 32
+    """Global batch size (split across replicas under a distribution strategy)."""
+    lr: float = 1e-4
+    """Phase 1 learning rate (Adam); phase 2 uses lr / 10."""
+    val_split: float = 0.2
+    """Share of each class held out for validation (class-folder layout)."""
+    test_split: float = 0.1
+    """Share of each class held out for the final test (class-folder layout)."""
+    seed: int = 83
+    """Seed of the split, the shuffling and the weight initialisation."""
+    dropout: float = 0.2
+    """Dropout rate before the dense head."""
+    patience: int = 5
+    """Early stopping: epochs without a better val_loss before a phase stops."""
+    augment: bool = True
+    """Random flip, rotation and zoom on training images."""
+    bn_momentum: float | None = None
+    """BatchNorm momentum; None means 0.999 (Keras) with pretrained weights, 0.9 from scratch."""
+    mixed_precision: bool | None = None
+    """float16 compute; None enables it on GPUs that support it (compute capability ≥ 7.0)."""
+    strategy: str = "auto"
+    """``auto``, ``mirrored``, ``multiworker`` or ``none`` (tf.distribute)."""
+    cache: str = "memory"
+    """tf.data cache: ``memory``, ``none``, or a file path prefix for datasets larger than RAM."""
+    resume: bool = False
+    """Continue an interrupted run in ``out`` from its last checkpoint."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
