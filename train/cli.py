@@ -24,7 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
                "offline: edge-train --data demo --out runs/demo --weights none",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     data = p.add_argument_group("data")
-    data.add_argument("--data", required=True,
+    data.add_argument("--preset", choices=("demo",), default=None,
+                      help="start from a named set of settings (flags given still win): demo = "
+                           "the built-in data learnt from scratch on a CPU in minutes")
+    data.add_argument("--data", required=False,
                       help="image folder (DIR/<class>/... or DIR/train|validation[/test]/<class>/...), "
                            "'demo' (built-in offline dataset) or 'cats_vs_dogs' (the tutorials' "
                            "dataset, downloaded once)")
@@ -69,13 +72,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.preset == "demo":
+        from train.demo_data import DEMO_TRAIN_SETTINGS
+
+        parser.set_defaults(**DEMO_TRAIN_SETTINGS)
+        args = parser.parse_args(argv)
+    if args.data is None and not args.resume:
+        parser.error("the following arguments are required: --data (or --preset)")
+    args.data = args.data or ""  # --resume reads the data folder from the run's config.json
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TF's start-up chatter
     from train.config import TrainConfig
     from train.trainer import train
 
-    config = TrainConfig(**{k: v for k, v in vars(args).items()})
+    config = TrainConfig(**{k: v for k, v in vars(args).items() if k != "preset"})
     try:
         train(config)
     except UserError as exc:
@@ -83,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print(f"\nedge-train: interrupted; the last finished epoch is saved. Continue with: "
-              f"edge-train --out {config.out} --data {config.data} --resume", file=sys.stderr)
+              f"edge-train --out {config.out} --resume", file=sys.stderr)
         return 130
     return 0
 

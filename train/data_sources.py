@@ -22,6 +22,8 @@ def fetch_cats_vs_dogs(url: str | None = None, cache: str | os.PathLike | None =
 
     url = url or os.environ.get("EDGE_CATS_VS_DOGS_URL") or CATS_VS_DOGS_URL
     cache = Path(cache) if cache else cache_dir()
+    # Keras silently falls back to /tmp/.keras when the folder does not exist yet
+    cache.mkdir(parents=True, exist_ok=True)
     try:
         extracted = Path(keras.utils.get_file("cats_and_dogs_filtered.zip", origin=url,
                                               extract=True, cache_dir=str(cache),

@@ -253,3 +253,30 @@ def _assemble(root: Path, classes: list[str], parts: dict[str, dict[str, list[st
             labels[split].extend([index] * len(chosen))
     return Splits(root=root, classes=classes, files=files, labels=labels,
                   layout=layout, skipped=sorted(skipped))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print files of one split, e.g. a few test images to try a model on:
+
+        python -m train.splits runs/demo/splits.json --split test --per-class 1
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m train.splits", description=main.__doc__)
+    parser.add_argument("splits_json", help="a run's splits.json")
+    parser.add_argument("--split", default="test", choices=SPLIT_NAMES)
+    parser.add_argument("--per-class", type=int, default=0, help="at most this many per class "
+                        "(0: all)")
+    args = parser.parse_args(argv)
+    splits = Splits.load(args.splits_json)
+    taken: dict[int, int] = {}
+    for path, label in zip(splits.paths(args.split), splits.labels[args.split]):
+        if args.per_class and taken.get(label, 0) >= args.per_class:
+            continue
+        taken[label] = taken.get(label, 0) + 1
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
