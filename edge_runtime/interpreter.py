@@ -88,7 +88,9 @@ def make_interpreter(model_path: str | os.PathLike, threads: int | None = None,
             failures.append(f"{name}: cannot load the model ({exc})")
         except Exception as exc:
             failures.append(f"{name}: cannot create an interpreter ({type(exc).__name__}: {exc})")
-    if model_errors and len(model_errors) == len([f for f in failures if "not installed" not in f]):
+    # a model error counts when every backend that imported rejected the file
+    if model_errors and len(model_errors) == len(
+            [f for f in failures if "not installed" not in f and "import failed" not in f]):
         raise ModelError(f"{path}: not a loadable TFLite model ({model_errors[0] or 'invalid'})")
     raise BackendError("no TFLite interpreter works here: " + "; ".join(failures) +
                        ' — install one with: pip install ai-edge-litert')

@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--batch-size", type=int, default=32, help="global batch size")
     fit.add_argument("--lr", type=float, default=1e-4, help="phase 1 learning rate; phase 2: lr/10")
     fit.add_argument("--patience", type=int, default=5,
-                     help="early stopping: epochs without a better val_loss")
+                     help="early stopping: epochs without a better val_accuracy; the best epoch's "
+                          "weights are kept")
     fit.add_argument("--resume", action="store_true",
                      help="continue the interrupted run in --out from its last checkpoint "
                           "(its saved settings are used)")

@@ -38,7 +38,7 @@ class TrainConfig:
     dropout: float = 0.2
     """Dropout rate before the dense head."""
     patience: int = 5
-    """Early stopping: epochs without a better val_loss before a phase stops."""
+    """Early stopping: epochs without a better val_accuracy before a phase stops."""
     augment: bool = True
     """Random flip, rotation and zoom on training images."""
     bn_momentum: float | None = None

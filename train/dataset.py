@@ -77,12 +77,15 @@ def decoded(paths: Sequence[str], labels: Sequence[int], img_size: int,
 
 def make_dataset(splits: Splits, split: str, img_size: int, batch_size: int, *,
                  training: bool = False, seed: int = 0, cache: str = "memory",
-                 augment: bool = True, failures: DecodeFailures | None = None) -> tf.data.Dataset:
+                 augment: bool = True, failures: DecodeFailures | None = None,
+                 drop_remainder: bool = False) -> tf.data.Dataset:
     """The batched dataset of one split, images as float32 in [0, 255].
 
     Args:
         cache: ``memory``, ``none``, or a file path prefix (one cache file per split).
         training: shuffle every epoch and, with ``augment``, apply augmentation.
+        drop_remainder: only full batches; Keras cannot split a ragged last batch across
+            several replicas.
     """
     ds = decoded([str(p) for p in splits.paths(split)], splits.labels[split], img_size, failures)
     if cache == "memory":
@@ -91,7 +94,7 @@ def make_dataset(splits: Splits, split: str, img_size: int, batch_size: int, *,
         ds = ds.cache(f"{cache}.{split}")
     if training:
         ds = ds.shuffle(max(1, splits.count(split)), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.map(lambda images, labels: (tf.cast(images, tf.float32), labels),
                 num_parallel_calls=AUTOTUNE)
     if training and augment:

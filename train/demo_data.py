@@ -50,7 +50,7 @@ def _background(rng: np.random.Generator, size: int) -> Image.Image:
             draw.line(points, fill=colour, width=int(rng.integers(1, 4)))
         else:
             x, y = rng.uniform(0, size, 2)
-            r = rng.uniform(3, size * 0.08)
+            r = rng.uniform(2, max(3.0, size * 0.08))
             draw.ellipse((x - r, y - r, x + r, y + r), outline=colour, width=1)
     return image
 

@@ -82,15 +82,28 @@ class RunCheckpoint(keras.callbacks.Callback):
         history = [r for r in read_history(self.out / "history.csv") if r["epoch"] <= epoch]
         write_history(self.out / "history.csv", history + [row])
         atomic_write(self.ckpt / LAST_CHECKPOINT, self.model.save)
-        val_loss = row.get("val_loss")
-        if val_loss is not None and np.isfinite(val_loss) and (
-                self.state.get("best_val_loss") is None or val_loss < self.state["best_val_loss"]):
+        if _better(row, self.state):
             atomic_write(self.ckpt / BEST_WEIGHTS, self.model.save_weights)
-            self.state.update(best_val_loss=val_loss, best_epoch=epoch + 1)
+            self.state.update(best_val_accuracy=row["val_accuracy"], best_val_loss=row["val_loss"],
+                              best_epoch=epoch + 1)
         self.state.update(epochs_done=epoch + 1, phase=self.phase)
         if self.phase == 2 and self.state.get("fine_tune_start") is None:
             self.state["fine_tune_start"] = epoch
         write_json(self.ckpt / STATE_FILE, self.state)
+
+
+def _better(row: dict, state: dict) -> bool:
+    """Is this epoch the best so far? Higher val_accuracy; on a tie, lower val_loss.
+
+    Accuracy, not loss, decides: from scratch on small data val_loss often
+    rises (over-confidence) while val_accuracy still improves.
+    """
+    accuracy, loss = row.get("val_accuracy"), row.get("val_loss")
+    if accuracy is None or loss is None or not np.isfinite(loss):
+        return False
+    if state.get("best_val_accuracy") is None:
+        return True
+    return (accuracy, -loss) > (state["best_val_accuracy"], -state["best_val_loss"])
 
 
 def library_versions() -> dict:
@@ -115,7 +128,7 @@ def _prepare_run_dir(config: TrainConfig) -> tuple[TrainConfig, dict]:
         hint = " (add --resume to continue it)" if state_path.is_file() else ""
         raise UserError(f"--out {out} already exists and is not empty{hint}; "
                         "choose a new run directory")
-    return config, {"epochs_done": 0, "phase": 1, "best_val_loss": None, "best_epoch": None,
+    return config, {"epochs_done": 0, "phase": 1, "best_val_accuracy": None, "best_val_loss": None, "best_epoch": None,
                     "fine_tune_start": None}
 
 
@@ -149,23 +162,20 @@ def _fit(model, train_ds, val_ds, *, epochs, initial_epoch, phase, out, state, c
         return
     cbs = [
         RunCheckpoint(out, phase, state, time.time()),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
+        keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=config.patience),
         keras.callbacks.TensorBoard(log_dir=str(out / "logs"), write_graph=False),
         *callbacks,
     ]
-    with warnings.catch_warnings():
-        # the datasets' length is unknown (undecodable files are filtered out), which
-        # Keras reports as "ran out of data" at the end of every first epoch
-        warnings.filterwarnings("ignore", message=".*ran out of data.*")
-        model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
-                  callbacks=cbs, shuffle=False, verbose=1 if sys.stdout.isatty() else 2)
+    model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
+              callbacks=cbs, shuffle=False, verbose=1 if sys.stdout.isatty() else 2)
     if phase == 1:  # also when early stopping ended it: resume must not redo phase 1
         state["phase1_complete"] = True
         write_json(out / CHECKPOINT_DIR / STATE_FILE, state)
 
 
-def _float32_copy(model: keras.Model, config: TrainConfig, num_classes: int) -> keras.Model:
-    """The same network with float32 layers: what export and the device expect."""
+def _plain_copy(model: keras.Model, config: TrainConfig, num_classes: int) -> keras.Model:
+    """The same network with float32 layers, outside any distribution strategy:
+    what evaluation, export and the device expect."""
     keras.mixed_precision.set_global_policy("float32")
     clone = model_lib.build_model(num_classes, config.img_size, config.alpha, "none",
                                   config.dropout, config.bn_momentum)
@@ -201,6 +211,9 @@ def train(config: TrainConfig, callbacks: list | None = None) -> RunResult:
         KeyboardInterrupt: after the last finished epoch was checkpointed.
     """
     validate(config)
+    # the datasets' length is unknown (undecodable files are filtered out), which Keras
+    # reports as "ran out of data" after every first pass
+    warnings.filterwarnings("ignore", message=".*ran out of data.*")
     config, state = _prepare_run_dir(config)
     out = Path(config.out)
     started = time.time()
@@ -237,11 +250,18 @@ def train(config: TrainConfig, callbacks: list | None = None) -> RunResult:
     cache = config.cache
     if cache not in ("memory", "none"):
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
+    replicas = device.strategy.num_replicas_in_sync
+    multi = replicas > 1
+    # several replicas: full batches only, and a validation batch that every replica can share
+    val_batch = config.batch_size
+    if multi:
+        n_val = splits.count("val")
+        val_batch = min(config.batch_size, max(replicas, n_val - n_val % replicas))
     train_ds = make_dataset(splits, "train", config.img_size, config.batch_size, training=True,
                             seed=config.seed, cache=cache, augment=config.augment,
-                            failures=failures)
-    val_ds = make_dataset(splits, "val", config.img_size, config.batch_size, cache=cache,
-                          failures=failures)
+                            failures=failures, drop_remainder=multi)
+    val_ds = make_dataset(splits, "val", config.img_size, val_batch, cache=cache,
+                          failures=failures, drop_remainder=multi)
 
     ckpt = out / CHECKPOINT_DIR
     with device.strategy.scope():
@@ -278,10 +298,10 @@ def train(config: TrainConfig, callbacks: list | None = None) -> RunResult:
         with warnings.catch_warnings():  # the file's optimizer state is not wanted here
             warnings.filterwarnings("ignore", message=".*Skipping variable loading for optimizer.*")
             model.load_weights(ckpt / BEST_WEIGHTS)
-        log(f"restored the best weights (epoch {state['best_epoch']}, "
-            f"val_loss {state['best_val_loss']:.4f})")
-    if device.mixed_precision:
-        model = _float32_copy(model, config, len(splits.classes))
+        log(f"restored the best weights (epoch {state['best_epoch']}, val_accuracy "
+            f"{state['best_val_accuracy']:.3f}, val_loss {state['best_val_loss']:.4f})")
+    if device.mixed_precision or multi:
+        model = _plain_copy(model, config, len(splits.classes))
 
     history = read_history(out / "history.csv")
     # the epochs' own time, summed: true across resumed sessions too

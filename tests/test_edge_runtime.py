@@ -1,0 +1,317 @@
+"""edge_runtime below the CLI: backend fall-through, the frame hand-over, the capture thread,
+and the proof that nothing in the package imports TensorFlow (or OpenCV, for files)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_runtime import camera, interpreter
+from edge_runtime.camera import CameraError, FrameGrabber, FrameSlot, parse_source, to_rgb_frame
+from edge_runtime.classifier import Classifier
+from edge_runtime.cli import classify_stream
+from edge_runtime.image import is_image_file, load_image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def demo_images(demo_dir: Path) -> list[Path]:
+    """The demo data set's images, sorted (classes interleave in name order)."""
+    return sorted(p for p in demo_dir.rglob("*") if is_image_file(p))
+
+
+def write_video(path: Path, images: list[Path], frames: int, size=(64, 64), fps=30.0) -> Path:
+    """An MJPG ``.avi`` of ``frames`` frames cycling through ``images`` (BGR, as cameras give)."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    assert writer.isOpened(), "OpenCV cannot write MJPG .avi here"
+    for i in range(frames):
+        rgb = np.asarray(load_image(images[i % len(images)]).resize(size))
+        writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def solid_video(path: Path, rgb: tuple[int, int, int], frames: int, size=(64, 64)) -> Path:
+    """A video whose every frame is one colour, given as RGB."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, size)
+    frame = np.zeros((size[1], size[0], 3), np.uint8)
+    frame[:] = rgb[::-1]  # OpenCV writes BGR
+    for _ in range(frames):
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.fixture()
+def video(tmp_path, demo_dir) -> Path:
+    return write_video(tmp_path / "clip.avi", demo_images(demo_dir), frames=12)
+
+
+# ----------------------------------------------------------------------------- backends
+
+class _Refuses:
+    """An Interpreter class whose construction fails the way a broken delegate does."""
+
+    def __init__(self, *args, **kwargs):
+        raise RuntimeError("failed to create the XNNPACK delegate")
+
+
+def test_make_interpreter_uses_the_next_backend_when_one_fails_to_create(bundle, monkeypatch):
+    real = interpreter.interpreter_class("ai_edge_litert")
+    tried = []
+
+    def fake_class(name):
+        tried.append(name)
+        if name == "ai_edge_litert":
+            return _Refuses
+        if name == "tflite_runtime":
+            raise ImportError("No module named 'tflite_runtime'")
+        return real  # stands in for tensorflow.lite without importing TensorFlow
+
+    monkeypatch.setattr(interpreter, "interpreter_class", fake_class)
+    interp, backend = interpreter.make_interpreter(bundle / "model_int8.tflite", threads=1)
+    assert backend == "tensorflow" and tried == list(interpreter.BACKENDS)
+    assert interp.get_input_details()[0]["shape"].tolist() == [1, 64, 64, 3]
+
+
+def test_make_interpreter_stops_at_the_first_backend_that_works(bundle, monkeypatch):
+    real = interpreter.interpreter_class("ai_edge_litert")
+    tried = []
+
+    def fake_class(name):
+        tried.append(name)
+        if name == "ai_edge_litert":
+            return _Refuses
+        return real
+
+    monkeypatch.setattr(interpreter, "interpreter_class", fake_class)
+    _, backend = interpreter.make_interpreter(bundle / "model_fp32.tflite")
+    assert backend == "tflite_runtime" and tried == ["ai_edge_litert", "tflite_runtime"]
+
+
+def test_every_backend_failing_is_a_backend_error_naming_each(bundle, monkeypatch):
+    monkeypatch.setattr(interpreter, "interpreter_class", lambda name: _Refuses)
+    with pytest.raises(interpreter.BackendError) as error:
+        interpreter.make_interpreter(bundle / "model_fp32.tflite")
+    for name in interpreter.BACKENDS:
+        assert name in str(error.value)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tflite_runtime") is not None,
+                    reason="tflite_runtime is installed here")
+def test_forcing_a_missing_backend_is_a_backend_error(bundle):
+    with pytest.raises(interpreter.BackendError, match="tflite_runtime: not installed"):
+        interpreter.make_interpreter(bundle / "model_fp32.tflite", backend="tflite_runtime")
+
+
+# ----------------------------------------------------------------------------- frame hand-over
+
+def test_frame_slot_keeps_only_the_newest_frame():
+    slot = FrameSlot()
+    for number in (1, 2, 3):
+        assert slot.put(number, np.full((2, 2, 3), number, np.uint8))
+    number, frame = slot.take()
+    assert number == 3 and frame[0, 0, 0] == 3 and slot.dropped == 2
+    assert slot.take(timeout=0.01) is None  # nothing newer: waits, no repeat of frame 3
+
+
+def test_frame_slot_keep_all_hands_over_every_frame_in_order():
+    slot = FrameSlot(keep_all=True)
+
+    def produce():
+        for number in range(1, 41):
+            slot.put(number, np.zeros((1, 1, 3), np.uint8))
+        slot.close()
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    received = []
+    while (item := slot.take(timeout=5)) is not None:
+        received.append(item[0])
+        if len(received) % 10 == 0:
+            time.sleep(0.01)  # a slow consumer must not lose frames
+    producer.join(timeout=5)
+    assert received == list(range(1, 41)) and slot.dropped == 0
+
+
+def test_frame_slot_close_wakes_both_sides_and_keeps_the_last_frame():
+    slot = FrameSlot(keep_all=True)
+    slot.put(1, np.zeros((1, 1, 3), np.uint8))
+    blocked = threading.Thread(target=slot.put, args=(2, np.zeros((1, 1, 3), np.uint8)))
+    blocked.start()  # waits: frame 1 is not taken yet
+    slot.close()
+    blocked.join(timeout=5)
+    assert not blocked.is_alive()
+    assert slot.take()[0] == 1
+    assert slot.take() is None and not slot.put(3, np.zeros((1, 1, 3), np.uint8))
+
+
+# ----------------------------------------------------------------------------- capture thread
+
+@pytest.mark.parametrize("value, expected", [("0", 0), ("2", 2), (" 1 ", 1),
+                                             ("clip.avi", "clip.avi"),
+                                             ("/dev/video0", "/dev/video0")])
+def test_parse_source(value, expected):
+    assert parse_source(value) == expected
+
+
+def test_to_rgb_frame_swaps_bgr_and_widens_grey_and_bgra():
+    bgr = np.zeros((2, 2, 3), np.uint8)
+    bgr[..., 0] = 255  # blue in OpenCV's order
+    assert to_rgb_frame(bgr)[0, 0].tolist() == [0, 0, 255]
+    assert to_rgb_frame(np.full((2, 2), 7, np.uint8)).shape == (2, 2, 3)
+    bgra = np.zeros((2, 2, 4), np.uint8)
+    bgra[..., 2] = 255  # red
+    assert to_rgb_frame(bgra)[0, 0].tolist() == [255, 0, 0]
+    with pytest.raises(ValueError, match="shape"):
+        to_rgb_frame(np.zeros((2, 2, 2), np.uint8))
+
+
+def test_grabber_reads_every_frame_of_a_video_file_in_order(video):
+    with FrameGrabber(str(video)) as grabber:
+        assert grabber.keep_all and grabber.fps == pytest.approx(30.0)
+        frames = list(grabber.frames())
+    assert [number for number, _ in frames] == list(range(1, 13))
+    assert all(frame.shape == (64, 64, 3) and frame.dtype == np.uint8 for _, frame in frames)
+    assert grabber.dropped == 0 and grabber.error is None
+
+
+def test_grabber_live_mode_drops_stale_frames_and_ends_on_the_newest(video):
+    seen = []
+    with FrameGrabber(str(video), keep_all=False) as grabber:
+        for number, _frame in grabber.frames():
+            seen.append(number)
+            time.sleep(0.05)  # slower than decoding: the reader runs ahead
+    assert seen == sorted(set(seen)) and seen[-1] == 12
+    assert grabber.dropped > 0 and len(seen) + grabber.dropped == 12
+
+
+def test_grabber_stop_ends_the_thread_early(video):
+    grabber = FrameGrabber(str(video)).start()
+    for number, _frame in grabber.frames():
+        if number == 3:
+            break
+    grabber.stop()
+    grabber.stop()  # twice is fine
+    assert not grabber._thread.is_alive()
+
+
+@pytest.mark.parametrize("source, message", [
+    ("missing.avi", "does not exist"),
+    ("junk.avi", "junk.avi"),
+    (99, "camera 99"),
+])
+def test_grabber_that_cannot_open_raises_camera_error(tmp_path, monkeypatch, source, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "junk.avi").write_bytes(np.random.default_rng(0).bytes(4000))
+    with pytest.raises(CameraError, match=message):
+        FrameGrabber(source)
+
+
+def test_display_detection_follows_display_variables(monkeypatch):
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert not camera.display_available() and not camera.window_supported()
+    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
+    assert camera.display_available()
+
+
+def test_window_probe_survives_a_display_that_cannot_be_reached(monkeypatch):
+    # OpenCV's Qt backend aborts the process here; the probe runs it in a child
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setenv("DISPLAY", ":7391")
+    assert camera.window_supported() is False
+
+
+# ----------------------------------------------------------------------------- stream loop
+
+def test_stream_feeds_rgb_frames_to_the_classifier(bundle, tmp_path, monkeypatch):
+    classifier = Classifier(bundle / "model_fp32.tflite")
+    seen = []
+    real_classify = classifier.classify
+
+    def spy(image, k=3, threshold=0.0):
+        seen.append(np.asarray(image))
+        return real_classify(image, k, threshold)
+
+    monkeypatch.setattr(classifier, "classify", spy)
+    red = solid_video(tmp_path / "red.avi", (230, 20, 20), frames=4)
+    summary = classify_stream(classifier, FrameGrabber(str(red)), k=2)
+    assert summary.frames == 4 and summary.ended_by == "end"
+    for rgb in seen:
+        assert rgb[..., 0].mean() > 180 and rgb[..., 2].mean() < 70  # red stays red
+
+
+def test_stream_max_frames_and_callback_stop(bundle, video):
+    classifier = Classifier(bundle / "model_int8.tflite")
+    summary = classify_stream(classifier, FrameGrabber(str(video)), max_frames=5)
+    assert (summary.frames, summary.ended_by) == (5, "max-frames")
+    assert len(summary.latencies_ms) == 5 and summary.fps > 0 and summary.inference_ms_p50 > 0
+    numbers = []
+    summary = classify_stream(classifier, FrameGrabber(str(video)),
+                              on_frame=lambda n, *_: numbers.append(n) or n < 4)
+    assert (summary.frames, summary.ended_by, numbers) == (4, "stop", [1, 2, 3, 4])
+
+
+def test_ctrl_c_ends_a_stream_cleanly_with_a_summary(bundle, video):
+    classifier = Classifier(bundle / "model_int8.tflite")
+    grabber = FrameGrabber(str(video))
+
+    def interrupt_at_three(number, *_):
+        if number == 3:
+            raise KeyboardInterrupt
+        return True
+
+    summary = classify_stream(classifier, grabber, on_frame=interrupt_at_three)
+    assert (summary.frames, summary.ended_by) == (3, "interrupt")
+    assert not grabber._thread.is_alive()
+    assert summary.to_json()["summary"]["frames"] == 3
+
+
+# ----------------------------------------------------------------------------- no TensorFlow
+
+def test_no_module_imports_tensorflow_and_files_need_no_opencv(bundle, demo_dir, tmp_path):
+    image = demo_images(demo_dir)[0]
+    clip = write_video(tmp_path / "clip.avi", [image], frames=3)
+    script = textwrap.dedent(f"""
+        import importlib, json, pkgutil, sys
+        import edge_runtime
+        names = [m.name for m in pkgutil.walk_packages(edge_runtime.__path__, "edge_runtime.")]
+        for name in names:
+            importlib.import_module(name)
+        from edge_runtime.cli import main
+        files_rc = main(["--model", {str(bundle / "model_int8.tflite")!r}, "--json",
+                         {str(image)!r}])
+        cv2_after_files = "cv2" in sys.modules
+        camera_rc = main(["--model", {str(bundle / "model_fp32.tflite")!r}, "--json",
+                          "--camera", {str(clip)!r}, "--headless"])
+        heavy = sorted(n for n in sys.modules if n.split(".")[0] in ("tensorflow", "keras",
+                                                                     "tf_keras"))
+        print(json.dumps({{"modules": names, "files_rc": files_rc, "camera_rc": camera_rc,
+                          "cv2_after_files": cv2_after_files, "heavy": heavy}}))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert {"edge_runtime.cli", "edge_runtime.camera", "edge_runtime.classifier",
+            "edge_runtime.interpreter"} <= set(report["modules"])
+    assert report["files_rc"] == 0 and report["camera_rc"] == 0
+    assert report["cv2_after_files"] is False  # OpenCV is the camera path's alone
+    assert report["heavy"] == []
+    lines = [json.loads(line) for line in done.stdout.strip().splitlines()[:-1]]
+    assert lines[-1] == {"summary": lines[-1]["summary"]} and lines[-1]["summary"]["frames"] == 3
