@@ -190,6 +190,7 @@ class FrameGrabber:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read, name=f"capture {self.name}",
                                         daemon=True)
+        self._started = False
         self._released = False
 
     @property
@@ -199,7 +200,8 @@ class FrameGrabber:
 
     def start(self) -> FrameGrabber:
         """Start the capture thread (once); returns self."""
-        if not self._thread.is_alive() and not self._stop.is_set():
+        if not self._started and not self._stop.is_set():
+            self._started = True
             self._thread.start()
         return self
 

@@ -207,8 +207,8 @@ def _writer(args: argparse.Namespace, classifier: Classifier, source_width: int)
                         max(len(label) for label in classifier.labels))
 
 
-def _error(message: object) -> None:
-    """One line on stderr, whatever the message holds."""
+def _say(message: object) -> None:
+    """One line on stderr (an error or a note), whatever the message holds."""
     text = " ".join(str(message).split()) or type(message).__name__
     print(f"{PROG}: {text}", file=sys.stderr, flush=True)
 
@@ -322,15 +322,24 @@ def classify_stream(classifier: Classifier, grabber: FrameGrabber, k: int = 3,
 class PreviewWindow:
     """An OpenCV window showing each frame with its top label, score and the frame rate.
 
+    Args:
+        title: the window title.
+        pace_fps: show at most this many frames a second (a video file's own rate,
+            so it plays at normal speed instead of as fast as it decodes); 0: no limit.
+
     Raises:
         cv2.error: this OpenCV build has no GUI support (opencv-python-headless).
     """
 
-    def __init__(self, title: str = WINDOW_TITLE) -> None:
+    def __init__(self, title: str = WINDOW_TITLE, pace_fps: float = 0.0) -> None:
         import cv2
 
         self.title = title
+        self._interval = 1.0 / pace_fps if pace_fps > 0 else 0.0
         self._times: deque[float] = deque(maxlen=30)
+        self._shown = 0.0  # when the previous frame went on screen
+        # the pip wheels' Qt warns at length about fonts it does not need (text is drawn by OpenCV)
+        os.environ.setdefault("QT_LOGGING_RULES", "default.warning=false")
         cv2.namedWindow(title, cv2.WINDOW_NORMAL)
 
     def fps(self) -> float:
@@ -355,7 +364,9 @@ class PreviewWindow:
             cv2.putText(frame, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale,
                         (255, 255, 255), max(1, int(2 * scale)), cv2.LINE_AA)
         cv2.imshow(self.title, frame)
-        key = cv2.waitKey(1) & 0xFF
+        wait_s = self._shown + self._interval - time.perf_counter()
+        key = cv2.waitKey(max(1, round(wait_s * 1000))) & 0xFF  # waiting keeps the window live
+        self._shown = time.perf_counter()
         if key in (ord("q"), 27):
             return False
         return cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
@@ -368,18 +379,24 @@ class PreviewWindow:
         cv2.waitKey(1)  # lets the GUI backend process the close
 
 
-def _open_window(headless: bool, verbose: bool) -> PreviewWindow | None:
+def _open_window(headless: bool, verbose: bool, pace_fps: float) -> PreviewWindow | None:
     if headless:
         return None
     if not display_available():
         if verbose:
-            _error("no display (DISPLAY/WAYLAND_DISPLAY unset): printing one line per frame")
+            _say("no display (DISPLAY/WAYLAND_DISPLAY unset): printing one line per frame")
         return None
     if not window_supported():
-        _error("OpenCV cannot open a window on this display: printing one line per frame "
+        _say("OpenCV cannot open a window on this display: printing one line per frame "
                "(pass --headless to skip this check)")
         return None
-    return PreviewWindow()
+    import cv2
+
+    try:
+        return PreviewWindow(pace_fps=pace_fps)
+    except cv2.error as exc:
+        _say(f"cannot open a window ({exc}): printing one line per frame")
+        return None
 
 
 def _run_camera(args: argparse.Namespace, classifier: Classifier) -> int:
@@ -388,14 +405,16 @@ def _run_camera(args: argparse.Namespace, classifier: Classifier) -> int:
     with _native_stderr_silenced(not args.verbose):
         grabber = FrameGrabber(source, quiet=not args.verbose)
     try:
-        window = _open_window(args.headless, args.verbose)
+        # a recording plays at its own speed on screen; a camera delivers at its own pace
+        window = _open_window(args.headless, args.verbose,
+                              grabber.fps if grabber.keep_all else 0.0)
     except BaseException:
         grabber.stop()
         raise
     if args.verbose:
         mode = "every frame" if grabber.keep_all else "newest frame only"
         rate = f", {grabber.fps:g} fps nominal" if grabber.fps else ""
-        _error(f"reading {grabber.name} ({mode}{rate}), "
+        _say(f"reading {grabber.name} ({mode}{rate}), "
                + ("showing a window" if window else "headless"))
     writer = _writer(args, classifier, len(grabber.name) + 7)
 
@@ -414,10 +433,10 @@ def _run_camera(args: argparse.Namespace, classifier: Classifier) -> int:
             window.close()
     writer.summary(grabber.name, summary)
     if grabber.error is not None:
-        _error(f"{grabber.name}: reading frames failed: {grabber.error}")
+        _say(f"{grabber.name}: reading frames failed: {grabber.error}")
         return 1
     if summary.ended_by == "end" and isinstance(source, int):
-        _error(f"{grabber.name} stopped delivering frames")
+        _say(f"{grabber.name} stopped delivering frames")
         return 1
     return 0
 
@@ -517,16 +536,16 @@ def run(args: argparse.Namespace) -> int:
         classifier = Classifier(args.model, args.labels, args.threads, args.backend)
     if args.verbose:
         height, width = classifier.input_size
-        _error(f"backend {classifier.backend}, {classifier.threads} threads, input "
+        _say(f"backend {classifier.backend}, {classifier.threads} threads, input "
                f"{height}x{width} {classifier.input_dtype}, {len(classifier.labels)} classes, "
                f"model {classifier.model_path}")
     if args.camera is not None:
         return _run_camera(args, classifier)
     writer = _writer(args, classifier, max(len(str(p)) for p in files))
     failed = classify_files(classifier, files, args.top_k, args.threshold, writer.result,
-                            lambda _path, exc: _error(exc))
+                            lambda _path, exc: _say(exc))
     if failed > 1:
-        _error(f"{failed} of {len(files)} inputs could not be read")
+        _say(f"{failed} of {len(files)} inputs could not be read")
     return 1 if failed else 0
 
 
@@ -545,15 +564,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except KeyboardInterrupt:
-        _error("interrupted")
+        _say("interrupted")
         return 130
     except (UsageError, ModelError, BackendError, CameraError) as exc:
-        _error(exc)
+        _say(exc)
         return 2
     except (ValueError, RuntimeError, OSError) as exc:
         # a bundle or interpreter problem outside the checks above (an unknown
         # resize method in the manifest, a model op the interpreter lacks)
-        _error(f"{type(exc).__name__}: {exc}")
+        _say(f"{type(exc).__name__}: {exc}")
         return 2
 
 

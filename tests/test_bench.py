@@ -141,3 +141,13 @@ def test_verdict_near_one_keeps_two_decimals():
     row = {"model": "fp16", "accuracy": 0.5, "size_bytes": 50, "speedup": 0.97, "noisy": False}
     assert verdict(row, base) == ("fp16: +0.0 pt accuracy, 2.0× smaller, 1.03× slower "
                                   "than fp32")
+
+
+def test_corrupt_variant_is_one_line(exported_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(exported_run, run)
+    (run / "export" / "model_fp16.tflite").write_bytes(b"\0\0\0\0TFL3 but nothing after")
+    assert main([str(run), "--no-progress", "--no-memory"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and err.splitlines()[-1].startswith("edge-bench: error: ")
+    assert "fp16" in err.splitlines()[-1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -369,3 +370,26 @@ def test_unreachable_display_falls_back_to_lines(capfd, bundle, video, monkeypat
                          "--json", "--max-frames", "2")
     assert code == 0 and len(json_lines(out)) == 3
     assert "cannot open a window" in one_error_line(err)
+
+
+def test_ctrl_c_ends_a_video_run_with_a_summary_and_exit_0(bundle, images, tmp_path):
+    long_video = write_video(tmp_path / "long.avi", images[:1], frames=2000)
+    # Python leaves SIGINT ignored when its parent ignored it (a background job): set the
+    # handler explicitly so the child sees Ctrl-C as a terminal user would send it
+    launcher = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler);"
+                "sys.argv = ['edge-classify'] + sys.argv[1:];"
+                "runpy.run_module('edge_runtime.cli', run_name='__main__')")
+    child = subprocess.Popen([sys.executable, "-c", launcher, "--model",
+                              str(bundle / "model_int8.tflite"), "--camera", str(long_video),
+                              "--headless", "--json"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = child.stdout.readline()  # frames are flowing
+        child.send_signal(signal.SIGINT)
+        rest, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 0 and "Traceback" not in err
+    lines = json_lines(first + rest)
+    summary = lines[-1]["summary"]
+    assert 1 <= summary["frames"] < 2000 and summary["frames"] == len(lines) - 1

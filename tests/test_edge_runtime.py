@@ -199,6 +199,13 @@ def test_grabber_live_mode_drops_stale_frames_and_ends_on_the_newest(video):
     assert grabber.dropped > 0 and len(seen) + grabber.dropped == 12
 
 
+def test_grabber_that_already_read_everything_still_hands_over_the_newest(video):
+    grabber = FrameGrabber(str(video), keep_all=False).start()
+    grabber._thread.join(timeout=10)  # the reader is done before anyone asks for a frame
+    assert [number for number, _ in grabber.frames()] == [12]
+    grabber.stop()
+
+
 def test_grabber_stop_ends_the_thread_early(video):
     grabber = FrameGrabber(str(video)).start()
     for number, _frame in grabber.frames():

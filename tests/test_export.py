@@ -1,0 +1,157 @@
+"""Export: every variant loads with the dtypes the manifest claims and is verified against Keras."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from edge_runtime.classifier import Classifier
+from export import exporter
+from export.cli import main
+from export.exporter import ExportConfig, ExportError, calibration_files, check_calibration
+from export.formats import FORMATS, parse_formats
+from train.splits import Splits
+
+MANIFEST_KEYS = ("input", "labels", "variants", "keras_accuracy", "eval_split", "source")
+VARIANT_KEYS = ("file", "bytes", "input_dtype", "output_dtype", "accuracy", "agreement",
+                "max_abs_diff")
+
+
+@pytest.fixture
+def run_copy(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    return run
+
+
+def test_manifest_holds_the_contract_and_variants_match_it(exported_run):
+    bundle = exported_run / "export"
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    for key in MANIFEST_KEYS:
+        assert key in manifest, key
+    assert manifest["input"] == {"height": 64, "width": 64, "channels": 3, "color": "RGB",
+                                 "range": [0, 255], "resize": "bilinear", "dtype": "float32"}
+    assert (bundle / "labels.txt").read_text().split() == manifest["labels"]
+    assert set(manifest["variants"]) == {"fp32", "fp16", "int8"}
+    expected_io = {"fp32": "float32", "fp16": "float32", "int8": "uint8"}
+    for name, entry in manifest["variants"].items():
+        for key in VARIANT_KEYS:
+            assert key in entry, (name, key)
+        path = bundle / entry["file"]
+        assert path.stat().st_size == entry["bytes"] > 0
+        classifier = Classifier(path)
+        assert classifier.input_dtype.name == entry["input_dtype"] == expected_io[name]
+        assert classifier.output_dtype.name == entry["output_dtype"] == expected_io[name]
+        assert 0.0 <= entry["accuracy"] <= 1.0 and 0.0 <= entry["agreement"] <= 1.0
+    assert manifest["variants"]["int8"]["input_quantization"]["scale"] > 0
+    sizes = {n: e["bytes"] for n, e in manifest["variants"].items()}
+    assert sizes["int8"] < sizes["fp16"] < sizes["fp32"]
+    assert len(manifest["source"]["model_sha256"]) == 64
+
+
+def test_fp16_agrees_with_keras_and_int8_stays_close(exported_run):
+    variants = json.loads((exported_run / "export" / "manifest.json").read_text())["variants"]
+    assert variants["fp32"]["agreement"] == 1.0 and variants["fp32"]["max_abs_diff"] < 1e-4
+    assert variants["fp16"]["agreement"] >= 0.99
+    assert variants["fp16"]["max_abs_diff"] < 0.02
+    assert variants["int8"]["max_abs_diff"] < 0.25
+    assert variants["int8"]["agreement"] >= 0.7
+
+
+def test_calibration_images_come_only_from_the_train_split(exported_run):
+    manifest = json.loads((exported_run / "export" / "manifest.json").read_text())
+    splits = Splits.load(exported_run / "splits.json")
+    used = set(manifest["calibration"]["files"])
+    assert manifest["calibration"]["split"] == "train"
+    assert used and used <= set(splits.files["train"])
+    assert not used & (set(splits.files["test"]) | set(splits.files["val"]))
+    assert len(manifest["calibration"]["per_class"]) == len(splits.classes)  # stratified
+
+
+def test_calibration_sample_is_stratified_round_robin(tiny_run):
+    splits = Splits.load(tiny_run / "splits.json")
+    files = calibration_files(splits, 10)
+    label_of = dict(zip(splits.paths("train"), splits.labels["train"]))
+    counts = np.bincount([label_of[f] for f in files], minlength=len(splits.classes))
+    assert counts.tolist() == [2] * 5
+
+
+def test_degenerate_calibration_sets_are_refused_or_warned():
+    images = np.random.default_rng(0).uniform(0, 255, (40, 8, 8, 3)).astype(np.float32)
+    with pytest.raises(ExportError, match="--force-calibration"):
+        check_calibration(images[:10], [0, 1] * 5, ["a", "b"], 200, force=False)
+    assert check_calibration(images[:10], [0, 1] * 5, ["a", "b"], 200, force=True) == []
+    same = np.repeat(images[:1], 40, axis=0)
+    with pytest.raises(ExportError, match="distinct"):
+        check_calibration(same, [0, 1] * 20, ["a", "b"], 200, force=False)
+    warnings = check_calibration(images, [1] * 40, ["a", "b"], 200, force=False)
+    assert len(warnings) == 1 and "'b'" in warnings[0]
+
+
+def test_too_small_calibration_is_exit_2_unless_forced(run_copy, capsys):
+    assert main([str(run_copy), "--formats", "int8", "--calibration-samples", "8",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--force-calibration" in err and "\n" not in err and "Traceback" not in err
+    assert main([str(run_copy), "--formats", "int8", "--calibration-samples", "8",
+                 "--force-calibration", "--max-accuracy-drop", "100", "--no-progress"]) == 0
+    assert (run_copy / "export" / "model_int8.tflite").is_file()
+
+
+def test_accuracy_drop_guard_fires_only_past_the_limit(run_copy, capsys, monkeypatch):
+    assert main([str(run_copy), "--formats", "fp32", "--max-accuracy-drop", "0",
+                 "--no-progress"]) == 0  # fp32 loses nothing
+    capsys.readouterr()
+    real_verify = exporter.verify
+
+    def lossy_verify(path, *args, **kwargs):
+        entry = real_verify(path, *args, **kwargs)
+        if "fp16" in path.name:
+            entry["accuracy"] -= 0.05  # a variant 5 points worse than Keras
+        return entry
+
+    monkeypatch.setattr(exporter, "verify", lossy_verify)
+    assert main([str(run_copy), "--formats", "fp16", "--max-accuracy-drop", "4.9",
+                 "--no-progress"]) == 1
+    assert "fp16 lost more than 4.9 accuracy point" in capsys.readouterr().err
+    assert main([str(run_copy), "--formats", "fp16", "--max-accuracy-drop", "5.1",
+                 "--no-progress"]) == 0
+
+
+def test_debug_report_and_selective_quantization(run_copy):
+    result = exporter.export(ExportConfig(run=str(run_copy), formats=("int8",),
+                                          calibration_samples=40, debug_quant=True, keep_float=2,
+                                          max_accuracy_drop=100, progress=False),
+                             log=lambda *_: None)
+    with open(run_copy / "export" / "quant_report.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) > 10
+    errors = [float(r["rmse_over_scale"]) for r in rows]
+    assert errors == sorted(errors, reverse=True)
+    selective = result.manifest["variants"]["int8_keepfloat"]
+    assert selective["float_layers"] == [r["tensor_name"] for r in rows[:2]]
+    assert "recovered_points" in selective
+    assert (run_copy / "export" / selective["file"]).is_file()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda run: shutil.rmtree(run), "does not exist"),
+    (lambda run: (run / "model.keras").unlink(), "model.keras is missing"),
+    (lambda run: (run / "model.keras").write_bytes(b"PK\x03\x04 broken zip"), "cannot be loaded"),
+])
+def test_broken_runs_are_one_line_with_exit_2(run_copy, capsys, damage, message):
+    damage(run_copy)
+    assert main([str(run_copy), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_unknown_formats_are_named_with_the_valid_ones():
+    assert parse_formats("int8, fp32,int8") == ("int8", "fp32")
+    with pytest.raises(ValueError, match="unknown bf16.*fp32, fp16, dynamic, int8"):
+        parse_formats("fp32,bf16")
+    assert set(FORMATS) >= {"fp32", "fp16", "int8", "dynamic"}
