@@ -26,8 +26,8 @@ def test_class_folders_are_split_stratified_and_reproducibly(tmp_path):
         assert (labels.count(0), labels.count(1)) == (cats, dogs), split
     every = sum((splits.files[s] for s in ("train", "val", "test")), [])
     assert len(every) == len(set(every)) == 30
-    assert all(f.split("/")[0] == splits.classes[l]
-               for s in ("train", "val", "test") for f, l in zip(splits.files[s], splits.labels[s]))
+    assert all(f.split("/")[0] == splits.classes[k]
+               for s in ("train", "val", "test") for f, k in zip(splits.files[s], splits.labels[s]))
     assert discover(root, 0.2, 0.1, seed=7).files == splits.files
     assert discover(root, 0.2, 0.1, seed=8).files != splits.files
 

@@ -26,7 +26,7 @@ from train import model as model_lib
 from train.config import TrainConfig
 from train.data_sources import resolve_data
 from train.dataset import DecodeFailures, make_dataset
-from train.device import DeviceSetup, setup_device
+from train.device import setup_device
 from train.errors import UserError
 from train.report import (
     classification_metrics,
