@@ -57,6 +57,7 @@ def plot_learning_curves(rows: list[dict], path: str | os.PathLike,
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [r["epoch"] for r in rows]
     fig, axes = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
@@ -70,6 +71,7 @@ def plot_learning_curves(rows: list[dict], path: str | os.PathLike,
         ax.legend(loc="best")
     axes[0].set_ylim(0, 1.02)
     axes[1].set_xlabel("epoch")
+    axes[1].xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
