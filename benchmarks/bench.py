@@ -568,15 +568,20 @@ def _board() -> str | None:
         return None
 
 
-def machine_info(threads: int, tf_threads: int, backend: str) -> dict:
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (how busy the machine was), None where unknown."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
+def machine_info(threads: int, tf_threads: int, backend: str,
+                 load: list[float] | None) -> dict:
     """The machine, library and backend versions and thread settings, for the report."""
     import keras
     import tensorflow as tf
 
-    try:
-        load = [round(v, 2) for v in os.getloadavg()]
-    except (OSError, AttributeError):
-        load = None
     return {
         "cpu": _cpu_model(),
         "board": _board(),
@@ -610,6 +615,7 @@ def benchmark(config: BenchConfig, log=print) -> BenchResult:
     run = Path(config.run)
     check_run(run, need_export=not config.export_first)
     threads = config.threads or os.cpu_count() or 1
+    load_at_start = load_average()
     tf_threads = _set_tf_threads(threads)
 
     from edge_runtime.classifier import Classifier
@@ -677,7 +683,7 @@ def benchmark(config: BenchConfig, log=print) -> BenchResult:
     rows = build_rows(results, config.repeats)
     report = {
         "run": str(run),
-        "machine": machine_info(threads, tf_threads, backend or "none"),
+        "machine": machine_info(threads, tf_threads, backend or "none", load_at_start),
         "settings": {"runs": config.runs, "warmup": config.warmup, "repeats": config.repeats,
                      "threads": threads, "memory": config.memory},
         "eval": {"split": split, "images": int(len(images))},

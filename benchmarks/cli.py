@@ -18,14 +18,24 @@ import sys
 from pathlib import Path
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults shown for options that take a value; on/off flags and "None" say nothing."""
+
+    def _get_help_string(self, action):
+        if action.nargs == 0 or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edge-bench", description=__doc__.split("\n\n")[0].split(": ", 1)[1],
         epilog="Example: edge-bench runs/pets --threads 4   |   offline demo: edge-bench --demo "
-               "runs/demo. With the defaults, timing five models costs about a minute on a "
-               "2-core CPU; most of the rest is TensorFlow start-up and one memory-probe process "
-               "per model.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+               "runs/demo. Cost with the defaults: under a minute for the demo run (5 models, "
+               "150 test images) on a 2-core CPU, half of it TensorFlow start-up and the "
+               "memory-probe processes; --demo adds a few minutes of training the first time. "
+               "--runs and --repeats scale only the timing part.",
+        formatter_class=_Formatter)
     p.add_argument("run", help="run directory written by edge-train and edge-export "
                                "(with --demo: where to build the demo run)")
     timing = p.add_argument_group("timing")
