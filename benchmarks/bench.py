@@ -274,7 +274,7 @@ def _gc_paused():
 
 def _set_tf_threads(threads: int) -> int:
     """Give TensorFlow the same thread count as TFLite; returns what TF actually uses."""
-    from export.quiet import quiet_output
+    from edge_runtime.quiet import quiet_output
 
     # TF logs its start-up (oneDNN, CUDA probing) whatever TF_CPP_MIN_LOG_LEVEL says
     with quiet_output():

@@ -23,8 +23,7 @@ import statistics
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -42,6 +41,7 @@ from edge_runtime.camera import (
 from edge_runtime.classifier import Classifier, Prediction
 from edge_runtime.image import IMAGE_EXTENSIONS, ImageError, is_image_file
 from edge_runtime.interpreter import BACKENDS, BackendError, ModelError
+from edge_runtime.quiet import quiet_output
 
 PROG = "edge-classify"
 WINDOW_TITLE = "edge-classify (q or Esc to quit)"
@@ -172,33 +172,6 @@ class ResultWriter:
         if summary.dropped:
             line += f" ({summary.dropped} older frames skipped to stay live)"
         self._write(line)
-
-
-@contextmanager
-def _native_stderr_silenced(enabled: bool) -> Iterator[None]:
-    """Hide what native code writes to file descriptor 2 while the block runs.
-
-    The interpreter's C++ side logs straight to fd 2, past Python's ``sys.stderr``
-    ("INFO: Created TensorFlow Lite XNNPACK delegate", parse errors that our own
-    one-line message repeats), and no environment variable turns that off.
-    """
-    if not enabled:
-        yield
-        return
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no fd 2 to redirect (a GUI launcher, a closed stream)
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def _writer(args: argparse.Namespace, classifier: Classifier, source_width: int) -> ResultWriter:
@@ -402,7 +375,7 @@ def _open_window(headless: bool, verbose: bool, pace_fps: float) -> PreviewWindo
 def _run_camera(args: argparse.Namespace, classifier: Classifier) -> int:
     source = parse_source(args.camera)
     # FFmpeg logs decoding trouble of a file that is not a video straight to fd 2
-    with _native_stderr_silenced(not args.verbose):
+    with quiet_output(not args.verbose):
         grabber = FrameGrabber(source, quiet=not args.verbose)
     try:
         # a recording plays at its own speed on screen; a camera delivers at its own pace
@@ -532,7 +505,7 @@ def run(args: argparse.Namespace) -> int:
     if args.camera is None and args.max_frames is not None:
         raise UsageError("--max-frames applies to --camera only")
     files = expand_inputs(args.paths) if args.paths else []
-    with _native_stderr_silenced(not args.verbose):
+    with quiet_output(not args.verbose):
         classifier = Classifier(args.model, args.labels, args.threads, args.backend)
     if args.verbose:
         height, width = classifier.input_size

@@ -52,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from train.cli import import_tensorflow_quietly
+
+    if not import_tensorflow_quietly("edge-export"):
+        return 2
     from export.exporter import ExportConfig, export, format_table
     from export.formats import parse_formats
     from train.errors import UserError

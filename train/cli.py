@@ -73,6 +73,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def import_tensorflow_quietly(prog: str) -> bool:
+    """Import TensorFlow without its start-up log (which ignores TF_CPP_MIN_LOG_LEVEL)."""
+    from edge_runtime.quiet import quiet_output
+
+    try:
+        with quiet_output():
+            import tensorflow as tf
+
+            tf.config.list_physical_devices("GPU")  # CUDA probing logs here, once
+    except ImportError as exc:
+        print(f"{prog}: error: TensorFlow is not installed ({exc}); "
+              "install the workstation extra: pip install '.[train]'", file=sys.stderr)
+        return False
+    return True
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -89,7 +105,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TF's start-up chatter
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not import_tensorflow_quietly("edge-train"):
+        return 2
     from train.config import TrainConfig
     from train.trainer import train
 

@@ -1,4 +1,10 @@
-"""Silence TensorFlow's converter, which prints pages of traced signatures and C++ logs."""
+"""Silencing native code that writes straight to file descriptors 1 and 2.
+
+TensorFlow prints its start-up (oneDNN, CUDA probing) whatever
+TF_CPP_MIN_LOG_LEVEL says, its converter prints pages of traced signatures,
+and the TFLite interpreter logs "Created TensorFlow Lite XNNPACK delegate":
+all past Python's ``sys.stdout``/``sys.stderr``, so only fd redirection helps.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +15,23 @@ import tempfile
 
 
 @contextlib.contextmanager
-def quiet_output():
+def quiet_output(enabled: bool = True):
     """Send everything written to stdout and stderr (Python and C++) to a scratch file.
 
     If the block raises, the tail of what it printed is appended to the
     exception's notes, so a failed conversion still explains itself.
+    ``enabled=False`` (e.g. ``--verbose``) lets everything through.
     """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
+    if not enabled:
+        yield
+        return
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+    except (OSError, ValueError):  # no fd to redirect (a GUI launcher, a closed stream)
+        yield
+        return
     with tempfile.TemporaryFile(mode="w+b") as scratch:
         os.dup2(scratch.fileno(), 1)
         os.dup2(scratch.fileno(), 2)
