@@ -273,9 +273,12 @@ def classify_stream(classifier: Classifier, grabber: FrameGrabber, k: int = 3,
     try:
         for number, frame in grabber.frames():
             predictions, latency_ms = classifier.classify(to_rgb_frame(frame), k, threshold)
+            # count a frame once its result is out: Ctrl-C in between must not leave the
+            # summary claiming a frame nobody saw
+            keep_going = on_frame is None or on_frame(number, frame, predictions, latency_ms)
             summary.frames += 1
             summary.latencies_ms.append(latency_ms)
-            if on_frame is not None and not on_frame(number, frame, predictions, latency_ms):
+            if not keep_going:
                 summary.ended_by = "stop"
                 break
             if max_frames is not None and summary.frames >= max_frames:
