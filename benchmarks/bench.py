@@ -619,6 +619,7 @@ def benchmark(config: BenchConfig, log=print) -> BenchResult:
     tf_threads = _set_tf_threads(threads)
 
     from edge_runtime.classifier import Classifier
+    from edge_runtime.quiet import quiet_output
     from export.exporter import ExportConfig, export, load_images, load_run
 
     if config.export_first:
@@ -653,8 +654,9 @@ def benchmark(config: BenchConfig, log=print) -> BenchResult:
     for name, entry in manifest["variants"].items():
         path = run / "export" / entry["file"]
         try:
-            classifier = Classifier(path, labels_path=run / "export" / "labels.txt",
-                                    threads=threads)
+            with quiet_output():  # the interpreter's "Created XNNPACK delegate" log line
+                classifier = Classifier(path, labels_path=run / "export" / "labels.txt",
+                                        threads=threads)
         except (ModelError, BackendError) as exc:
             raise BenchError(f"variant {name}: {exc}") from None
         backend = backend or classifier.backend

@@ -13,9 +13,10 @@ is wider than the difference they claim are flagged as noisy.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
+
+from train.command import run_command
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -62,29 +63,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TF's start-up chatter
-    from benchmarks.bench import BenchConfig, benchmark, format_table, prepare_demo
-    from train.errors import UserError
 
-    config = BenchConfig(run=args.run, runs=args.runs, warmup=args.warmup, threads=args.threads,
-                         repeats=args.repeats, export_first=args.export_first,
-                         memory=args.memory, progress=args.progress)
-    try:
+    def work() -> int:
+        from benchmarks.bench import BenchConfig, benchmark, format_table, prepare_demo
+
+        config = BenchConfig(run=args.run, runs=args.runs, warmup=args.warmup, threads=args.threads,
+                             repeats=args.repeats, export_first=args.export_first,
+                             memory=args.memory, progress=args.progress)
         if args.demo:
             prepare_demo(Path(args.run))
         result = benchmark(config)
-    except UserError as exc:
-        print(f"edge-bench: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\nedge-bench: interrupted; files already written are complete", file=sys.stderr)
-        return 130
-    print(format_table(result.report))
-    print()
-    for line in result.report["verdicts"].values():
-        print(line)
-    print(f"report: {result.out / 'report.md'}")
-    return 0
+        print(format_table(result.report))
+        print()
+        for line in result.report["verdicts"].values():
+            print(line)
+        print(f"report: {result.out / 'report.md'}")
+        return 0
+
+    return run_command("edge-bench", work, "files already written are complete")
 
 
 if __name__ == "__main__":

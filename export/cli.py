@@ -11,10 +11,10 @@ with Keras and size. Exits 1 when a variant loses more than
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from export.formats import DEFAULT_FORMATS, FORMATS, INT8_IO_TYPES
+from train.command import run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Example: edge-export runs/pets --formats fp32,fp16,int8 --debug-quant",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("run", help="run directory written by edge-train")
-    p.add_argument("--formats", default=",".join(DEFAULT_FORMATS),
+    p.add_argument("--formats", type=_formats, default=",".join(DEFAULT_FORMATS),
                    help=f"comma-separated variants ({formats})")
     p.add_argument("--calibration-samples", type=int, default=200,
                    help="train-split images (stratified) that calibrate int8 ranges")
@@ -48,40 +48,37 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from train.cli import import_tensorflow_quietly
-
-    if not import_tensorflow_quietly("edge-export"):
-        return 2
-    from export.exporter import ExportConfig, export, format_table
+def _formats(text: str) -> tuple[str, ...]:
     from export.formats import parse_formats
-    from train.errors import UserError
 
     try:
-        formats = parse_formats(args.formats)
-        config = ExportConfig(run=args.run, formats=formats,
+        return parse_formats(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--formats {text!r}: ")) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def work() -> int:
+        from export.exporter import ExportConfig, export, format_table
+
+        config = ExportConfig(run=args.run, formats=args.formats,
                               calibration_samples=args.calibration_samples,
                               force_calibration=args.force_calibration,
                               max_accuracy_drop=args.max_accuracy_drop, int8_io=args.int8_io,
                               debug_quant=args.debug_quant, keep_float=args.keep_float,
                               threads=args.threads, seed=args.seed, progress=args.progress)
         result = export(config)
-    except (UserError, ValueError) as exc:
-        print(f"edge-export: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\nedge-export: interrupted; files already written are complete", file=sys.stderr)
-        return 130
-    print(format_table(result.manifest))
-    print(f"bundle: {result.out} ({result.manifest['export_seconds']:.0f} s)")
-    if result.failures:
-        print(f"edge-export: {', '.join(result.failures)} lost more than "
-              f"{config.max_accuracy_drop:g} accuracy point(s) against Keras", file=sys.stderr)
-        return 1
-    return 0
+        print(format_table(result.manifest))
+        print(f"bundle: {result.out} ({result.manifest['export_seconds']:.0f} s)")
+        if result.failures:
+            print(f"edge-export: {', '.join(result.failures)} lost more than "
+                  f"{config.max_accuracy_drop:g} accuracy point(s) against Keras", file=sys.stderr)
+            return 1
+        return 0
+
+    return run_command("edge-export", work, "files already written are complete")
 
 
 if __name__ == "__main__":

@@ -138,10 +138,12 @@ def test_imagenet_download_failure_is_fast_and_names_the_alternatives(monkeypatc
     assert "--weights FILE" in message and "--weights none" in message and "\n" not in message
 
 
-def test_cli_errors_are_one_line_with_exit_2(tmp_path, capsys, demo_dir):
+def test_cli_errors_are_one_line_with_exit_2(tmp_path, capsys, demo_dir, monkeypatch):
     from train.cli import main
 
+    monkeypatch.delenv("TF_CONFIG", raising=False)
     cases = [
+        ["--data", str(demo_dir), "--out", str(tmp_path / "r4"), "--strategy", "multiworker"],
         ["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r1")],
         ["--data", str(demo_dir), "--out", str(tmp_path / "r2"), "--epochs", "0"],
         ["--data", str(demo_dir), "--out", str(tmp_path / "r3"), "--resume"],

@@ -11,10 +11,9 @@ everything ``edge-export`` needs.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from train.errors import UserError
+from train.command import run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,22 +72,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def import_tensorflow_quietly(prog: str) -> bool:
-    """Import TensorFlow without its start-up log (which ignores TF_CPP_MIN_LOG_LEVEL)."""
-    from edge_runtime.quiet import quiet_output
-
-    try:
-        with quiet_output():
-            import tensorflow as tf
-
-            tf.config.list_physical_devices("GPU")  # CUDA probing logs here, once
-    except ImportError as exc:
-        print(f"{prog}: error: TensorFlow is not installed ({exc}); "
-              "install the workstation extra: pip install '.[train]'", file=sys.stderr)
-        return False
-    return True
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -105,23 +88,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if not import_tensorflow_quietly("edge-train"):
-        return 2
-    from train.config import TrainConfig
-    from train.trainer import train
+    config_args = {k: v for k, v in vars(args).items() if k != "preset"}
 
-    config = TrainConfig(**{k: v for k, v in vars(args).items() if k != "preset"})
-    try:
-        train(config)
-    except UserError as exc:
-        print(f"edge-train: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\nedge-train: interrupted; the last finished epoch is saved. Continue with: "
-              f"edge-train --out {config.out} --resume", file=sys.stderr)
-        return 130
-    return 0
+    def work() -> int:
+        from train.config import TrainConfig
+        from train.trainer import train
+
+        train(TrainConfig(**config_args))
+        return 0
+
+    return run_command("edge-train", work, "the last finished epoch is saved. Continue with: "
+                       f"edge-train --out {args.out} --resume")
 
 
 if __name__ == "__main__":
