@@ -215,14 +215,12 @@ def test_mirrored_strategy_on_two_logical_cpus_with_mixed_precision(tmp_path, de
 
 
 def test_demo_data_is_learnt_well_above_chance_by_a_short_run(tmp_path):
-    """The built-in demo set is learnable from scratch (5 classes: chance is 0.2)."""
-    from train.demo_data import write_demo_dataset
+    """make demo's data and settings, cut to 8 epochs: well above chance (5 classes: 0.2)."""
+    from train.demo_data import DEMO_TRAIN_SETTINGS
 
-    data = write_demo_dataset(tmp_path / "demo", per_class=200, size=96)
-    result = train(TrainConfig(data=str(data), out=str(tmp_path / "run"), img_size=96,
-                               alpha=0.35, weights="none", epochs=7, fine_tune_epochs=0,
-                               batch_size=32, lr=4e-3, seed=0, patience=7))
+    settings = {**DEMO_TRAIN_SETTINGS, "epochs": 8, "fine_tune_epochs": 0, "patience": 8}
+    result = train(TrainConfig(out=str(tmp_path / "run"), **settings))
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics == result.metrics
-    # 7 epochs (about 150 steps) from scratch; make demo's 20 epochs reach about 0.9
-    assert metrics["test_accuracy"] >= 0.4, metrics  # twice chance
+    assert metrics == result.metrics and metrics["num_train"] == 1050
+    # CPU training is not bit-for-bit repeatable (thread scheduling), so the bar leaves room
+    assert metrics["test_accuracy"] >= 0.4, metrics
