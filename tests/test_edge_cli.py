@@ -386,7 +386,11 @@ def test_ctrl_c_ends_a_video_run_with_a_summary_and_exit_0(bundle, images, tmp_p
     try:
         first = child.stdout.readline()  # frames are flowing
         child.send_signal(signal.SIGINT)
-        rest, err = child.communicate(timeout=60)
+        # read on through the same buffered reader: communicate() reads the raw pipe and
+        # would lose lines that readline() had already buffered
+        rest = child.stdout.read()
+        err = child.stderr.read()
+        child.wait(timeout=60)
     finally:
         child.kill()
     assert child.returncode == 0 and "Traceback" not in err
