@@ -378,7 +378,8 @@ def export(config: ExportConfig, log=print) -> ExportResult:
         write_text(out / "quant_report.csv", buffer.getvalue())
     if config.keep_float:
         keep = [r["tensor_name"] for r in report_rows[:config.keep_float] if r["tensor_name"]]
-        log(f"re-exporting int8 with {len(keep)} layer(s) in float: {', '.join(keep)}")
+        shown = ", ".join(_short_tensor_name(name) for name in keep)
+        log(f"re-exporting int8 with {len(keep)} layer(s) in float: {shown}")
         write_bytes(out / SELECTIVE.file, selective_int8(model, calibration, config.int8_io, keep))
         entry = verify(out / SELECTIVE.file, images, truth, keras_probs, run / "labels.txt",
                        config.threads, config.progress)
@@ -437,3 +438,12 @@ def format_table(manifest: dict) -> str:
 
 def read_manifest(out: Path) -> dict:
     return json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+
+
+def _short_tensor_name(name: str) -> str:
+    """The readable tail of a fused TFLite tensor name (the manifest keeps the full one).
+
+    >>> _short_tensor_name("m/net/block_10_project_BN/add;m/net/block_10_project/convolution")
+    'block_10_project_BN/add'
+    """
+    return "/".join(name.split(";")[0].split("/")[-2:])
