@@ -19,6 +19,9 @@ def import_tensorflow_quietly(prog: str) -> bool:
             import tensorflow as tf
 
             tf.config.list_physical_devices("GPU")  # CUDA probing logs here, once
+            # TensorFlow's Python warnings (tf.function retracing advice and the like) speak
+            # to TensorFlow developers, not to users of these commands; errors still show.
+            tf.get_logger().setLevel("ERROR")
     except ImportError as exc:
         print(f"{prog}: error: TensorFlow is not installed ({exc}); "
               "install the workstation extra: pip install '.[train]'", file=sys.stderr)
