@@ -224,3 +224,23 @@ def test_demo_data_is_learnt_well_above_chance_by_a_short_run(tmp_path):
     assert metrics == result.metrics and metrics["num_train"] == 1050
     # CPU training is not bit-for-bit repeatable (thread scheduling), so the bar leaves room
     assert metrics["test_accuracy"] >= 0.4, metrics
+
+
+def test_deterministic_runs_give_the_same_model(tmp_path, demo_dir):
+    """--deterministic: the same seed twice gives the same history and the same weights."""
+    runs = [tmp_path / "a", tmp_path / "b"]
+    argv = ["--data", str(demo_dir), "--img-size", "32", "--alpha", "0.35", "--weights", "none",
+            "--epochs", "1", "--fine-tune-epochs", "1", "--batch-size", "16", "--seed", "5",
+            "--deterministic"]
+    procs = [subprocess.Popen([sys.executable, "-m", "train.cli", *argv, "--out", str(run)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for run in runs]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+    histories = [[{k: v for k, v in row.items() if k != "seconds"}
+                  for row in read_history(run / "history.csv")] for run in runs]
+    assert histories[0] == histories[1] and len(histories[0]) == 2
+    weights = [keras.models.load_model(run / "model.keras").get_weights() for run in runs]
+    for first, second in zip(weights[0], weights[1]):
+        np.testing.assert_array_equal(first, second)

@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--patience", type=int, default=5,
                      help="early stopping: epochs without a better val_accuracy; the best epoch's "
                           "weights are kept")
+    fit.add_argument("--deterministic", action="store_true",
+                     help="deterministic ops: the same --seed gives the same model on the same "
+                          "machine and library versions (slower on a GPU)")
     fit.add_argument("--resume", action="store_true",
                      help="continue the interrupted run in --out from its last checkpoint "
                           "(its saved settings are used)")

@@ -49,6 +49,9 @@ class TrainConfig:
     """``auto``, ``mirrored``, ``multiworker`` or ``none`` (tf.distribute)."""
     cache: str = "memory"
     """tf.data cache: ``memory``, ``none``, or a file path prefix for datasets larger than RAM."""
+    deterministic: bool = False
+    """Deterministic ops (``tf.config.experimental.enable_op_determinism``): the same seed gives the
+    same model on the same machine and library versions. Costs speed on a GPU."""
     resume: bool = False
     """Continue an interrupted run in ``out`` from its last checkpoint."""
 

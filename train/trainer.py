@@ -232,6 +232,9 @@ def train(config: TrainConfig, callbacks: list | None = None) -> RunResult:
         f"images ({splits.layout.replace('_', ' ')})")
 
     keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        # process-wide and one-way: TensorFlow has no public switch back
+        tf.config.experimental.enable_op_determinism()
     device = setup_device(config.strategy, config.mixed_precision)
     log(f"device: {', '.join(device.gpus) or 'CPU'}; strategy {device.strategy_name} "
         f"({device.strategy.num_replicas_in_sync} replica(s)); "
