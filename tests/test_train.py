@@ -222,7 +222,8 @@ def test_demo_data_is_learnt_well_above_chance_by_a_short_run(tmp_path):
     result = train(TrainConfig(out=str(tmp_path / "run"), **settings))
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics == result.metrics and metrics["num_train"] == 1050
-    # CPU training is not bit-for-bit repeatable (thread scheduling), so the bar leaves room
+    # deterministic on one machine (0.70 on the 2-core dev box), but other CPUs take other
+    # kernel paths, so the bar leaves room
     assert metrics["test_accuracy"] >= 0.4, metrics
 
 
