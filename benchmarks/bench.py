@@ -32,6 +32,7 @@ import numpy as np
 
 from edge_runtime.fileio import write_json, write_text
 from edge_runtime.interpreter import BackendError, ModelError, available_backends
+from export.exporter import signed
 from train.errors import UserError
 
 KERAS_ROWS = {
@@ -447,12 +448,6 @@ def build_rows(results: dict[str, ModelResult], repeats: int) -> list[dict]:
     return rows
 
 
-def _signed(value: float, digits: int = 1) -> str:
-    text = f"{abs(value):.{digits}f}"
-    # a true minus sign, as in the verdicts people read; no "−0.0"
-    return ("−" if value < 0 and float(text) else "+") + text
-
-
 def _ratio(value: float, above: str, below: str) -> str:
     """``1.7× faster`` or ``1.7× slower``; two decimals near 1, where ``1.0×`` says nothing."""
     word, factor = (above, value) if value >= 1 else (below, 1 / value)
@@ -464,7 +459,7 @@ def verdict(row: dict, base: dict) -> str:
     points = 100 * (row["accuracy"] - base["accuracy"])
     size_text = _ratio(base["size_bytes"] / row["size_bytes"], "smaller", "larger")
     speed_text = _ratio(row["speedup"], "faster", "slower")
-    line = (f"{row['model']}: {_signed(points)} pt accuracy, {size_text}, {speed_text} than "
+    line = (f"{row['model']}: {signed(points)} pt accuracy, {size_text}, {speed_text} than "
             f"{base['model']}")
     if row["noisy"]:
         spread = max(s["spread_ms"]["max"] - s["spread_ms"]["min"] for s in (row, base))

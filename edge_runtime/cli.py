@@ -121,7 +121,8 @@ class ResultWriter:
     Args:
         as_json: one JSON object per line instead of a table.
         k: the ``--top-k`` asked for (the table gets a column per extra class).
-        source_width: width of the source column (longer names overflow it).
+        source_width: width of the source column: the longest name, so every path is shown
+            whole (to open or copy) and the columns stay aligned.
         label_width: width of a label (the longest class name).
         stream: where to write (stdout by default).
     """
@@ -130,7 +131,7 @@ class ResultWriter:
                  stream: TextIO | None = None) -> None:
         self.as_json = as_json
         self.k = k
-        self.source_width = max(6, min(source_width, 60))
+        self.source_width = max(6, source_width)
         self.label_width = max(5, label_width)
         self.stream = stream
         self._header_done = False

@@ -428,7 +428,7 @@ def format_table(manifest: dict) -> str:
     rows.append(("keras", "", "float32", f"{manifest['keras_accuracy']:.3f}", "", "1.000", ""))
     for name, v in manifest["variants"].items():
         rows.append((name, f"{v['bytes'] / 1e6:.2f} MB", f"{v['input_dtype']}/{v['output_dtype']}",
-                     f"{v['accuracy']:.3f}", f"{-v['accuracy_drop_points']:+.1f}",
+                     f"{v['accuracy']:.3f}", signed(-v["accuracy_drop_points"]),
                      f"{v['agreement']:.3f}", f"{v['max_abs_diff']:.3f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
@@ -447,3 +447,9 @@ def _short_tensor_name(name: str) -> str:
     'block_10_project_BN/add'
     """
     return "/".join(name.split(";")[0].split("/")[-2:])
+
+
+def signed(value: float, digits: int = 1) -> str:
+    """``+0.7``, ``−1.3`` (a true minus sign, as people read it), and ``+0.0``, never ``−0.0``."""
+    text = f"{abs(value):.{digits}f}"
+    return ("−" if value < 0 and float(text) else "+") + text
