@@ -50,8 +50,11 @@ def augmentation(seed: int) -> tf.keras.Sequential:
 
 
 def decoded(paths: Sequence[str], labels: Sequence[int], img_size: int,
-            failures: DecodeFailures | None = None) -> tf.data.Dataset:
-    """(uint8 image, label) pairs; undecodable files are dropped and reported."""
+            failures: DecodeFailures | None = None, parallel: bool = True) -> tf.data.Dataset:
+    """(uint8 image, label) pairs; undecodable files are dropped and reported.
+
+    ``parallel=False`` decodes in order, one file at a time.
+    """
     failures = failures if failures is not None else DecodeFailures()
     size = (img_size, img_size)
 
@@ -70,7 +73,7 @@ def decoded(paths: Sequence[str], labels: Sequence[int], img_size: int,
         return image, label, ok
 
     ds = tf.data.Dataset.from_tensor_slices((list(map(str, paths)), list(labels)))
-    ds = ds.map(to_image, num_parallel_calls=AUTOTUNE)
+    ds = ds.map(to_image, num_parallel_calls=AUTOTUNE if parallel else None)
     ds = ds.filter(lambda image, label, ok: ok)
     return ds.map(lambda image, label, ok: (image, label))
 
@@ -78,7 +81,7 @@ def decoded(paths: Sequence[str], labels: Sequence[int], img_size: int,
 def make_dataset(splits: Splits, split: str, img_size: int, batch_size: int, *,
                  training: bool = False, seed: int = 0, cache: str = "memory",
                  augment: bool = True, failures: DecodeFailures | None = None,
-                 drop_remainder: bool = False) -> tf.data.Dataset:
+                 drop_remainder: bool = False, deterministic: bool = False) -> tf.data.Dataset:
     """The batched dataset of one split, images as float32 in [0, 255].
 
     Args:
@@ -86,8 +89,14 @@ def make_dataset(splits: Splits, split: str, img_size: int, batch_size: int, *,
         training: shuffle every epoch and, with ``augment``, apply augmentation.
         drop_remainder: only full batches; Keras cannot split a ragged last batch across
             several replicas.
+        deterministic: op determinism is on (``--deterministic``). Every map then runs in
+            order: TensorFlow serialises the random augmentation anyway, and rewriting a
+            pipeline of parallel maps for it logs a spurious ``NodeDef mentions attribute
+            use_unbounded_threadpool`` error (TF 2.21). Decoding is cached after the first epoch.
     """
-    ds = decoded([str(p) for p in splits.paths(split)], splits.labels[split], img_size, failures)
+    parallel = None if deterministic else AUTOTUNE
+    ds = decoded([str(p) for p in splits.paths(split)], splits.labels[split], img_size, failures,
+                 parallel=not deterministic)
     if cache == "memory":
         ds = ds.cache()
     elif cache != "none":
@@ -96,9 +105,9 @@ def make_dataset(splits: Splits, split: str, img_size: int, batch_size: int, *,
         ds = ds.shuffle(max(1, splits.count(split)), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.map(lambda images, labels: (tf.cast(images, tf.float32), labels),
-                num_parallel_calls=AUTOTUNE)
+                num_parallel_calls=parallel)
     if training and augment:
         augmenter = augmentation(seed)
         ds = ds.map(lambda images, labels: (augmenter(images, training=True), labels),
-                    num_parallel_calls=AUTOTUNE)
+                    num_parallel_calls=parallel)
     return ds.prefetch(AUTOTUNE)

@@ -262,7 +262,8 @@ def train(config: TrainConfig, callbacks: list | None = None) -> RunResult:
         val_batch = min(config.batch_size, max(replicas, n_val - n_val % replicas))
     train_ds = make_dataset(splits, "train", config.img_size, config.batch_size, training=True,
                             seed=config.seed, cache=cache, augment=config.augment,
-                            failures=failures, drop_remainder=multi)
+                            failures=failures, drop_remainder=multi,
+                            deterministic=config.deterministic)
     val_ds = make_dataset(splits, "val", config.img_size, val_batch, cache=cache,
                           failures=failures, drop_remainder=multi)
 
