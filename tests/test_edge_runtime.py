@@ -69,35 +69,37 @@ class _Refuses:
         raise RuntimeError("failed to create the XNNPACK delegate")
 
 
-def test_make_interpreter_uses_the_next_backend_when_one_fails_to_create(bundle, monkeypatch):
+def _fake_backends(monkeypatch, failures):
+    """Make ``interpreter_class`` answer each backend with its failure in ``failures`` (a class
+    that refuses to construct, or an exception to raise) and with the real LiteRT class
+    otherwise, which stands in for the others without importing TensorFlow. Returns the list
+    of backends tried, in order."""
     real = interpreter.interpreter_class("ai_edge_litert")
     tried = []
 
     def fake_class(name):
         tried.append(name)
-        if name == "ai_edge_litert":
-            return _Refuses
-        if name == "tflite_runtime":
-            raise ImportError("No module named 'tflite_runtime'")
-        return real  # stands in for tensorflow.lite without importing TensorFlow
+        failure = failures.get(name)
+        if isinstance(failure, BaseException):
+            raise failure
+        return failure or real
 
     monkeypatch.setattr(interpreter, "interpreter_class", fake_class)
+    return tried
+
+
+def test_make_interpreter_uses_the_next_backend_when_one_fails_to_create(bundle, monkeypatch):
+    tried = _fake_backends(monkeypatch, {
+        "ai_edge_litert": _Refuses,
+        "tflite_runtime": ImportError("No module named 'tflite_runtime'"),
+    })
     interp, backend = interpreter.make_interpreter(bundle / "model_int8.tflite", threads=1)
     assert backend == "tensorflow" and tried == list(interpreter.BACKENDS)
     assert interp.get_input_details()[0]["shape"].tolist() == [1, 64, 64, 3]
 
 
 def test_make_interpreter_stops_at_the_first_backend_that_works(bundle, monkeypatch):
-    real = interpreter.interpreter_class("ai_edge_litert")
-    tried = []
-
-    def fake_class(name):
-        tried.append(name)
-        if name == "ai_edge_litert":
-            return _Refuses
-        return real
-
-    monkeypatch.setattr(interpreter, "interpreter_class", fake_class)
+    tried = _fake_backends(monkeypatch, {"ai_edge_litert": _Refuses})
     _, backend = interpreter.make_interpreter(bundle / "model_fp32.tflite")
     assert backend == "tflite_runtime" and tried == ["ai_edge_litert", "tflite_runtime"]
 
