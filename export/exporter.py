@@ -280,10 +280,16 @@ def quantization_report(model, calibration: np.ndarray, int8_io: str) -> list[di
 
 
 def selective_int8(model, calibration: np.ndarray, int8_io: str, keep: list[str]) -> bytes:
-    """int8 with the ``keep`` tensors' ops left in float (selective quantization)."""
-    import tensorflow as tf
+    """int8 with the ``keep`` tensors' ops left in float (selective quantization).
 
-    converter = make_converter(model, SELECTIVE, calibration, int8_io)
+    The debugger builds the model with float32 input and output whatever the
+    converter asked, so the ``int8_io`` interface is put back afterwards, as the
+    converter itself does. An end left in float (the softmax, say) stays float32.
+    """
+    import tensorflow as tf
+    from tensorflow.lite.python.util import modify_model_io_type
+
+    converter = make_converter(model, SELECTIVE, calibration, "float32")
 
     def dataset():
         for image in calibration:
@@ -293,7 +299,11 @@ def selective_int8(model, calibration: np.ndarray, int8_io: str, keep: list[str]
     with quiet_output():
         debugger = tf.lite.experimental.QuantizationDebugger(
             converter=converter, debug_dataset=dataset, debug_options=options)
-        return debugger.get_nondebug_quantized_model()
+        flatbuffer = debugger.get_nondebug_quantized_model()
+        if int8_io == "float32":
+            return flatbuffer
+        io_type = {"uint8": tf.uint8, "int8": tf.int8}[int8_io]
+        return modify_model_io_type(flatbuffer, io_type, io_type)
 
 
 def _validate(config: ExportConfig) -> None:

@@ -133,6 +133,10 @@ def test_debug_report_and_selective_quantization(run_copy):
     assert selective["float_layers"] == [r["tensor_name"] for r in rows[:2]]
     assert "recovered_points" in selective
     assert (run_copy / "export" / selective["file"]).is_file()
+    # It keeps the int8 interface the camera feeds (uint8 by default); only an
+    # end whose op stayed float may stay float32.
+    assert selective["input_dtype"] == result.manifest["variants"]["int8"]["input_dtype"] == "uint8"
+    assert selective["output_dtype"] in ("uint8", "float32")
 
 
 @pytest.mark.parametrize("damage, message", [
