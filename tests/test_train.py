@@ -18,7 +18,7 @@ from train.config import TrainConfig
 from train.errors import UserError
 from train.report import read_history
 from train.splits import Splits
-from train.trainer import train
+from train.trainer import ResumableEarlyStopping, train
 
 CONTRACT_FILES = ("model.keras", "labels.txt", "config.json", "splits.json", "history.csv",
                   "metrics.json", "learning_curves.png")
@@ -190,6 +190,19 @@ def test_interrupted_run_resumes_where_it_stopped(tmp_path, demo_dir):
     assert result.metrics["num_train"] > 0
 
 
+@pytest.mark.parametrize("after_resume, stops", [(0.69, True), (0.75, False)])
+def test_early_stopping_patience_counts_the_epochs_before_a_resume(after_resume, stops):
+    """Best val_accuracy 0.70 two epochs before the interruption, patience 3: the first
+    resumed epoch without improvement ends the phase; a new best does not."""
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    stopper = ResumableEarlyStopping([0.50, 0.70, 0.60, 0.65], patience=3)
+    stopper.set_model(model)
+    model.stop_training = False
+    stopper.on_train_begin()
+    stopper.on_epoch_end(4, {"val_accuracy": after_resume})
+    assert model.stop_training is stops
+
+
 def test_mirrored_strategy_on_two_logical_cpus_with_mixed_precision(tmp_path, demo_dir):
     """tf.distribute mirrored path and the float16 → float32 model hand-off, on CPU."""
     script = textwrap.dedent(f"""
@@ -199,7 +212,7 @@ def test_mirrored_strategy_on_two_logical_cpus_with_mixed_precision(tmp_path, de
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from train.config import TrainConfig
-        from train.trainer import train
+        from train.trainer import ResumableEarlyStopping, train
         train(TrainConfig(data={str(demo_dir)!r}, out={str(tmp_path / "run")!r}, img_size=32,
                           alpha=0.35, weights="none", epochs=1, fine_tune_epochs=0,
                           batch_size=16, strategy="mirrored", mixed_precision=True))

@@ -92,6 +92,27 @@ class RunCheckpoint(keras.callbacks.Callback):
         write_json(self.ckpt / STATE_FILE, self.state)
 
 
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """Early stopping on val_accuracy whose patience survives ``--resume``.
+
+    Keras starts counting afresh at every ``fit()``, so a run interrupted
+    and resumed again and again would never stop early. ``earlier`` holds the
+    val_accuracy of the phase's epochs already done; they are replayed as
+    Keras would have seen them (mode max, min_delta 0).
+    """
+
+    def __init__(self, earlier: list[float], patience: int) -> None:
+        super().__init__(monitor="val_accuracy", mode="max", patience=patience)
+        self.earlier = list(earlier)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        for value in self.earlier:
+            self.wait += 1
+            if self.best is None or value > self.best:
+                self.best, self.wait = value, 0
+
+
 def _better(row: dict, state: dict) -> bool:
     """Is this epoch the best so far? Higher val_accuracy; on a tie, lower val_loss.
 
@@ -162,7 +183,9 @@ def _fit(model, train_ds, val_ds, *, epochs, initial_epoch, phase, out, state, c
         return
     cbs = [
         RunCheckpoint(out, phase, state, time.time()),
-        keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=config.patience),
+        ResumableEarlyStopping([r["val_accuracy"] for r in read_history(out / "history.csv")
+                                if r["phase"] == phase and r["epoch"] <= initial_epoch
+                                and r.get("val_accuracy") is not None], config.patience),
         keras.callbacks.TensorBoard(log_dir=str(out / "logs"), write_graph=False),
         *callbacks,
     ]
