@@ -212,7 +212,7 @@ def test_mirrored_strategy_on_two_logical_cpus_with_mixed_precision(tmp_path, de
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from train.config import TrainConfig
-        from train.trainer import ResumableEarlyStopping, train
+        from train.trainer import train
         train(TrainConfig(data={str(demo_dir)!r}, out={str(tmp_path / "run")!r}, img_size=32,
                           alpha=0.35, weights="none", epochs=1, fine_tune_epochs=0,
                           batch_size=16, strategy="mirrored", mixed_precision=True))
