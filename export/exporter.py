@@ -203,10 +203,15 @@ def make_converter(model, fmt: ExportFormat, calibration: np.ndarray | None, int
         converter.representative_dataset = representative_dataset
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         if int8_io != "float32":
-            io_type = {"uint8": tf.uint8, "int8": tf.int8}[int8_io]
-            converter.inference_input_type = io_type
-            converter.inference_output_type = io_type
+            converter.inference_input_type = converter.inference_output_type = _io_type(int8_io)
     return converter
+
+
+def _io_type(int8_io: str):
+    """The TensorFlow dtype of an ``--int8-io`` choice other than float32."""
+    import tensorflow as tf
+
+    return {"uint8": tf.uint8, "int8": tf.int8}[int8_io]
 
 
 def convert(converter) -> bytes:
@@ -302,8 +307,7 @@ def selective_int8(model, calibration: np.ndarray, int8_io: str, keep: list[str]
         flatbuffer = debugger.get_nondebug_quantized_model()
         if int8_io == "float32":
             return flatbuffer
-        io_type = {"uint8": tf.uint8, "int8": tf.int8}[int8_io]
-        return modify_model_io_type(flatbuffer, io_type, io_type)
+        return modify_model_io_type(flatbuffer, _io_type(int8_io), _io_type(int8_io))
 
 
 def _validate(config: ExportConfig) -> None:
