@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import UserError
 from edge_runtime.fileio import write_json, write_text
 from edge_runtime.interpreter import BackendError, ModelError, available_backends
 from export.exporter import signed
-from train.errors import UserError
 
 KERAS_ROWS = {
     "keras": "`model.predict(x[None], verbose=0)` on one image: how most scripts call Keras; "

@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from train.command import run_command
+from common.command import run_command
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):

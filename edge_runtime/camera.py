@@ -24,9 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-class CameraError(RuntimeError):
-    """A camera or video file could not be opened or gave no frame."""
+from edge_runtime.errors import CameraError
 
 
 def parse_source(value: str) -> int | str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -11,9 +10,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from edge_runtime.errors import ModelError
 from edge_runtime.image import RESIZE_METHOD, load_image, to_model_input
-from edge_runtime.interpreter import ModelError, make_interpreter
+from edge_runtime.interpreter import available_cores, make_interpreter
 from edge_runtime.labels import read_labels
+from edge_runtime.manifest import Manifest
 
 
 @dataclass(frozen=True)
@@ -23,17 +24,6 @@ class Prediction:
     label: str
     index: int
     score: float
-
-
-def read_manifest(model_path: str | os.PathLike) -> dict:
-    """``manifest.json`` next to the model, or {} when there is none."""
-    path = Path(model_path).with_name("manifest.json")
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{path}: not valid JSON ({exc})") from None
 
 
 def quantize(values: np.ndarray, dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
@@ -77,8 +67,9 @@ class Classifier:
                  threads: int | None = None, backend: str | None = None) -> None:
         self.model_path = Path(model_path)
         self.interpreter, self.backend = make_interpreter(self.model_path, threads, backend)
-        self.threads = threads or os.cpu_count() or 1
-        self.manifest = read_manifest(self.model_path)
+        self.threads = threads or available_cores()
+        self.manifest: Manifest | None = Manifest.beside(self.model_path)
+        """The bundle's manifest beside the model, None for a lone ``.tflite``."""
         inputs = self.interpreter.get_input_details()
         outputs = self.interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
@@ -90,12 +81,12 @@ class Classifier:
             raise ModelError(f"{self.model_path}: expected an image input (1, H, W, 3), "
                              f"got {tuple(shape)}")
         self.input_size = (int(shape[1]), int(shape[2]))
-        spec = self.manifest.get("input", {})
-        if spec and (spec.get("height"), spec.get("width")) != self.input_size:
-            raise ModelError(f"manifest.json says {spec.get('height')}x{spec.get('width')} input "
+        spec = self.manifest.input if self.manifest else None
+        if spec and spec.size != self.input_size:
+            raise ModelError(f"manifest.json says {spec.height}x{spec.width} input "
                              f"but {self.model_path.name} takes {self.input_size[0]}x"
                              f"{self.input_size[1]}")
-        self.resize_method = spec.get("resize", RESIZE_METHOD)
+        self.resize_method = spec.resize if spec else RESIZE_METHOD
         self.labels = self._labels(labels_path)
         n_out = int(self._output["shape"][-1])
         if len(self.labels) != n_out:
@@ -110,8 +101,8 @@ class Classifier:
                 return read_labels(beside)
         except (OSError, ValueError, UnicodeDecodeError) as exc:
             raise ModelError(f"cannot read labels: {exc}") from None
-        if self.manifest.get("labels"):
-            return list(self.manifest["labels"])
+        if self.manifest and self.manifest.labels:
+            return list(self.manifest.labels)
         n_out = int(self.interpreter.get_output_details()[0]["shape"][-1])
         return [str(i) for i in range(n_out)]
 

@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from edge_runtime.errors import ImageError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 """File suffixes (compared case-insensitively) that are treated as images."""
 
 RESIZE_METHOD = "bilinear"
-"""Resize filter name, recorded in the export manifest; see ``_PIL_FILTERS``."""
+"""Resize filter name used in training, recorded in config.json and the export manifest."""
 
 _PIL_FILTERS = {
     "bilinear": Image.Resampling.BILINEAR,
@@ -28,10 +30,8 @@ _PIL_FILTERS = {
     "area": Image.Resampling.BOX,
     "lanczos": Image.Resampling.LANCZOS,
 }
-
-
-class ImageError(ValueError):
-    """A file could not be read as an image (corrupt, truncated, not an image)."""
+RESIZE_METHODS = tuple(_PIL_FILTERS)
+"""Every resize method a manifest may name."""
 
 
 def is_image_file(path: str | os.PathLike) -> bool:

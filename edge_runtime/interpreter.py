@@ -5,14 +5,19 @@ tflite-runtime), ``tflite_runtime``, then ``tensorflow.lite``. A backend must
 import *and* create an interpreter for the model to be chosen: tflite-runtime
 2.14, for one, imports under numpy 2 but fails when the interpreter is made.
 TensorFlow is only imported when both lighter backends are unusable, which
-never happens on a device installed with ``pip install ".[edge]"``.
+never happens on a device installed with ``pip install ".[edge]"``; it is then
+used with a warning (export verifies "the code that ships", and TensorFlow's
+interpreter is not that), or silently when asked for with ``backend="tensorflow"``.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from pathlib import Path
+
+from edge_runtime.errors import BackendError, ModelError
 
 BACKENDS = ("ai_edge_litert", "tflite_runtime", "tensorflow")
 _MODULES = {
@@ -22,13 +27,19 @@ _MODULES = {
 }
 TFLITE_MAGIC = b"TFL3"  # flatbuffer file identifier, at bytes 4..8
 
-
-class ModelError(ValueError):
-    """The model file is missing, truncated, not TFLite, or no backend can run it."""
+log = logging.getLogger(__name__)
 
 
-class BackendError(RuntimeError):
-    """No interpreter backend could be used."""
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask: taskset, cgroups, containers).
+
+    ``os.cpu_count()`` counts the machine's cores, more than a pinned process may use; more
+    interpreter threads than usable cores makes them wait on each other.
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
 
 
 def check_model_file(path: str | os.PathLike) -> Path:
@@ -56,7 +67,7 @@ def make_interpreter(model_path: str | os.PathLike, threads: int | None = None,
     """Create an allocated interpreter for ``model_path`` with the first backend that works.
 
     Args:
-        threads: CPU threads for the interpreter (default: every core).
+        threads: CPU threads for the interpreter (default: every core this process may use).
         backend: force one of :data:`BACKENDS` instead of trying them in order.
 
     Returns:
@@ -67,7 +78,7 @@ def make_interpreter(model_path: str | os.PathLike, threads: int | None = None,
         BackendError: no backend is installed and working.
     """
     path = check_model_file(model_path)
-    threads = threads or os.cpu_count() or 1
+    threads = threads or available_cores()
     failures = []
     model_errors = []
     for name in [backend] if backend else BACKENDS:
@@ -82,6 +93,11 @@ def make_interpreter(model_path: str | os.PathLike, threads: int | None = None,
         try:
             interpreter = cls(model_path=str(path), num_threads=threads)
             interpreter.allocate_tensors()
+            if name == "tensorflow" and backend is None:
+                # the device never has TensorFlow: results from it say nothing of the device's
+                log.warning("no LiteRT or tflite_runtime interpreter works here (%s); using "
+                            "tensorflow.lite, which is not what a device runs — pip install "
+                            "ai-edge-litert", "; ".join(failures))
             return interpreter, name
         except ValueError as exc:  # how every backend reports a model it cannot parse
             model_errors.append(str(exc).strip().splitlines()[0] if str(exc).strip() else "")

@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from common.command import run_command
 from export.formats import DEFAULT_FORMATS, FORMATS, INT8_IO_TYPES
-from train.command import run_command
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import UserError
 from edge_runtime.classifier import Classifier
 from edge_runtime.fileio import write_bytes, write_json, write_text
 from edge_runtime.image import RESIZE_METHOD, ImageError, load_model_input
 from edge_runtime.labels import labels_text, read_labels
 from edge_runtime.quiet import quiet_output
 from export.formats import DEFAULT_FORMATS, FORMATS, INT8_IO_TYPES, SELECTIVE, ExportFormat
-from train.errors import UserError
 from train.splits import Splits
 
 MIN_CALIBRATION_SAMPLES = 32

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from common.errors import DataError
 from edge_runtime.image import load_image
 from tests.helpers import class_folder, save_rgb
 from train.data_sources import fetch_cats_vs_dogs
-from train.errors import DataError
 from train.splits import Splits, discover
 
 

@@ -12,13 +12,14 @@ import keras
 import numpy as np
 import pytest
 
+from common.errors import UserError
 from edge_runtime.image import load_image, to_model_input
 from train import model as model_lib
 from train.config import TrainConfig
-from train.errors import UserError
 from train.report import read_history
 from train.splits import Splits
-from train.trainer import ResumableEarlyStopping, train
+from train.callbacks import ResumableEarlyStopping
+from train.trainer import train
 
 CONTRACT_FILES = ("model.keras", "labels.txt", "config.json", "splits.json", "history.csv",
                   "metrics.json", "learning_curves.png")

@@ -13,15 +13,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-from train.command import run_command
+from common.argtypes import (
+    Parser,
+    add_verbosity,
+    fraction,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+from common.command import run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="edge-train", description=__doc__.split("\n\n")[0].split(": ", 1)[1],
         epilog="Example: edge-train --data photos/ --out runs/pets   |   "
                "offline: edge-train --data demo --out runs/demo --weights none",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    )
     data = p.add_argument_group("data")
     data.add_argument("--preset", choices=("demo",), default=None,
                       help="start from a named set of settings (flags given still win): demo = "
@@ -31,9 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "'demo' (built-in offline dataset) or 'cats_vs_dogs' (the tutorials' "
                            "dataset, downloaded once)")
     data.add_argument("--out", required=True, help="run directory to create")
-    data.add_argument("--val-split", type=float, default=0.2,
+    data.add_argument("--val-split", type=fraction, default=0.2,
                       help="share of each class held out for validation (DIR/<class> layout)")
-    data.add_argument("--test-split", type=float, default=0.1,
+    data.add_argument("--test-split", type=fraction, default=0.1,
                       help="share of each class held out for the final test (DIR/<class> layout)")
     data.add_argument("--seed", type=int, default=83, help="seed of the split, shuffling and init")
     data.add_argument("--cache", default="memory",
@@ -41,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--no-augment", dest="augment", action="store_false",
                       help="disable random flip, rotation and zoom of training images")
     model = p.add_argument_group("model")
-    model.add_argument("--img-size", type=int, default=160, help="square input side in pixels")
-    model.add_argument("--alpha", type=float, default=1.0, help="MobileNetV2 width multiplier")
+    model.add_argument("--img-size", type=positive_int, default=160, help="square input side in pixels")
+    model.add_argument("--alpha", type=positive_float, default=1.0, help="MobileNetV2 width multiplier")
     model.add_argument("--weights", default="imagenet",
                        help="backbone weights: imagenet (downloaded by Keras), none, or a FILE")
     model.add_argument("--dropout", type=float, default=0.2, help="dropout before the head")
@@ -50,14 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="BatchNorm momentum (default: Keras's 0.999 with pretrained weights, "
                             "0.9 from scratch so short runs learn usable statistics)")
     fit = p.add_argument_group("training")
-    fit.add_argument("--epochs", type=int, default=10, help="phase 1 epochs (head only)")
-    fit.add_argument("--fine-tune-epochs", type=int, default=10,
+    fit.add_argument("--epochs", type=positive_int, default=10, help="phase 1 epochs (head only)")
+    fit.add_argument("--fine-tune-epochs", type=non_negative_int, default=10,
                      help="phase 2 epochs (top of the backbone too); 0 skips fine-tuning")
-    fit.add_argument("--fine-tune-at", type=int, default=100,
+    fit.add_argument("--fine-tune-at", type=non_negative_int, default=100,
                      help="unfreeze backbone layers from this index on in phase 2")
-    fit.add_argument("--batch-size", type=int, default=32, help="global batch size")
-    fit.add_argument("--lr", type=float, default=1e-4, help="phase 1 learning rate; phase 2: lr/10")
-    fit.add_argument("--patience", type=int, default=5,
+    fit.add_argument("--batch-size", type=positive_int, default=32, help="global batch size")
+    fit.add_argument("--lr", type=positive_float, default=1e-4, help="phase 1 learning rate; phase 2: lr/10")
+    fit.add_argument("--patience", type=positive_int, default=5,
                      help="early stopping: epochs without a better val_accuracy; the best epoch's "
                           "weights are kept")
     fit.add_argument("--deterministic", action="store_true",
@@ -72,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     hw.add_argument("--strategy", default="auto", choices=("auto", "mirrored", "multiworker", "none"),
                     help="tf.distribute strategy: auto mirrors over several local GPUs; "
                          "multiworker reads TF_CONFIG")
+    add_verbosity(p)
     return p
 
 
@@ -91,7 +100,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    config_args = {k: v for k, v in vars(args).items() if k != "preset"}
+    config_args = {k: v for k, v in vars(args).items()
+                   if k not in ("preset", "verbose", "quiet")}
 
     def work() -> int:
         from train.config import TrainConfig
@@ -101,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     return run_command("edge-train", work, "the last finished epoch is saved. Continue with: "
-                       f"edge-train --out {args.out} --resume")
+                       f"edge-train --out {args.out} --resume",
+                       verbose=args.verbose, quiet=args.quiet)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from common.errors import UserError
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -54,6 +56,34 @@ class TrainConfig:
     same model on the same machine and library versions. Costs speed on a GPU."""
     resume: bool = False
     """Continue an interrupted run in ``out`` from its last checkpoint."""
+
+    def validate(self) -> None:
+        """Reject impossible settings before any slow work starts.
+
+        Raises:
+            UserError: naming the flag, its value and what it must be.
+        """
+        checks = [
+            (self.img_size >= 32, f"--img-size {self.img_size}: must be at least 32"),
+            (self.alpha > 0, f"--alpha {self.alpha}: must be positive"),
+            (self.epochs >= 1, f"--epochs {self.epochs}: must be at least 1"),
+            (self.fine_tune_epochs >= 0, f"--fine-tune-epochs {self.fine_tune_epochs}: must be ≥ 0"),
+            (self.fine_tune_at >= 0, f"--fine-tune-at {self.fine_tune_at}: must be ≥ 0"),
+            (self.batch_size >= 1, f"--batch-size {self.batch_size}: must be at least 1"),
+            (self.lr > 0, f"--lr {self.lr}: must be positive"),
+            (0 <= self.dropout < 1, f"--dropout {self.dropout}: must be in [0, 1)"),
+            (self.patience >= 1, f"--patience {self.patience}: must be at least 1"),
+            (0 <= self.val_split < 1, f"--val-split {self.val_split}: must be in [0, 1)"),
+            (0 <= self.test_split < 1, f"--test-split {self.test_split}: must be in [0, 1)"),
+            (self.val_split + self.test_split < 1,
+             f"--val-split {self.val_split} + --test-split {self.test_split}: must leave "
+             "images to train on"),
+            (bool(self.cache.strip()),
+             "--cache '': expected memory, none, or a file path prefix"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from common.errors import DataError
 from train.demo_data import cache_dir, demo_dataset
-from train.errors import DataError
 
 CATS_VS_DOGS_URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
 """The tutorials' dataset; ``$EDGE_CATS_VS_DOGS_URL`` overrides it (a mirror, a local file://)."""

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from train.errors import UserError
+from common.errors import UserError
 
 CLASSES = ("circle", "cross", "square", "star", "triangle")
 DEMO_VERSION = 1

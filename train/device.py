@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
-from train.errors import UserError
+from common.errors import UserError
 
 STRATEGIES = ("auto", "mirrored", "multiworker", "none")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from train.errors import UserError
+from common.errors import UserError
 
 IMAGENET_SIZES = (96, 128, 160, 192, 224)
 IMAGENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)

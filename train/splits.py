@@ -15,9 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.errors import DataError
 from edge_runtime.fileio import write_json
 from edge_runtime.image import ImageError, is_image_file, load_image
-from train.errors import DataError
 
 SPLIT_NAMES = ("train", "val", "test")
 TRAIN_DIRS = ("train",)

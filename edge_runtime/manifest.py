@@ -1,0 +1,279 @@
+"""``manifest.json``: what a bundle holds and how its models take their input, as typed values.
+
+``edge-export`` writes it, :class:`~edge_runtime.classifier.Classifier` and ``edge-bench`` read
+it, all through this module: one definition of the file. It depends on nothing but the
+standard library (and :mod:`edge_runtime.image` for the resize methods), so it loads on a device.
+
+Layout (``format_version`` 1; keys not named here are kept in ``extra`` and written back)::
+
+    {"format_version": 1,
+     "input": {"height", "width", "channels": 3, "color": "RGB", "range": [0, 255],
+               "resize": "bilinear", "dtype": "float32"},
+     "labels": [...],
+     "variants": {"fp32": {"file", "bytes", "sha256", "input_dtype", "output_dtype",
+                           "input_quantization": {"scale", "zero_point"}, "output_quantization",
+                           "accuracy", "agreement", "max_abs_diff", "accuracy_drop_points",
+                           "backend", "convert_seconds", ...}, ...},
+     "keras_accuracy", "eval_split", "num_eval",
+     "eval_set": {"file", "samples", "split"} or null,
+     "calibration", "source", "versions", "created", ...}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from edge_runtime.errors import ManifestError
+from edge_runtime.image import RESIZE_METHOD, RESIZE_METHODS
+
+FORMAT_VERSION = 1
+"""The manifest layout this code writes; it reads this one and older ones."""
+
+MANIFEST_FILE = "manifest.json"
+COLORS = ("RGB",)
+"""Channel orders a model may take (the edge path produces RGB)."""
+PIXEL_RANGE = (0, 255)
+"""The value range of the pixels the models take (they normalise in-graph)."""
+
+
+def _require(data: Mapping, key: str, kind: type | tuple[type, ...], where: str):
+    if key not in data:
+        raise ManifestError(f"{where}: '{key}' is missing")
+    value = data[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise ManifestError(f"{where}: '{key}' is {value!r}, not a {getattr(kind, '__name__', kind)}")
+    return value
+
+
+def _split(data: Mapping, known: set[str]) -> dict:
+    return {k: v for k, v in data.items() if k not in known}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How a picture becomes the models' input: size, channel order, value range, resize."""
+
+    height: int
+    width: int
+    channels: int = 3
+    color: str = "RGB"
+    """Channel order; only RGB is produced by the edge path."""
+    range: tuple[int, int] = PIXEL_RANGE
+    """Pixel values the model takes: raw 0–255 (normalisation is inside the model)."""
+    resize: str = RESIZE_METHOD
+    """Resize filter used in training (:data:`edge_runtime.image.RESIZE_METHODS`)."""
+    dtype: str = "float32"
+    """The Keras model's input type (the variants' own types are in each :class:`Variant`)."""
+
+    def __post_init__(self) -> None:
+        where = f"{MANIFEST_FILE}: input"
+        if self.height < 1 or self.width < 1:
+            raise ManifestError(f"{where}: size {self.height}x{self.width} is not an image size")
+        if self.channels != 3:
+            raise ManifestError(f"{where}: {self.channels} channels, expected 3")
+        if self.color not in COLORS:
+            raise ManifestError(f"{where}: color {self.color!r}, expected one of {COLORS}")
+        if tuple(self.range) != PIXEL_RANGE:
+            raise ManifestError(f"{where}: range {list(self.range)}, expected {list(PIXEL_RANGE)}")
+        if self.resize not in RESIZE_METHODS:
+            raise ManifestError(f"{where}: resize {self.resize!r}, expected one of "
+                                f"{', '.join(RESIZE_METHODS)}")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width)."""
+        return self.height, self.width
+
+    def to_json(self) -> dict:
+        return {"height": self.height, "width": self.width, "channels": self.channels,
+                "color": self.color, "range": list(self.range), "resize": self.resize,
+                "dtype": self.dtype}
+
+    @classmethod
+    def from_json(cls, data: Any) -> InputSpec:
+        where = f"{MANIFEST_FILE}: input"
+        if not isinstance(data, Mapping):
+            raise ManifestError(f"{where} is not an object")
+        value_range = data.get("range", list(PIXEL_RANGE))
+        if not isinstance(value_range, list | tuple) or len(value_range) != 2:
+            raise ManifestError(f"{where}: range {value_range!r} is not [low, high]")
+        return cls(height=_require(data, "height", int, where),
+                   width=_require(data, "width", int, where),
+                   channels=int(data.get("channels", 3)), color=str(data.get("color", "RGB")),
+                   range=(value_range[0], value_range[1]),
+                   resize=str(data.get("resize", RESIZE_METHOD)),
+                   dtype=str(data.get("dtype", "float32")))
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """A tensor's affine quantization: real = (q - zero_point) * scale; scale 0 means float."""
+
+    scale: float = 0.0
+    zero_point: int = 0
+
+    def to_json(self) -> dict:
+        return {"scale": self.scale, "zero_point": self.zero_point}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Quantization:
+        if not isinstance(data, Mapping):
+            return cls()
+        return cls(float(data.get("scale", 0.0)), int(data.get("zero_point", 0)))
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One ``.tflite`` file of the bundle and what export measured of it."""
+
+    file: str
+    """File name inside the bundle."""
+    bytes: int
+    input_dtype: str
+    output_dtype: str
+    accuracy: float
+    """Top-1 accuracy on the evaluation split, through the edge runtime."""
+    agreement: float
+    """Share of evaluation images where its top-1 equals Keras's."""
+    max_abs_diff: float
+    """Largest probability difference from Keras over the evaluation images."""
+    sha256: str | None = None
+    input_quantization: Quantization = Quantization()
+    output_quantization: Quantization = Quantization()
+    accuracy_drop_points: float | None = None
+    """Keras accuracy minus this variant's, in percentage points."""
+    backend: str | None = None
+    """The interpreter that verified it."""
+    convert_seconds: float | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Keys of particular variants (``float_layers`` of int8_keepfloat, ...)."""
+
+    def to_json(self) -> dict:
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        data["input_quantization"] = self.input_quantization.to_json()
+        data["output_quantization"] = self.output_quantization.to_json()
+        return {**data, **self.extra}
+
+    @classmethod
+    def from_json(cls, name: str, data: Any) -> Variant:
+        where = f"{MANIFEST_FILE}: variant {name}"
+        if not isinstance(data, Mapping):
+            raise ManifestError(f"{where} is not an object")
+        known = {f.name for f in fields(cls)}
+        return cls(file=_require(data, "file", str, where),
+                   bytes=int(data.get("bytes", 0)),
+                   input_dtype=str(data.get("input_dtype", "")),
+                   output_dtype=str(data.get("output_dtype", "")),
+                   accuracy=float(data.get("accuracy", 0.0)),
+                   agreement=float(data.get("agreement", 0.0)),
+                   max_abs_diff=float(data.get("max_abs_diff", 0.0)),
+                   sha256=data.get("sha256"),
+                   input_quantization=Quantization.from_json(data.get("input_quantization")),
+                   output_quantization=Quantization.from_json(data.get("output_quantization")),
+                   accuracy_drop_points=data.get("accuracy_drop_points"),
+                   backend=data.get("backend"), convert_seconds=data.get("convert_seconds"),
+                   extra=_split(data, known))
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """The evaluation images packed into the bundle (see :mod:`edge_runtime.eval_set`)."""
+
+    file: str
+    samples: int
+    split: str
+
+    def to_json(self) -> dict:
+        return {"file": self.file, "samples": self.samples, "split": self.split}
+
+    @classmethod
+    def from_json(cls, data: Any) -> EvalSet | None:
+        if not isinstance(data, Mapping):
+            return None
+        where = f"{MANIFEST_FILE}: eval_set"
+        return cls(_require(data, "file", str, where), int(data.get("samples", 0)),
+                   str(data.get("split", "test")))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The whole of ``manifest.json``."""
+
+    input: InputSpec
+    labels: tuple[str, ...]
+    variants: Mapping[str, Variant]
+    keras_accuracy: float | None = None
+    eval_split: str | None = None
+    num_eval: int | None = None
+    eval_set: EvalSet | None = None
+    format_version: int = FORMAT_VERSION
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Everything else export records: calibration, source, versions, timings."""
+
+    def to_json(self) -> dict:
+        return {"format_version": self.format_version, "input": self.input.to_json(),
+                "labels": list(self.labels),
+                "variants": {name: v.to_json() for name, v in self.variants.items()},
+                "keras_accuracy": self.keras_accuracy, "eval_split": self.eval_split,
+                "num_eval": self.num_eval,
+                "eval_set": self.eval_set.to_json() if self.eval_set else None,
+                **self.extra}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Manifest:
+        """Parse and validate; raises :class:`ManifestError` naming what is wrong."""
+        if not isinstance(data, Mapping):
+            raise ManifestError(f"{MANIFEST_FILE} is not a JSON object")
+        version = data.get("format_version", 1)  # the unversioned files had this layout
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise ManifestError(f"{MANIFEST_FILE}: format_version {version!r} is newer than this "
+                                f"edge-toolchain reads ({FORMAT_VERSION}); upgrade it")
+        labels = data.get("labels", [])
+        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+            raise ManifestError(f"{MANIFEST_FILE}: 'labels' is not a list of names")
+        variants = data.get("variants", {})
+        if not isinstance(variants, Mapping):
+            raise ManifestError(f"{MANIFEST_FILE}: 'variants' is not an object")
+        known = {f.name for f in fields(cls)}
+        return cls(input=InputSpec.from_json(data.get("input")), labels=tuple(labels),
+                   variants={name: Variant.from_json(name, v) for name, v in variants.items()},
+                   keras_accuracy=data.get("keras_accuracy"), eval_split=data.get("eval_split"),
+                   num_eval=data.get("num_eval"), eval_set=EvalSet.from_json(data.get("eval_set")),
+                   format_version=version, extra=_split(data, known))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Manifest:
+        """Read a ``manifest.json`` file, or the one in a bundle folder."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / MANIFEST_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ManifestError(f"{path} does not exist") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ManifestError(f"{path}: not valid JSON ({exc})") from None
+        try:
+            return cls.from_json(data)
+        except ManifestError as exc:
+            raise ManifestError(str(exc).replace(MANIFEST_FILE, str(path), 1)) from None
+
+    @classmethod
+    def beside(cls, model_path: str | os.PathLike) -> Manifest | None:
+        """The manifest in the model file's folder, or None when there is none."""
+        path = Path(model_path).with_name(MANIFEST_FILE)
+        return cls.load(path) if path.is_file() else None
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write atomically to ``path`` (a file, or a bundle folder)."""
+        from edge_runtime.fileio import write_json
+
+        path = Path(path)
+        if path.is_dir():
+            path = path / MANIFEST_FILE
+        return write_json(path, self.to_json())
