@@ -49,11 +49,14 @@ class _MaxLevel(logging.Filter):
         return record.levelno < self.below
 
 
-def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
+def setup_logging(verbose: bool = False, quiet: bool = False,
+                  progress_to: str = "stdout") -> None:
     """Route the packages' logging to the terminal: progress to stdout, warnings to stderr.
 
-    ``quiet`` keeps warnings and errors only; ``verbose`` adds debug detail. Streams are looked
-    up at each record, so redirection (pytest's capture, ``quiet_output``) is honoured.
+    ``quiet`` keeps warnings and errors only; ``verbose`` adds debug detail. A command whose
+    stdout is data (``edge-classify``'s JSON lines) sends progress to ``"stderr"`` too. Streams
+    are looked up at each record, so redirection (pytest's capture, ``quiet_output``) is
+    honoured.
     """
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
 
@@ -70,7 +73,7 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
         def stream(self, _value) -> None:
             pass
 
-    out, err = _Stream("stdout"), _Stream("stderr")
+    out, err = _Stream(progress_to), _Stream("stderr")
     out.addFilter(_MaxLevel(logging.WARNING))
     err.setLevel(logging.WARNING)
     for handler in (out, err):
@@ -130,7 +133,8 @@ def _raise_terminated(signum, frame) -> None:
 
 
 def run_command(prog: str, work: Callable[[], int], interrupted: str = "",
-                needs_tensorflow: bool = True, verbose: bool = False, quiet: bool = False) -> int:
+                needs_tensorflow: bool = True, verbose: bool = False, quiet: bool = False,
+                progress_to: str = "stdout") -> int:
     """Run a command's ``work`` and return its exit code (see :mod:`common.errors`).
 
     A :class:`UserError` becomes one line on stderr and exit code 2. Ctrl-C or SIGTERM
@@ -138,7 +142,7 @@ def run_command(prog: str, work: Callable[[], int], interrupted: str = "",
     bug: one line naming it and where its traceback was saved (printed whole with
     ``verbose``), and exit code 3. Logging is set up first (see :func:`setup_logging`).
     """
-    setup_logging(verbose, quiet)
+    setup_logging(verbose, quiet, progress_to)
     if needs_tensorflow and not import_tensorflow_quietly(prog):
         return EXIT_USAGE
     previous = None

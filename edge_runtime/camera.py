@@ -15,9 +15,6 @@ OpenCV is imported inside the functions that need it, never when
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -249,32 +246,3 @@ class FrameGrabber:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
-
-
-def display_available() -> bool:
-    """False on Linux without an X11 or Wayland display (ssh, a service, CI)."""
-    if sys.platform.startswith("linux"):
-        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    return True
-
-
-_WINDOW_PROBE = "import cv2; cv2.namedWindow('probe'); cv2.waitKey(1); cv2.destroyAllWindows()"
-
-
-def window_supported(timeout_s: float = 20.0) -> bool:
-    """Whether OpenCV can open a window here, tried in a child process.
-
-    A display variable can be set yet useless (``ssh`` without a reachable X
-    server, a stale ``DISPLAY``), and OpenCV's Qt backend then aborts the whole
-    process instead of raising; a headless OpenCV build raises ``cv2.error``.
-    Trying in a child costs a fraction of a second once, and only the child dies.
-    """
-    if not display_available():
-        return False
-    try:
-        probe = subprocess.run([sys.executable, "-c", _WINDOW_PROBE], stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               timeout=timeout_s, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return probe.returncode == 0

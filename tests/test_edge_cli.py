@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime.cli import expand_inputs, main
+from edge_runtime.cli import main
+from edge_runtime.inputs import expand_inputs
 from tests.test_edge_runtime import demo_images, write_video
 
 VARIANTS = ("fp32", "fp16", "int8")

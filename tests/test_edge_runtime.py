@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime import camera, interpreter
+from edge_runtime import camera, interpreter, window
 from edge_runtime.camera import CameraError, FrameGrabber, FrameSlot, parse_source, to_rgb_frame
 from edge_runtime.classifier import Classifier
-from edge_runtime.cli import classify_stream
+from edge_runtime.loops import classify_stream
 from edge_runtime.image import is_image_file, load_image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -234,16 +234,16 @@ def test_display_detection_follows_display_variables(monkeypatch):
     monkeypatch.setattr(sys, "platform", "linux")
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    assert not camera.display_available() and not camera.window_supported()
+    assert not window.display_available() and not window.window_supported()
     monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
-    assert camera.display_available()
+    assert window.display_available()
 
 
 def test_window_probe_survives_a_display_that_cannot_be_reached(monkeypatch):
     # OpenCV's Qt backend aborts the process here; the probe runs it in a child
     monkeypatch.setattr(sys, "platform", "linux")
     monkeypatch.setenv("DISPLAY", ":7391")
-    assert camera.window_supported() is False
+    assert window.window_supported() is False
 
 
 # ----------------------------------------------------------------------------- stream loop

@@ -1,0 +1,133 @@
+"""The preview window of a camera or video run: each frame with its top label and the frame rate.
+
+Whether a window can open at all is decided first, in a child process: over SSH or in a
+service there is no display, and OpenCV's Qt backend aborts the whole process on a display
+it cannot reach.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections import deque
+
+import numpy as np
+
+from edge_runtime.classifier import Prediction
+
+WINDOW_TITLE = "edge-classify (q or Esc to quit)"
+
+log = logging.getLogger(__name__)
+
+
+def display_available() -> bool:
+    """False on Linux without an X11 or Wayland display (ssh, a service, CI)."""
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+_WINDOW_PROBE = "import cv2; cv2.namedWindow('probe'); cv2.waitKey(1); cv2.destroyAllWindows()"
+
+
+def window_supported(timeout_s: float = 20.0) -> bool:
+    """Whether OpenCV can open a window here, tried in a child process.
+
+    A display variable can be set yet useless (``ssh`` without a reachable X
+    server, a stale ``DISPLAY``), and OpenCV's Qt backend then aborts the whole
+    process instead of raising; a headless OpenCV build raises ``cv2.error``.
+    Trying in a child costs a fraction of a second once, and only the child dies.
+    """
+    if not display_available():
+        return False
+    try:
+        probe = subprocess.run([sys.executable, "-c", _WINDOW_PROBE], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               timeout=timeout_s, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
+
+
+class PreviewWindow:
+    """An OpenCV window showing each frame with its top label, score and the frame rate.
+
+    Args:
+        title: the window title.
+        pace_fps: show at most this many frames a second (a video file's own rate,
+            so it plays at normal speed instead of as fast as it decodes); 0: no limit.
+
+    Raises:
+        cv2.error: this OpenCV build has no GUI support (opencv-python-headless).
+    """
+
+    def __init__(self, title: str = WINDOW_TITLE, pace_fps: float = 0.0) -> None:
+        import cv2
+
+        self.title = title
+        self._interval = 1.0 / pace_fps if pace_fps > 0 else 0.0
+        self._times: deque[float] = deque(maxlen=30)
+        self._shown = 0.0  # when the previous frame went on screen
+        # the pip wheels' Qt warns at length about fonts it does not need (text is drawn by OpenCV)
+        os.environ.setdefault("QT_LOGGING_RULES", "default.warning=false")
+        cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+
+    def fps(self) -> float:
+        """Frame rate over the last 30 frames."""
+        if len(self._times) < 2:
+            return 0.0
+        return (len(self._times) - 1) / (self._times[-1] - self._times[0])
+
+    def show(self, frame: np.ndarray, predictions: list[Prediction]) -> bool:
+        """Draw and show ``frame`` (BGR); False when the user pressed q/Esc or closed it."""
+        import cv2
+
+        self._times.append(time.perf_counter())
+        best = predictions[0] if predictions else None
+        lines = [f"{best.label} {best.score:.2f}" if best else "-", f"{self.fps():.1f} FPS"]
+        scale = max(0.5, frame.shape[0] / 480)
+        for i, text in enumerate(lines):
+            origin = (10, int((30 + 32 * i) * scale))
+            # a dark outline under white text stays legible on any background
+            cv2.putText(frame, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale, (0, 0, 0),
+                        int(4 * scale), cv2.LINE_AA)
+            cv2.putText(frame, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale,
+                        (255, 255, 255), max(1, int(2 * scale)), cv2.LINE_AA)
+        cv2.imshow(self.title, frame)
+        wait_s = self._shown + self._interval - time.perf_counter()
+        key = cv2.waitKey(max(1, round(wait_s * 1000))) & 0xFF  # waiting keeps the window live
+        self._shown = time.perf_counter()
+        if key in (ord("q"), 27):
+            return False
+        return cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
+
+    def close(self) -> None:
+        """Close the window."""
+        import cv2
+
+        cv2.destroyWindow(self.title)
+        cv2.waitKey(1)  # lets the GUI backend process the close
+
+
+def open_window(headless: bool, verbose: bool, pace_fps: float) -> PreviewWindow | None:
+    """A preview window, or None (and why, on stderr) where none can or should open."""
+    if headless:
+        return None
+    if not display_available():
+        if verbose:
+            log.info("no display (DISPLAY/WAYLAND_DISPLAY unset): printing one line per frame")
+        return None
+    if not window_supported():
+        log.warning("OpenCV cannot open a window on this display: printing one line per frame "
+               "(pass --headless to skip this check)")
+        return None
+    import cv2
+
+    try:
+        return PreviewWindow(pace_fps=pace_fps)
+    except cv2.error as exc:
+        log.warning(f"cannot open a window ({exc}): printing one line per frame")
+        return None
