@@ -46,5 +46,5 @@ bench: $(VENV)/.installed-train
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 
-clean:
-	rm -rf $(VENV) runs .pytest_cache
+clean:  # your runs/ stay: they are your trained models
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

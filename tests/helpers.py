@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ from PIL import Image
 def save_rgb(path: Path, size=(40, 30), colour=(200, 30, 30), fmt: str | None = None) -> Path:
     """A plain RGB picture; noise keeps JPEG encoders honest."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(abs(hash(path.name)) % 2**32)
+    # crc32, not hash(): str hashes change with every process (PYTHONHASHSEED)
+    rng = np.random.default_rng(zlib.crc32(path.name.encode()))
     pixels = np.clip(np.array(colour) + rng.normal(0, 10, (size[1], size[0], 3)), 0, 255)
     Image.fromarray(pixels.astype(np.uint8)).save(path, format=fmt)
     return path
