@@ -155,6 +155,9 @@ class Variant:
 
     def to_json(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        for optional in ("sha256", "accuracy_drop_points", "backend", "convert_seconds"):
+            if data[optional] is None:
+                del data[optional]  # unknown is left out, not written as null
         data["input_quantization"] = self.input_quantization.to_json()
         data["output_quantization"] = self.output_quantization.to_json()
         return {**data, **self.extra}

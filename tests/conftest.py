@@ -18,6 +18,18 @@ TINY = dict(img_size=64, alpha=0.35, weights="none", epochs=2, fine_tune_epochs=
             fine_tune_at=100, batch_size=16, lr=1e-3, seed=1)
 
 
+TRAINING_FIXTURES = {"tiny_run", "exported_run", "bundle"}
+"""Fixtures that train a model the first time they are used in a session."""
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that needs a trained model ``slow``: ``pytest -m "not slow"`` is the quick
+    loop (seconds); ``make test`` and CI run everything."""
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Datasets and Keras downloads go to a per-session folder, never the user's cache."""

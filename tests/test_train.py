@@ -15,10 +15,10 @@ import pytest
 from common.errors import UserError
 from edge_runtime.image import load_image, to_model_input
 from train import model as model_lib
+from train.callbacks import ResumableEarlyStopping
 from train.config import TrainConfig
 from train.report import read_history
 from train.splits import Splits
-from train.callbacks import ResumableEarlyStopping
 from train.trainer import train
 
 CONTRACT_FILES = ("model.keras", "labels.txt", "config.json", "splits.json", "history.csv",
@@ -61,23 +61,54 @@ def test_saved_model_takes_raw_pixels_and_returns_probabilities(tiny_run):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
 
 
-def test_training_pipeline_and_edge_path_give_the_same_pixels(tiny_run, tmp_path):
-    """The same files through tf.data (training) and the edge runtime's preprocessing."""
+def _contract_pixels(path, size: tuple[int, int], resize: str) -> np.ndarray:
+    """The input contract restated with Pillow alone: upright (EXIF), RGB over white, resized
+    with the recorded filter, no aspect kept — independent of edge_runtime's code."""
+    from PIL import Image, ImageOps
+
+    filters = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST,
+               "bicubic": Image.Resampling.BICUBIC, "area": Image.Resampling.BOX,
+               "lanczos": Image.Resampling.LANCZOS}
+    with Image.open(path) as opened:
+        image = ImageOps.exif_transpose(opened)
+        if image.mode in ("RGBA", "LA", "P"):
+            rgba = image.convert("RGBA")
+            image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+        image = image.convert("RGB")
+    if image.size != (size[1], size[0]):
+        image = image.resize((size[1], size[0]), resample=filters[resize])
+    return np.asarray(image)
+
+
+def test_training_pipeline_feeds_the_recorded_input_contract(tiny_run, tmp_path):
+    """tf.data (training) gives, for awkward files, the pixels the contract recorded in
+    config.json describes — the contract the manifest hands to the device."""
     from PIL import Image
 
     from train.dataset import decoded
 
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert config["resize"] == "bilinear"
     splits = Splits.load(tiny_run / "splits.json")
-    files = [str(p) for p in splits.paths("train")[:6]]
+    files = [str(p) for p in splits.paths("train")[:4]]
     odd = tmp_path / "odd.png"
     Image.new("RGBA", (50, 33), (10, 200, 30, 120)).save(odd)  # odd size, alpha
-    files.append(str(odd))
-    ds = decoded(files, [0] * len(files), 64)
-    from_training = [image.numpy() for image, _ in ds]
-    from_edge = [to_model_input(load_image(f), (64, 64)).astype(np.uint8) for f in files]
+    rotated = tmp_path / "rotated.jpg"
+    picture = np.zeros((40, 90, 3), np.uint8)
+    picture[:, :30] = (250, 0, 0)  # a red band on the left, as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
+    Image.fromarray(picture).save(rotated, exif=exif, quality=95)
+    files += [str(odd), str(rotated)]
+    from_training = [image.numpy() for image, _ in decoded(files, [0] * len(files), 64,
+                                                           parallel=False)]
     assert len(from_training) == len(files)
-    for a, b in zip(from_training, from_edge):
-        np.testing.assert_array_equal(a, b)
+    for path, pixels in zip(files, from_training):
+        np.testing.assert_array_equal(pixels, _contract_pixels(path, (64, 64), config["resize"]),
+                                      err_msg=path)
+    # the band is on top once upright: orientation was applied
+    top, bottom = from_training[-1][:16].mean(axis=(0, 1)), from_training[-1][-16:].mean(axis=(0, 1))
+    assert top[0] > 200 and bottom[0] < 60
 
 
 def _backbone_weights(tmp_path, size=64):

@@ -9,7 +9,7 @@ decoding at all.
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,6 +19,8 @@ from edge_runtime.image import ImageError, load_model_input
 from train.splits import Splits
 
 AUTOTUNE = tf.data.AUTOTUNE
+
+log = logging.getLogger(__name__)
 
 
 class DecodeFailures:
@@ -35,7 +37,7 @@ class DecodeFailures:
     def add(self, path: str, reason: str) -> None:
         if path not in self.paths:
             self.paths.add(path)
-            print(f"warning: skipping {path}: {reason}", file=sys.stderr)
+            log.warning("skipping %s: %s", path, reason)
 
 
 def augmentation(seed: int) -> tf.keras.Sequential:

@@ -1,0 +1,99 @@
+"""The typed manifest: round trip, validation at load, and what the classifier does with it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from edge_runtime.classifier import Classifier
+from edge_runtime.errors import ManifestError, ModelError
+from edge_runtime.eval_set import EvalSet, stratified_indices
+from edge_runtime.manifest import FORMAT_VERSION, InputSpec, Manifest
+
+
+def test_an_exported_manifest_round_trips_unchanged(bundle):
+    raw = json.loads((bundle / "manifest.json").read_text())
+    manifest = Manifest.load(bundle)
+    assert manifest.format_version == FORMAT_VERSION
+    assert manifest.to_json() == {**raw, "format_version": FORMAT_VERSION,
+                                  "eval_set": raw.get("eval_set")}
+    assert set(manifest.variants) >= {"fp32", "fp16", "int8"}
+    assert manifest.input.size == (64, 64)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("resize", "cubic-ish", "resize 'cubic-ish', expected one of bilinear"),
+    ("color", "BGR", "color 'BGR'"),
+    ("range", [-1, 1], "range [-1, 1], expected [0, 255]"),
+    ("channels", 1, "1 channels, expected 3"),
+])
+def test_an_input_the_runtime_cannot_produce_is_refused_at_load(tmp_path, bundle, field, value,
+                                                                message):
+    copy = shutil.copytree(bundle, tmp_path / "bundle")
+    data = json.loads((copy / "manifest.json").read_text())
+    data["input"][field] = value
+    (copy / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        Manifest.load(copy)
+    with pytest.raises(ModelError, match=field):
+        Classifier(copy / "model_fp32.tflite")
+
+
+def test_a_manifest_from_a_newer_toolchain_says_to_upgrade(tmp_path, bundle):
+    copy = shutil.copytree(bundle, tmp_path / "bundle")
+    data = json.loads((copy / "manifest.json").read_text())
+    data["format_version"] = FORMAT_VERSION + 1
+    (copy / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match="newer than this edge-toolchain reads"):
+        Manifest.load(copy)
+
+
+def test_a_size_mismatch_between_manifest_and_model_is_a_model_error(tmp_path, bundle):
+    copy = shutil.copytree(bundle, tmp_path / "bundle")
+    manifest = Manifest.load(copy)
+    replace(manifest, input=replace(manifest.input, height=96, width=96)).save(copy)
+    with pytest.raises(ModelError, match="manifest.json says 96x96 input but model_fp32.tflite "
+                                         "takes 64x64"):
+        Classifier(copy / "model_fp32.tflite")
+
+
+def test_the_resize_method_comes_from_the_manifest(tmp_path, bundle):
+    copy = shutil.copytree(bundle, tmp_path / "bundle")
+    manifest = Manifest.load(copy)
+    replace(manifest, input=replace(manifest.input, resize="nearest")).save(copy)
+    assert Classifier(copy / "model_fp32.tflite").resize_method == "nearest"
+    assert Classifier(bundle / "model_fp32.tflite").resize_method == manifest.input.resize
+
+
+def test_input_spec_defaults_describe_the_models_contract():
+    spec = InputSpec(height=96, width=128)
+    assert spec.to_json() == {"height": 96, "width": 128, "channels": 3, "color": "RGB",
+                              "range": [0, 255], "resize": "bilinear", "dtype": "float32"}
+    assert InputSpec.from_json(spec.to_json()) == spec
+
+
+def test_eval_set_round_trip_and_shape_checks(tmp_path):
+    pixels = np.random.default_rng(0).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+    original = EvalSet(pixels, np.arange(5) % 2, np.zeros(5, int))
+    loaded = EvalSet.load(original.save(tmp_path / "eval_set.npz"))
+    assert np.array_equal(loaded.pixels, pixels) and loaded.labels.tolist() == [0, 1, 0, 1, 0]
+    with pytest.raises(ValueError, match="uint8"):
+        EvalSet(pixels.astype(np.float32), original.labels, original.keras_top1)
+    with pytest.raises(ValueError, match="5 images but 4 labels"):
+        EvalSet(pixels, original.labels[:4], original.keras_top1)
+    (tmp_path / "broken.npz").write_bytes(b"not an archive")
+    with pytest.raises(ManifestError, match="not a readable eval set"):
+        EvalSet.load(tmp_path / "broken.npz")
+
+
+def test_stratified_indices_take_classes_in_turn():
+    labels = [0] * 90 + [1] * 9 + [2] * 1
+    chosen = stratified_indices(labels, 10, seed=3)
+    picked = np.asarray(labels)[chosen]
+    assert len(chosen) == 10 and list(chosen) == sorted(chosen)
+    assert (picked == 2).sum() == 1 and (picked == 1).sum() >= 4  # the rare classes are kept
+    assert list(stratified_indices(labels, 500)) == list(range(100))
