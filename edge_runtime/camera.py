@@ -154,16 +154,18 @@ class FrameGrabber:
         keep_all: classify every frame (default for video files) instead of
             only the newest (default for cameras); see the module docstring.
         quiet: silence OpenCV's log while opening.
+        loop: a video file starts over at its end instead of ending (demos, kiosks, tests).
 
     Raises:
         CameraError: the source cannot be opened or gives no first frame.
     """
 
     def __init__(self, source: int | str, keep_all: bool | None = None,
-                 quiet: bool = True) -> None:
+                 quiet: bool = True, loop: bool = False) -> None:
         import cv2
 
         self.source = source
+        self.loop = loop
         self.name = source_name(source)
         self.keep_all = isinstance(source, str) if keep_all is None else keep_all
         self.error: BaseException | None = None
@@ -201,9 +203,14 @@ class FrameGrabber:
         return self
 
     def _read(self) -> None:
+        import cv2
+
         try:
             while not self._stop.is_set():
                 ok, frame = self._capture.read()
+                if (not ok or frame is None) and self.loop:
+                    self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)  # replay from the start
+                    ok, frame = self._capture.read()
                 if not ok or frame is None:
                     break  # end of the video, or the camera went away
                 self.frames_read += 1

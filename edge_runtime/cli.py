@@ -7,10 +7,11 @@ beside the ``.tflite`` file give the input size, resize method and class names::
     edge-classify --model runs/demo/export/model_int8.tflite photos/ 'more/*.jpg' --top-k 3
     edge-classify --model runs/demo/export/model_int8.tflite --camera            # camera 0, window
     edge-classify --model runs/demo/export/model_int8.tflite --camera clip.mp4 --headless --json
+    edge-classify --model runs/demo/export/model_int8.tflite --camera --headless --serve 8080
 
 Exit codes: 0 success; 1 finished but some inputs could not be read (each one reported on
 stderr); 2 bad usage: an unusable model or labels file, no input, a path that matches
-nothing, a camera or video that cannot be opened; 3 an internal error (a bug: the traceback
+nothing, a camera or video that cannot be opened, a --serve port in use; 3 an internal error (a bug: the traceback
 is saved to a file, --verbose prints it); 130 interrupted before any result.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,9 +32,10 @@ from edge_runtime.camera import FrameGrabber, parse_source
 from edge_runtime.classifier import Classifier, Prediction
 from edge_runtime.inputs import expand_inputs
 from edge_runtime.interpreter import BACKENDS
+from edge_runtime.live_server import LiveServer, is_loopback, parse_address
 from edge_runtime.loops import classify_files, classify_stream
 from edge_runtime.quiet import quiet_output
-from edge_runtime.results import ResultWriter
+from edge_runtime.results import ResultWriter, result_json
 from edge_runtime.window import open_window
 
 PROG = "edge-classify"
@@ -48,18 +51,39 @@ def _writer(args: argparse.Namespace, classifier: Classifier, source_width: int)
                         max(len(label) for label in classifier.labels))
 
 
+def _start_server(args: argparse.Namespace) -> LiveServer:
+    host, port = args.serve
+    server = LiveServer(host, port, token=args.serve_token, max_clients=args.serve_max_clients,
+                        stream_fps=args.serve_fps, title=PROG).start()
+    for url in server.urls():
+        say(PROG, f"live view: {url}")
+    if is_loopback(host):
+        say(PROG, f"from another computer: ssh -L {server.port}:{host}:{server.port} "
+                  "USER@THIS-HOST, then open the URL there")
+    return server
+
+
 def _run_camera(args: argparse.Namespace, classifier: Classifier) -> int:
     source = parse_source(args.camera)
     # FFmpeg logs decoding trouble of a file that is not a video straight to fd 2
     with quiet_output(not args.verbose):
-        grabber = FrameGrabber(source, quiet=not args.verbose)
+        grabber = FrameGrabber(source, quiet=not args.verbose, loop=args.loop)
+    server = None
     try:
+        if args.serve is not None:
+            server = _start_server(args)
         # a recording plays at its own speed on screen; a camera delivers at its own pace
         window = open_window(args.headless, args.verbose,
-                              grabber.fps if grabber.keep_all else 0.0)
+                             grabber.fps if grabber.keep_all else 0.0)
     except BaseException:
         grabber.stop()
+        if server is not None:
+            server.close()
         raise
+    # a recording served to a browser plays at its own speed too, as in the window
+    pace_s = (1.0 / grabber.fps if server is not None and window is None and grabber.keep_all
+              and grabber.fps > 0 else 0.0)
+    due = 0.0
     if args.verbose:
         mode = "every frame" if grabber.keep_all else "newest frame only"
         rate = f", {grabber.fps:g} fps nominal" if grabber.fps else ""
@@ -69,17 +93,29 @@ def _run_camera(args: argparse.Namespace, classifier: Classifier) -> int:
 
     def on_frame(number: int, frame: np.ndarray, predictions: list[Prediction],
                  latency_ms: float) -> bool:
+        nonlocal due
+        if pace_s:  # before any output: Ctrl-C while waiting leaves this frame unreported
+            if due > time.perf_counter():
+                time.sleep(due - time.perf_counter())
+            due = max(due + pace_s, time.perf_counter())
         # JSON consumers get every frame even when a window shows them too
         if window is None or args.json:
             writer.result(f"{grabber.name}#{number}", predictions, latency_ms)
+        if server is not None:  # before the window draws on the frame
+            server.publish(number, frame,
+                           result_json(f"{grabber.name}#{number}", predictions, latency_ms))
         return window.show(frame, predictions) if window is not None else True
 
     try:
+        # Ctrl-C and SIGTERM (run_command turns it into KeyboardInterrupt) end the stream
+        # with its summary
         summary = classify_stream(classifier, grabber.start(), args.top_k, args.threshold,
                                   args.max_frames, on_frame)
     finally:
         if window is not None:
             window.close()
+        if server is not None:
+            server.close()
     writer.summary(grabber.name, summary)
     if grabber.error is not None:
         log.error(f"{grabber.name}: reading frames failed: {grabber.error}")
@@ -88,6 +124,13 @@ def _run_camera(args: argparse.Namespace, classifier: Classifier) -> int:
         log.error(f"{grabber.name} stopped delivering frames")
         return 1
     return 0
+
+
+def _serve_address(text: str) -> tuple[str, int]:
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,6 +160,21 @@ def build_parser() -> argparse.ArgumentParser:
     inputs.add_argument("--max-frames", type=positive_int, metavar="N",
                         help="with --camera: stop after N frames (default: until the video "
                              "ends, q/Esc in the window, or Ctrl-C)")
+    inputs.add_argument("--loop", action="store_true",
+                        help="with --camera VIDEO_FILE: replay the video forever (demos, kiosks)")
+    serve = parser.add_argument_group("live view in a browser (with --camera)")
+    serve.add_argument("--serve", type=_serve_address, metavar="[HOST:]PORT",
+                       help="serve the picture, the top-k, FPS and inference time at "
+                            "http://HOST:PORT/ (HOST default 127.0.0.1: this machine only, "
+                            "reach it with ssh -L; 0.0.0.0: the network, with a token); a "
+                            "video file is then played at its own speed")
+    serve.add_argument("--serve-token", metavar="TOKEN",
+                       help="the token every request must carry as ?token= (default: a random "
+                            "one when HOST is not loopback, none on loopback)")
+    serve.add_argument("--serve-fps", type=positive_int, default=15, metavar="N",
+                       help="most frames a second sent to each browser")
+    serve.add_argument("--serve-max-clients", type=positive_int, default=4, metavar="N",
+                       help="browsers streaming at once; more get 503")
     output = parser.add_argument_group("output")
     output.add_argument("--top-k", type=positive_int, default=3, metavar="K",
                         help="classes reported per picture")
@@ -144,6 +202,14 @@ def run(args: argparse.Namespace) -> int:
                          "or --camera [INDEX|VIDEO_FILE]")
     if args.camera is None and args.max_frames is not None:
         raise UsageError("--max-frames applies to --camera only")
+    if args.camera is None and (args.serve is not None or args.loop):
+        raise UsageError("--serve and --loop apply to --camera only")
+    if args.serve is None and args.serve_token is not None:
+        raise UsageError("--serve-token applies to --serve only")
+    if args.serve_token is not None and not args.serve_token.strip():
+        raise UsageError("--serve-token is empty")
+    if args.loop and isinstance(parse_source(args.camera), int):
+        raise UsageError("--loop replays a video file; a camera has no end to start over from")
     files = expand_inputs(args.paths) if args.paths else []
     with quiet_output(not args.verbose):
         classifier = Classifier(args.model, args.labels, args.threads, args.backend)

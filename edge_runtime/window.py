@@ -12,10 +12,10 @@ import os
 import subprocess
 import sys
 import time
-from collections import deque
 
 import numpy as np
 
+from edge_runtime.annotate import FrameRate, caption, draw_lines
 from edge_runtime.classifier import Prediction
 
 WINDOW_TITLE = "edge-classify (q or Esc to quit)"
@@ -69,7 +69,7 @@ class PreviewWindow:
 
         self.title = title
         self._interval = 1.0 / pace_fps if pace_fps > 0 else 0.0
-        self._times: deque[float] = deque(maxlen=30)
+        self._rate = FrameRate(30)
         self._shown = 0.0  # when the previous frame went on screen
         # the pip wheels' Qt warns at length about fonts it does not need (text is drawn by OpenCV)
         os.environ.setdefault("QT_LOGGING_RULES", "default.warning=false")
@@ -77,25 +77,16 @@ class PreviewWindow:
 
     def fps(self) -> float:
         """Frame rate over the last 30 frames."""
-        if len(self._times) < 2:
-            return 0.0
-        return (len(self._times) - 1) / (self._times[-1] - self._times[0])
+        return self._rate.fps()
 
     def show(self, frame: np.ndarray, predictions: list[Prediction]) -> bool:
         """Draw and show ``frame`` (BGR); False when the user pressed q/Esc or closed it."""
         import cv2
 
-        self._times.append(time.perf_counter())
+        self._rate.tick()
         best = predictions[0] if predictions else None
-        lines = [f"{best.label} {best.score:.2f}" if best else "-", f"{self.fps():.1f} FPS"]
-        scale = max(0.5, frame.shape[0] / 480)
-        for i, text in enumerate(lines):
-            origin = (10, int((30 + 32 * i) * scale))
-            # a dark outline under white text stays legible on any background
-            cv2.putText(frame, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale, (0, 0, 0),
-                        int(4 * scale), cv2.LINE_AA)
-            cv2.putText(frame, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale,
-                        (255, 255, 255), max(1, int(2 * scale)), cv2.LINE_AA)
+        draw_lines(frame, caption(best.label if best else None, best.score if best else 0.0,
+                                  self.fps()))
         cv2.imshow(self.title, frame)
         wait_s = self._shown + self._interval - time.perf_counter()
         key = cv2.waitKey(max(1, round(wait_s * 1000))) & 0xFF  # waiting keeps the window live

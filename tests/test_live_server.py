@@ -1,0 +1,483 @@
+"""The browser live view: LiveServer's endpoints, its safety rules, --serve and --loop on the
+command line, and the page rendered by a real headless Chromium. All traffic stays on 127.0.0.1."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_runtime.cli import main
+from edge_runtime.live_server import BOUNDARY, LiveServer, ServeError, is_loopback, parse_address
+from tests.test_edge_runtime import demo_images, write_video
+
+REPO = Path(__file__).resolve().parents[1]
+TOKEN = "s3cret-token"
+RESULT = {"source": "clip.avi#7", "top_k": [{"label": "tulips", "index": 4, "score": 0.875},
+                                            {"label": "roses", "index": 2, "score": 0.125}],
+          "latency_ms": 3.25}
+# never a proxy: every request in this file goes to 127.0.0.1
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def get(url: str, timeout: float = 10.0) -> tuple[int, dict, bytes]:
+    """``(status, headers, body)`` of a GET, whatever the status."""
+    try:
+        with _OPENER.open(url, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def grey_frame(height: int = 240, width: int = 320, value: int = 90) -> np.ndarray:
+    return np.full((height, width, 3), value, np.uint8)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture()
+def server():
+    """A started server on 127.0.0.1 that demands a token anyway (as on 0.0.0.0)."""
+    live = LiveServer("127.0.0.1", 0, token=TOKEN, require_token=True, max_clients=2,
+                      stream_fps=100, client_timeout_s=2.0).start()
+    yield live
+    live.close()
+
+
+def url(live: LiveServer, path: str, token: str | None = TOKEN) -> str:
+    return f"http://127.0.0.1:{live.port}{path}" + (f"?token={token}" if token else "")
+
+
+def open_stream(live: LiveServer, token: str = TOKEN) -> http.client.HTTPResponse:
+    connection = http.client.HTTPConnection("127.0.0.1", live.port, timeout=10)
+    connection.request("GET", f"/stream.mjpg?token={token}")
+    return connection.getresponse()
+
+
+def read_part(response: http.client.HTTPResponse) -> bytes:
+    """The next JPEG of a multipart/x-mixed-replace response."""
+    line = b""
+    for _ in range(10):  # blank lines may precede the boundary
+        line = response.readline()
+        if line.strip():
+            break
+    assert line.strip() == f"--{BOUNDARY}".encode(), line
+    headers = {}
+    while (line := response.readline().strip()):
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    assert headers["content-type"] == "image/jpeg"
+    body = response.read(int(headers["content-length"]))
+    assert response.read(2) == b"\r\n"
+    return body
+
+
+def decode(jpeg: bytes) -> np.ndarray:
+    import cv2
+
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None, "not a JPEG"
+    return image
+
+
+# ----------------------------------------------------------------------------- addresses, token
+
+@pytest.mark.parametrize("text, expected", [("8080", ("127.0.0.1", 8080)),
+                                            ("0.0.0.0:80", ("0.0.0.0", 80)),
+                                            ("localhost:0", ("localhost", 0)),
+                                            ("[::1]:9000", ("::1", 9000)),
+                                            (":8080", ("127.0.0.1", 8080))])
+def test_parse_address(text, expected):
+    assert parse_address(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "x", "host:", "70000", "::1:80", "127.0.0.1:-1"])
+def test_parse_address_rejects_bad_values(text):
+    with pytest.raises(ValueError, match="PORT|brackets"):
+        parse_address(text)
+
+
+def test_a_token_is_made_up_off_loopback_only():
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.20")
+    assert LiveServer("127.0.0.1").token is None
+    first, second = LiveServer("0.0.0.0").token, LiveServer("0.0.0.0").token
+    assert first and second and first != second and len(first) >= 20
+    assert LiveServer("0.0.0.0", token="mine").token == "mine"
+    assert LiveServer("127.0.0.1", token="mine").token == "mine"  # given: always asked for
+
+
+@pytest.mark.parametrize("path", ["/", "/stream.mjpg", "/predictions", "/healthz", "/nope"])
+def test_every_request_needs_the_token(server, path):
+    server.publish(1, grey_frame(), RESULT)
+    for token in (None, "wrong", TOKEN[:-1]):
+        status, _, body = get(url(server, path, token))
+        assert status == 403, (path, token)
+        assert b"token" in body and TOKEN.encode() not in body
+    if path != "/stream.mjpg":  # the stream never ends: its turn is below
+        assert get(url(server, path))[0] == (404 if path == "/nope" else 200)
+
+
+def test_loopback_without_a_token_serves_everyone():
+    with LiveServer("127.0.0.1", 0) as live:
+        live.publish(1, grey_frame(), RESULT)
+        assert live.urls() == [f"http://127.0.0.1:{live.port}/"]
+        assert get(url(live, "/predictions", None))[0] == 200
+
+
+def test_loopback_without_a_token_refuses_other_host_names():
+    # a web page that re-points its own domain at 127.0.0.1 (DNS rebinding) must read nothing
+    with LiveServer("127.0.0.1", 0) as live:
+        live.publish(1, grey_frame(), RESULT)
+        for host, expected in [("evil.example:80", 403), (f"localhost:{live.port}", 200),
+                               (f"127.0.0.1:{live.port}", 200), ("[::1]:8080", 200)]:
+            connection = http.client.HTTPConnection("127.0.0.1", live.port, timeout=5)
+            connection.request("GET", "/predictions", headers={"Host": host})
+            assert connection.getresponse().status == expected, host
+            connection.close()
+
+
+def test_wildcard_address_prints_a_url_with_the_token():
+    live = LiveServer("0.0.0.0", 8123)
+    urls = live.urls()
+    assert urls and all(u.endswith(f":8123/?token={live.token}") for u in urls)
+    assert not any("0.0.0.0" in u for u in urls)
+
+
+# ----------------------------------------------------------------------------- endpoints
+
+def test_predictions_are_the_json_line_plus_frame_and_fps(server):
+    assert get(url(server, "/predictions"))[0] == 503  # nothing classified yet
+    for number in (5, 6, 7):
+        server.publish(number, grey_frame(), RESULT)
+        time.sleep(0.02)
+    status, headers, body = get(url(server, "/predictions"))
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    result = json.loads(body)
+    assert set(result) == {"source", "top_k", "latency_ms", "frame", "fps"}
+    assert result["top_k"] == RESULT["top_k"] and result["source"] == RESULT["source"]
+    assert result["frame"] == 7 and 5 < result["fps"] < 100
+
+
+def test_healthz_follows_the_camera():
+    with LiveServer("127.0.0.1", 0, stale_s=0.5) as live:
+        status, _, body = get(url(live, "/healthz", None))
+        assert status == 503 and json.loads(body)["reason"] == "no frame yet"
+        live.publish(1, grey_frame(), RESULT)
+        status, _, body = get(url(live, "/healthz", None))
+        assert status == 200 and json.loads(body)["ok"] is True
+        time.sleep(0.8)  # the camera stopped delivering
+        status, _, body = get(url(live, "/healthz", None))
+        assert status == 503 and "no frame for" in json.loads(body)["reason"]
+        live.publish(2, grey_frame(), RESULT)
+        assert get(url(live, "/healthz", None))[0] == 200
+
+
+def test_page_is_phone_friendly_and_passes_the_token_on(server):
+    status, headers, body = get(url(server, "/"))
+    page = body.decode()
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert '<meta name="viewport" content="width=device-width' in page
+    assert f'const query = "?token={TOKEN}"' in page
+    assert '"stream.mjpg" + query' in page and '"predictions" + query' in page
+    assert "@media" in page or "flex-wrap" in page
+
+
+def test_stream_sends_jpegs_with_the_top_label_drawn(server):
+    stop = threading.Event()
+
+    def camera():
+        number = 0
+        while not stop.is_set():
+            number += 1
+            server.publish(number, grey_frame(), RESULT)
+            time.sleep(0.01)
+
+    producer = threading.Thread(target=camera, daemon=True)
+    producer.start()
+    try:
+        response = open_stream(server)
+        assert response.status == 200
+        assert response.headers["Content-Type"] == (
+            f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+        images = [decode(read_part(response)) for _ in range(3)]
+        response.close()
+    finally:
+        stop.set()
+        producer.join()
+    for image in images:
+        assert image.shape == (240, 320, 3)
+        # white caption text in the top-left corner; the rest stays the grey of the frame
+        assert image[:70, :200].max() > 200
+        assert abs(float(image[150:, 200:].mean()) - 90) < 3
+
+
+def test_one_encoding_per_frame_whatever_the_number_of_clients(server):
+    server.publish(1, grey_frame(), RESULT)  # nobody watches: not even copied
+    first, second = open_stream(server), open_stream(server)
+    time.sleep(0.2)  # both handlers are waiting for a frame
+    server.publish(2, grey_frame(), RESULT)
+    assert read_part(first) == read_part(second)
+    assert server.frames_encoded == 1
+    first.close()
+    second.close()
+
+
+def test_stream_rate_is_capped():
+    with LiveServer("127.0.0.1", 0, stream_fps=5) as live:
+        stop = threading.Event()
+
+        def camera():
+            number = 0
+            while not stop.is_set():
+                number += 1
+                live.publish(number, grey_frame(), RESULT)
+                time.sleep(0.005)
+
+        producer = threading.Thread(target=camera, daemon=True)
+        producer.start()
+        try:
+            response = open_stream(live)
+            read_part(response)
+            started = time.monotonic()
+            for _ in range(4):
+                read_part(response)
+            elapsed = time.monotonic() - started
+            response.close()
+        finally:
+            stop.set()
+            producer.join()
+    assert elapsed >= 4 * 0.2 * 0.9  # 5 fps, not the ~100 published
+
+
+def test_clients_beyond_the_cap_get_503(server):
+    server.publish(1, grey_frame(), RESULT)
+    streams = [open_stream(server) for _ in range(server.max_clients)]
+    assert all(s.status == 200 for s in streams)
+    status, _, body = get(url(server, "/stream.mjpg"))
+    assert status == 503 and b"viewers" in body
+    assert get(url(server, "/predictions"))[0] == 200  # the cap is on streams only
+    streams[0].close()
+    for _ in range(50):  # the handler notices the closed socket at its next write
+        server.publish(2, grey_frame(), RESULT)
+        time.sleep(0.05)
+        response = open_stream(server)
+        if response.status == 200:
+            response.close()
+            break
+        response.close()
+    else:
+        pytest.fail("a closed stream never freed its slot")
+    for s in streams[1:]:
+        s.close()
+
+
+def test_a_stalled_client_never_slows_the_publisher():
+    # one stream slot, taken by a client that asks for the stream and never reads it
+    with LiveServer("127.0.0.1", 0, max_clients=1, stream_fps=100,
+                    client_timeout_s=1.0) as live:
+        stalled = socket.create_connection(("127.0.0.1", live.port), timeout=5)
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.sendall(b"GET /stream.mjpg HTTP/1.0\r\n\r\n")
+        # big noisy frames: each JPEG is hundreds of kB, far beyond the socket buffers
+        frame = np.random.default_rng(0).integers(0, 256, (720, 1280, 3), np.uint8)
+        worst = 0.0
+        for number in range(1, 301):
+            before = time.perf_counter()
+            live.publish(number, frame, RESULT)
+            worst = max(worst, time.perf_counter() - before)
+            time.sleep(0.005)
+        # a publish that waited on the stalled client would take its whole 1 s timeout; the
+        # margin below it is for a loaded CI machine (unloaded: a few ms, a frame copy)
+        assert worst < 0.5, worst
+        # the newest result is served meanwhile
+        status, _, body = get(url(live, "/predictions", None))
+        assert status == 200 and json.loads(body)["frame"] == 300
+        # the stalled client is dropped after its timeout, and its slot goes to the next one
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            response = open_stream(live)
+            if response.status == 200:
+                live.publish(301, frame, RESULT)
+                assert decode(read_part(response)).shape == frame.shape
+                response.close()
+                break
+            response.close()
+            time.sleep(0.2)
+        else:
+            pytest.fail("the stalled client kept its slot")
+        stalled.close()
+
+
+def test_close_ends_every_connection_and_the_port(server):
+    response = open_stream(server)
+    server.publish(1, grey_frame(), RESULT)  # a stream gets the frames published after it began
+    read_part(response)
+    started = time.monotonic()
+    server.close()
+    assert time.monotonic() - started < 5
+    with pytest.raises((OSError, http.client.HTTPException, AssertionError)):
+        for _ in range(3):  # the stream ends: no more parts
+            read_part(response)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+    server.close()  # twice is fine
+
+
+def test_a_busy_port_is_a_serve_error():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(ServeError, match="in use"):
+            LiveServer("127.0.0.1", taken.getsockname()[1]).start()
+
+
+# ----------------------------------------------------------------------------- command line
+
+@pytest.fixture()
+def images(demo_dir) -> list[Path]:
+    return demo_images(demo_dir)
+
+
+@pytest.fixture()
+def video(tmp_path, images) -> Path:
+    return write_video(tmp_path / "clip.avi", images, frames=12)
+
+
+def _one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_busy_port_exits_2_with_one_line(capfd, bundle, video):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["--model", str(bundle / "model_int8.tflite"), "--camera", str(video),
+                     "--headless", "--serve", f"127.0.0.1:{port}"])
+    out, err = capfd.readouterr()
+    assert code == 2 and out == ""
+    assert f"127.0.0.1:{port}" in _one_line(err) and "in use" in err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["IMAGE", "--serve", "8080"], "--camera only"),
+    (["IMAGE", "--loop"], "--camera only"),
+    (["--camera", "0", "--loop"], "video file"),
+    (["--camera", "VIDEO", "--serve-token", "x"], "--serve only"),
+    (["--camera", "VIDEO", "--serve", "8080", "--serve-token", ""], "empty"),
+    (["--camera", "VIDEO", "--serve", "host:port"], "[HOST:]PORT"),
+    (["--camera", "VIDEO", "--serve", "8080", "--serve-fps", "0"], "positive"),
+])
+def test_serve_usage_errors_exit_2(capfd, bundle, images, video, extra, message):
+    extra = [str(images[0]) if a == "IMAGE" else str(video) if a == "VIDEO" else a
+             for a in extra]
+    code = main(["--model", str(bundle / "model_int8.tflite"), *extra])
+    _, err = capfd.readouterr()
+    assert code == 2 and message in _one_line(err)
+
+
+@pytest.mark.parametrize("loop, expected", [(False, 12), (True, 30)])
+def test_loop_replays_a_video(capfd, bundle, video, loop, expected):
+    argv = ["--model", str(bundle / "model_int8.tflite"), "--camera", str(video), "--headless",
+            "--json", "--max-frames", "30"] + (["--loop"] if loop else [])
+    code = main(argv)
+    out, _ = capfd.readouterr()
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and lines[-1]["summary"]["frames"] == expected
+    assert [line["source"] for line in lines[:-1]] == [f"{video}#{n}"
+                                                       for n in range(1, expected + 1)]
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _start_serving(bundle: Path, video: Path, port: int) -> tuple[subprocess.Popen, list[str]]:
+    """``edge-classify --camera VIDEO --serve … --headless --loop --json`` as a child; waits for
+    /healthz to say 200 and returns the child with the stderr lines read so far."""
+    launcher = ("import sys, runpy; sys.argv = ['edge-classify'] + sys.argv[1:];"
+                "runpy.run_module('edge_runtime.cli', run_name='__main__')")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen([sys.executable, "-c", launcher, "--model",
+                              str(bundle / "model_int8.tflite"), "--camera", str(video),
+                              "--serve", f"127.0.0.1:{port}", "--headless", "--loop", "--json"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    err = [child.stderr.readline() for _ in range(2)]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and child.poll() is None:
+        try:
+            if get(f"http://127.0.0.1:{port}/healthz", timeout=2)[0] == 200:
+                return child, err
+        except OSError:
+            pass
+        time.sleep(0.2)
+    child.kill()
+    pytest.fail(f"the server never became healthy: {err} {child.stderr.read()}")
+
+
+def _stop(child: subprocess.Popen) -> tuple[int, str, str]:
+    child.send_signal(signal.SIGTERM)
+    try:
+        out, err = child.communicate(timeout=30)
+    finally:
+        child.kill()
+    return child.returncode, out, err
+
+
+def test_page_in_headless_chromium_shows_the_models_labels(bundle, images, tmp_path):
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does it)")
+    labels = (bundle / "labels.txt").read_text().split()
+    video = write_video(tmp_path / "clip.avi", images, frames=20, size=(320, 240), fps=10.0)
+    port = free_port()
+    child, err = _start_serving(bundle, video, port)
+    try:
+        assert err[0].strip() == f"edge-classify: live view: http://127.0.0.1:{port}/"
+        assert f"ssh -L {port}:127.0.0.1:{port}" in err[1]
+        page = f"http://127.0.0.1:{port}/"
+        browser = [chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                   "--no-proxy-server", f"--user-data-dir={tmp_path / 'profile'}",
+                   "--virtual-time-budget=3000"]
+        dom = subprocess.run(browser + ["--dump-dom", page], capture_output=True, text=True,
+                             timeout=120)
+        assert dom.returncode == 0, dom.stderr[-2000:]
+        shot = tmp_path / "page.png"
+        subprocess.run(browser + [f"--screenshot={shot}", "--window-size=900,600", page],
+                       capture_output=True, timeout=120, check=True)
+        assert shot.stat().st_size > 10_000
+        predictions = json.loads(get(f"http://127.0.0.1:{port}/predictions")[2])
+    finally:
+        code, out, rest = _stop(child)
+    # the page was filled in by its own script: the model's labels, the rate, the timing
+    top_k = dom.stdout.split('<ol id="topk">')[1].split("</ol>")[0]
+    shown = [label for label in labels if f'class="label">{label}<' in top_k]
+    assert len(shown) == 3, top_k
+    assert " FPS</dd>" in dom.stdout and " ms</dd>" in dom.stdout
+    assert predictions["top_k"][0]["label"] in labels
+    # SIGTERM ends the run like Ctrl-C: a summary, exit 0, nothing left listening
+    assert code == 0 and "Traceback" not in rest, rest
+    summary = json.loads(out.splitlines()[-1])["summary"]
+    assert summary["frames"] > 20  # it looped over the 20-frame video
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
