@@ -33,7 +33,7 @@ import numpy as np
 from common.errors import UserError
 from edge_runtime.fileio import write_json, write_text
 from edge_runtime.interpreter import BackendError, ModelError, available_backends
-from export.exporter import signed
+from export.table import signed
 
 KERAS_ROWS = {
     "keras": "`model.predict(x[None], verbose=0)` on one image: how most scripts call Keras; "
@@ -242,7 +242,7 @@ def read_manifest(run: Path) -> dict:
 
 
 def _warn_if_stale(run: Path, manifest: dict) -> None:
-    from export.exporter import sha256
+    from edge_runtime.fileio import sha256
 
     exported_from = manifest.get("source", {}).get("model_sha256")
     if exported_from and exported_from != sha256(run / "model.keras"):
@@ -613,14 +613,17 @@ def benchmark(config: BenchConfig, log=print) -> BenchResult:
     load_at_start = load_average()
     tf_threads = _set_tf_threads(threads)
 
+    from common.rundir import load_run
     from edge_runtime.classifier import Classifier
     from edge_runtime.quiet import quiet_output
-    from export.exporter import ExportConfig, export, load_images, load_run
+    from export.exporter import ExportConfig, export
+    from export.images import load_images
+    from export.progress import progress_bar
 
     if config.export_first:
         log(f"exporting {run} ...")
         exported = export(ExportConfig(run=str(run), threads=config.threads,
-                                       progress=config.progress), log=log)
+                                       progress=config.progress))
         if exported.failures:
             print(f"warning: {', '.join(exported.failures)} lost more accuracy than the export "
                   "allows; benchmarking anyway", file=sys.stderr)
@@ -634,8 +637,10 @@ def benchmark(config: BenchConfig, log=print) -> BenchResult:
                          f"input but model.keras takes {size[0]}x{size[1]}; re-run "
                          f"`edge-export {run}`")
     split = splits.eval_split()
-    images, kept = load_images(splits.paths(split), size, f"loading {split} images",
-                               config.progress)
+    with progress_bar(len(splits.paths(split)), f"loading {split} images",
+                      config.progress) as bar:
+        images, kept = load_images(splits.paths(split), size, bar=bar)
+    images = images.astype(np.float32)  # the runners' input type (export now streams uint8)
     if not len(images):
         raise BenchError(f"no readable image in the {split} split of {run}")
     truth = np.asarray(splits.labels[split])[kept]
@@ -720,7 +725,7 @@ def prepare_demo(run: Path, log=print) -> None:
         from export.exporter import ExportConfig, export
 
         log(f"exporting {run} ...")
-        result = export(ExportConfig(run=str(run)), log=log)
+        result = export(ExportConfig(run=str(run)))
         if result.failures:
             print(f"warning: {', '.join(result.failures)} lost more accuracy than the export "
                   "allows; benchmarking anyway", file=sys.stderr)

@@ -65,7 +65,15 @@ def exported_run(tiny_run, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("exported") / "tiny"
     shutil.copytree(tiny_run, run)
     export(ExportConfig(run=str(run), formats=("fp32", "fp16", "int8"), calibration_samples=40,
-                        max_accuracy_drop=100.0, progress=False), log=lambda *_: None)
+                        max_accuracy_drop=100.0, progress=False))
+    return run
+
+
+@pytest.fixture
+def run_copy(tiny_run, tmp_path) -> Path:
+    """A private copy of ``tiny_run`` (no export yet) that a test may change."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
     return run
 
 

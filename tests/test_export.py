@@ -10,22 +10,18 @@ import numpy as np
 import pytest
 
 from edge_runtime.classifier import Classifier
+from edge_runtime.manifest import Manifest
 from export import exporter
+from export.calibration import calibration_files, check_calibration
 from export.cli import main
-from export.exporter import ExportConfig, ExportError, calibration_files, check_calibration
+from export.errors import ExportError
+from export.exporter import ExportConfig
 from export.formats import FORMATS, parse_formats
 from train.splits import Splits
 
 MANIFEST_KEYS = ("input", "labels", "variants", "keras_accuracy", "eval_split", "source")
 VARIANT_KEYS = ("file", "bytes", "input_dtype", "output_dtype", "accuracy", "agreement",
                 "max_abs_diff")
-
-
-@pytest.fixture
-def run_copy(tiny_run, tmp_path):
-    run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)
-    return run
 
 
 def test_manifest_holds_the_contract_and_variants_match_it(exported_run):
@@ -103,15 +99,14 @@ def test_too_small_calibration_is_exit_2_unless_forced(run_copy, capsys):
 
 
 def test_accuracy_drop_guard_fires_only_past_the_limit(run_copy, capsys, monkeypatch):
-    real_verify = exporter.verify
+    real_evaluate = exporter.evaluate
 
-    def lossy_verify(path, *args, **kwargs):
-        entry = real_verify(path, *args, **kwargs)
-        if "fp16" in path.name:
-            entry["accuracy"] -= 0.05  # a variant 5 points worse than Keras
-        return entry
+    def lossy_evaluate(*args, **kwargs):
+        evaluation = real_evaluate(*args, **kwargs)
+        evaluation.variants["fp16"]["accuracy"] -= 0.05  # a variant 5 points worse than Keras
+        return evaluation
 
-    monkeypatch.setattr(exporter, "verify", lossy_verify)
+    monkeypatch.setattr(exporter, "evaluate", lossy_evaluate)
     assert main([str(run_copy), "--formats", "fp16", "--max-accuracy-drop", "4.9",
                  "--no-progress"]) == 1
     assert "fp16 lost more than 4.9 accuracy point" in capsys.readouterr().err
@@ -122,20 +117,20 @@ def test_accuracy_drop_guard_fires_only_past_the_limit(run_copy, capsys, monkeyp
 def test_debug_report_and_selective_quantization(run_copy):
     result = exporter.export(ExportConfig(run=str(run_copy), formats=("int8",),
                                           calibration_samples=40, debug_quant=True, keep_float=2,
-                                          max_accuracy_drop=100, progress=False),
-                             log=lambda *_: None)
+                                          max_accuracy_drop=100, progress=False))
     with open(run_copy / "export" / "quant_report.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) > 10
     errors = [float(r["rmse_over_scale"]) for r in rows]
     assert errors == sorted(errors, reverse=True)
-    selective = result.manifest["variants"]["int8_keepfloat"]
+    variants = result.manifest.to_json()["variants"]
+    selective = variants["int8_keepfloat"]
     assert selective["float_layers"] == [r["tensor_name"] for r in rows[:2]]
     assert "recovered_points" in selective
     assert (run_copy / "export" / selective["file"]).is_file()
     # It keeps the int8 interface the camera feeds (uint8 by default); only an
     # end whose op stayed float may stay float32.
-    assert selective["input_dtype"] == result.manifest["variants"]["int8"]["input_dtype"] == "uint8"
+    assert selective["input_dtype"] == variants["int8"]["input_dtype"] == "uint8"
     assert selective["output_dtype"] in ("uint8", "float32")
 
 
@@ -156,3 +151,51 @@ def test_unknown_formats_are_named_with_the_valid_ones():
     with pytest.raises(ValueError, match="unknown bf16.*fp32, fp16, dynamic, int8"):
         parse_formats("fp32,bf16")
     assert set(FORMATS) >= {"fp32", "fp16", "int8", "dynamic"}
+
+
+@pytest.mark.parametrize("int8_io, formats", [("int8", ("int8",)), ("float32", ("int8", "dynamic"))])
+def test_int8_io_types_and_the_dynamic_format(run_copy, exported_run, int8_io, formats):
+    exporter.export(ExportConfig(run=str(run_copy), formats=formats, int8_io=int8_io,
+                                 calibration_samples=40, eval_samples=0, max_accuracy_drop=100,
+                                 progress=False))
+    bundle = run_copy / "export"
+    manifest = Manifest.load(bundle)
+    assert list(manifest.variants) == list(formats)
+    reference = Manifest.load(exported_run / "export")  # the same model, int8 with uint8 I/O
+    fp32_bytes = reference.variants["fp32"].bytes
+    pixels = np.random.default_rng(0).integers(0, 256, (64, 64, 3)).astype(np.float32)
+    uint8_probs = Classifier(exported_run / "export" / "model_int8.tflite").probabilities(pixels)
+
+    int8 = manifest.variants["int8"]
+    classifier = Classifier(bundle / int8.file)
+    assert (classifier.input_dtype.name == classifier.output_dtype.name == int8.input_dtype
+            == int8.output_dtype == int8_io)
+    scale, zero_point = classifier.input_quantization
+    assert (int8.input_quantization.scale, int8.input_quantization.zero_point) == \
+        (pytest.approx(scale), zero_point)
+    assert (scale > 0) == (int8_io == "int8")  # float32 I/O: the quantize op is inside
+    assert int8.bytes < reference.variants["fp16"].bytes
+    assert int8.agreement >= 0.7 and int8.max_abs_diff < 0.25
+    # the I/O type changes the interface only: the same internals give the same probabilities
+    np.testing.assert_allclose(classifier.probabilities(pixels), uint8_probs, atol=0.02)
+
+    if "dynamic" in formats:
+        dynamic = manifest.variants["dynamic"]
+        assert dynamic.file == "model_dynamic.tflite"
+        assert dynamic.input_dtype == dynamic.output_dtype == "float32"
+        assert dynamic.bytes < fp32_bytes / 2  # int8 weights
+        assert dynamic.agreement >= 0.9 and dynamic.max_abs_diff < 0.1
+    assert manifest.eval_set is None and not (bundle / "eval_set.npz").exists()  # 0: none
+
+
+@pytest.mark.parametrize("flag, value", [
+    ("--calibration-samples", "0"), ("--eval-samples", "-1"), ("--threads", "0"),
+    ("--max-accuracy-drop", "-0.5"), ("--keep-float", "-1"), ("--threads", "two"),
+])
+def test_bad_numbers_are_one_line_usage_errors(tmp_path, capsys, flag, value):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path), flag, value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert flag in err and "\n" not in err
+

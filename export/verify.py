@@ -1,0 +1,109 @@
+"""Every variant run through the edge runtime (the code that ships) on the evaluation images,
+compared with Keras on the same pixels.
+
+One pass over the images serves Keras and all variants: each batch is read once, as uint8,
+and memory stays bounded by the batch whatever the size of the split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime.classifier import Classifier
+from edge_runtime.errors import ModelError
+from edge_runtime.manifest import Quantization
+from edge_runtime.quiet import quiet_output
+from export.errors import ExportError
+from export.images import Batch
+
+Observer = Callable[[Batch, np.ndarray], None]
+"""Called with each batch and Keras's top-1 for it (e.g. to keep the bundle's eval set)."""
+
+
+@dataclass
+class _Tally:
+    classifier: Classifier
+    correct: int = 0
+    agree: int = 0
+    max_abs_diff: float = 0.0
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What one pass over the evaluation images measured."""
+
+    num_eval: int
+    """Images verified (the readable ones of the split)."""
+    keras_accuracy: float
+    variants: dict[str, dict] = field(default_factory=dict)
+    """Variant name → the :class:`edge_runtime.manifest.Variant` fields measured: I/O types
+    and quantization, ``accuracy``, ``agreement``, ``max_abs_diff``, ``backend``."""
+
+
+def keras_probabilities(model, pixels: np.ndarray) -> np.ndarray:
+    """Keras's class probabilities for a uint8 batch (N, H, W, 3), float32 (N, classes)."""
+    # predict_on_batch: one forward pass, without predict()'s per-call dataset set-up
+    return np.asarray(model.predict_on_batch(pixels.astype(np.float32)), np.float32)
+
+
+def evaluate(model, variants: Mapping[str, Path], labels_path: Path, batches: Iterable[Batch],
+             truth: np.ndarray, threads: int | None = None,
+             observers: Sequence[Observer] = ()) -> Evaluation:
+    """Accuracy of Keras and of each variant file, and each variant's agreement with Keras.
+
+    Args:
+        variants: name → ``.tflite`` file, each loaded by :class:`Classifier` with
+            ``labels_path`` (the bundle's own labels).
+        batches: the evaluation images (:func:`export.images.iter_batches`).
+        truth: the true class of every file the batches index into.
+        observers: also called with each batch and Keras's top-1.
+
+    Raises:
+        ExportError: no image could be read.
+        BackendError: no TFLite interpreter works here.
+        RuntimeError: a converted variant does not load (a converter/runtime mismatch).
+    """
+    tallies = {}
+    for name, path in variants.items():
+        try:
+            with quiet_output():  # the interpreter's "Created XNNPACK delegate" line
+                tallies[name] = _Tally(Classifier(path, labels_path=labels_path, threads=threads))
+        except ModelError as exc:  # the converter's own output: not the user's input
+            raise RuntimeError(f"{name}: the converted model does not load in the edge "
+                               f"runtime ({exc})") from exc
+    seen = keras_correct = 0
+    for batch in batches:
+        labels = truth[batch.indices]
+        keras = keras_probabilities(model, batch.pixels)
+        keras_top1 = keras.argmax(1)
+        seen += len(batch.pixels)
+        keras_correct += int(np.sum(keras_top1 == labels))
+        for tally in tallies.values():
+            # float32 pixels, as Classifier.preprocess hands them over on the device
+            probs = np.stack([tally.classifier.probabilities(p.astype(np.float32))
+                              for p in batch.pixels])
+            top1 = probs.argmax(1)
+            tally.correct += int(np.sum(top1 == labels))
+            tally.agree += int(np.sum(top1 == keras_top1))
+            tally.max_abs_diff = max(tally.max_abs_diff, float(np.max(np.abs(probs - keras))))
+        for observe in observers:
+            observe(batch, keras_top1)
+    if not seen:
+        raise ExportError("no readable image in the evaluation split to verify against")
+    measured = {}
+    for name, tally in tallies.items():
+        c = tally.classifier
+        measured[name] = {
+            "input_dtype": c.input_dtype.name, "output_dtype": c.output_dtype.name,
+            "input_quantization": Quantization(float(c.input_quantization[0]),
+                                               int(c.input_quantization[1])),
+            "output_quantization": Quantization(float(c.output_quantization[0]),
+                                                int(c.output_quantization[1])),
+            "accuracy": tally.correct / seen, "agreement": tally.agree / seen,
+            "max_abs_diff": tally.max_abs_diff, "backend": c.backend,
+        }
+    return Evaluation(num_eval=seen, keras_accuracy=keras_correct / seen, variants=measured)
