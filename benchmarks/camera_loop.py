@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass
 
 from edge_runtime.camera import CameraError, FrameGrabber, to_rgb_frame
 from edge_runtime.classifier import Classifier
-from edge_runtime.loops import classify_stream
 from edge_runtime.fileio import write_json
 from edge_runtime.interpreter import BACKENDS, BackendError, ModelError
+from edge_runtime.loops import classify_stream
 
 WARMUP = 10
 """Untimed invocations first: the first ones allocate and pack weights."""

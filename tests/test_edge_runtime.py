@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime import camera, interpreter, window
+from edge_runtime import interpreter, window
 from edge_runtime.camera import CameraError, FrameGrabber, FrameSlot, parse_source, to_rgb_frame
 from edge_runtime.classifier import Classifier
-from edge_runtime.loops import classify_stream
 from edge_runtime.image import is_image_file, load_image
+from edge_runtime.loops import classify_stream
 
 REPO = Path(__file__).resolve().parents[1]
 
