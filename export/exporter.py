@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import UserError
+from common.formatting import signed
 from edge_runtime.classifier import Classifier
 from edge_runtime.fileio import write_bytes, write_json, write_text
 from edge_runtime.image import RESIZE_METHOD, ImageError, load_model_input
@@ -461,9 +462,3 @@ def _short_tensor_name(name: str) -> str:
     'block_10_project_BN/add'
     """
     return "/".join(name.split(";")[0].split("/")[-2:])
-
-
-def signed(value: float, digits: int = 1) -> str:
-    """``+0.7``, ``−1.3`` (a true minus sign, as people read it), and ``+0.0``, never ``−0.0``."""
-    text = f"{abs(value):.{digits}f}"
-    return ("−" if value < 0 and float(text) else "+") + text
