@@ -1,6 +1,8 @@
 # make demo  — train → export → classify → bench on the built-in demo data (no internet, no GPU)
 # make test  — the test suite
 # make bench — benchmark a run: make bench RUN=runs/NAME (default: the demo run, built if missing)
+# make bench-device BUNDLE=path/to/export — the device bench (Raspberry Pi): installs only the
+#              [edge] extra, never TensorFlow; on a Pi, `make bench` is this target
 # Each target creates .venv and installs what it needs the first time.
 
 PYTHON ?= python3
@@ -8,10 +10,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO   := runs/demo
 RUN    ?=
+BUNDLE ?=
+# A Raspberry Pi names itself in the device tree: there, benchmarks never install TensorFlow
+ON_PI  := $(shell grep -qas 'Raspberry Pi' /proc/device-tree/model && echo yes)
 # the demo's settings live in train.demo_data.DEMO_TRAIN_SETTINGS
 DEMO_FLAGS := --preset demo
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench bench-device lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,8 +45,21 @@ demo: $(VENV)/.installed-train
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
 
+# with BUNDLE= (any machine) or on a Pi, `make bench` is the TensorFlow-free device bench
+ifneq ($(BUNDLE)$(ON_PI),)
+bench: bench-device
+else
 bench: $(VENV)/.installed-train
 	@if [ -n "$(RUN)" ]; then $(BIN)/edge-bench $(RUN); else $(BIN)/edge-bench --demo $(DEMO); fi
+endif
+
+# the usage check comes before the install: a typo must not cost a venv
+bench-device:
+	@if [ -z "$(BUNDLE)" ]; then \
+	    echo "usage: make bench-device BUNDLE=path/to/export  (a bundle copied from the workstation: the folder with manifest.json)" >&2; \
+	    exit 2; fi
+	@$(MAKE) --no-print-directory $(VENV)/.installed-edge
+	$(BIN)/edge-bench $(BUNDLE)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -1,1 +1,20 @@
-"""Keras against its TFLite variants: accuracy, latency, size and memory, saved as a report."""
+"""Benchmarks: exported models measured on the machine they run on, saved as a report.
+
+``edge-bench RUN`` (workstation, TensorFlow) times the Keras model against every TFLite
+variant; ``edge-bench BUNDLE`` (device, ``[edge]`` extra only) times the variants alone on the
+evaluation set the bundle carries. One module per job:
+
+- :mod:`~benchmarks.cli` — the command; what the path holds decides which benchmark runs
+- :mod:`~benchmarks.bench` — the workstation benchmark of a run (``benchmark``)
+- :mod:`~benchmarks.device` — the TensorFlow-free benchmark of a bundle (``bench_bundle``)
+- :mod:`~benchmarks.config` — settings, their checks, the error and result types
+- :mod:`~benchmarks.bundle` — a bundle's manifest, file and sha256 checks, its variants
+- :mod:`~benchmarks.runners` — Keras ``predict``, compiled Keras and TFLite behind one interface
+- :mod:`~benchmarks.accuracy` — accuracy and agreement with Keras, in batches of uint8 images
+- :mod:`~benchmarks.timing` — warm-up, interleaved rounds, per-round medians
+- :mod:`~benchmarks.memory` / :mod:`~benchmarks.memprobe` — peak memory, one process per model
+- :mod:`~benchmarks.machine` — CPU, board, cores, load, versions, GPUs
+- :mod:`~benchmarks.report` / :mod:`~benchmarks.plots` — rows, verdicts, report.md/json, plots
+- :mod:`~benchmarks.demo` — building the demo run for ``--demo``
+- :mod:`~benchmarks.camera_loop` — the camera loop's stages, timed (``python -m``)
+"""

@@ -91,7 +91,7 @@ def probe(kind: str, model_path: str, threads: int | None = None, backend: str |
     """Load ``model_path`` as ``kind`` in this process and measure it (see module docstring).
 
     Meaningful only in a process that has loaded nothing else, which is why
-    :func:`benchmarks.bench.measure_memory` calls it through ``python -m``.
+    :func:`benchmarks.memory.measure_memory` calls it through ``python -m``.
     """
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r}: expected one of {', '.join(KINDS)}")

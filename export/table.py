@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from common.formatting import signed
 from edge_runtime.manifest import Manifest
 
 
@@ -32,7 +33,3 @@ def short_tensor_name(name: str) -> str:
     return "/".join(name.split(";")[0].split("/")[-2:])
 
 
-def signed(value: float, digits: int = 1) -> str:
-    """``+0.7``, ``−1.3`` (a true minus sign, as people read it), and ``+0.0``, never ``−0.0``."""
-    text = f"{abs(value):.{digits}f}"
-    return ("−" if value < 0 and float(text) else "+") + text

@@ -9,8 +9,9 @@ import shutil
 
 import pytest
 
-from benchmarks.bench import ModelResult, build_rows, chunk_sizes, verdict, verdicts
 from benchmarks.cli import main
+from benchmarks.report import build_rows, verdict, verdicts
+from benchmarks.timing import ModelResult, chunk_sizes
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -32,8 +33,10 @@ def test_report_json_has_every_contract_key_with_sane_values(benched):
     assert code == 0
     report = json.loads((run / "bench" / "report.json").read_text(encoding="utf-8"))
     for key in ("cpu", "cores", "os", "python", "tensorflow", "keras", "backends", "backend",
-                "threads"):
+                "threads", "tensorflow_threads"):
         assert report["machine"][key], key
+    assert report["machine"]["gpus"] == []  # this CPU-only machine; a GPU would be named here
+    assert report["eval"]["source"] == "split" and report["eval"]["images"] > 0
     rows = {row["model"]: row for row in report["rows"]}
     assert list(rows) == ["keras", "keras_compiled", "fp32", "fp16", "int8"]
     for name, row in rows.items():
@@ -151,3 +154,24 @@ def test_corrupt_variant_is_one_line(exported_run, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "Traceback" not in err and err.splitlines()[-1].startswith("edge-bench: error: ")
     assert "fp16" in err.splitlines()[-1]
+
+
+def test_compiled_keras_synchronises_only_when_asked(exported_run, monkeypatch):
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from benchmarks.runners import KerasCompiled
+
+    model = keras.models.load_model(exported_run / "model.keras", compile=False)
+    calls = []
+    monkeypatch.setattr(tf.test.experimental, "sync_devices", lambda: calls.append(1))
+    pixels = np.zeros((*model.input_shape[1:3], 3), np.uint8)
+    assert KerasCompiled(model).synchronise is False  # no GPU here: nothing to wait for
+    for synchronise, expected in ((False, 0), (True, 1)):
+        calls.clear()
+        runner = KerasCompiled(model, synchronise=synchronise)
+        runner.prepare(pixels)
+        runner.run()  # the clock stops when run() returns: a GPU must have finished by then
+        assert len(calls) == expected
+        assert runner.output().shape == (model.output_shape[-1],)

@@ -1,0 +1,80 @@
+"""An exported bundle as the benchmark sees it: its manifest, checked files, and its variants
+ready to time. TensorFlow-free: the device bench and the workstation bench both use it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks.config import BenchError
+from benchmarks.runners import TFLiteRunner
+from benchmarks.timing import ModelResult
+from edge_runtime.errors import EdgeError
+from edge_runtime.fileio import sha256
+from edge_runtime.manifest import MANIFEST_FILE, Manifest
+
+
+def is_bundle(path: Path) -> bool:
+    """Whether ``path`` is a bundle (a folder holding manifest.json), not a run directory."""
+    return (path / MANIFEST_FILE).is_file()
+
+
+def load_bundle(folder: Path, remedy: str) -> Manifest:
+    """The bundle's manifest, after checking that every variant file is there and intact.
+
+    Each variant's sha256 is checked when the manifest records one: a file changed or
+    truncated in copying would otherwise be benchmarked as if it were the exported model.
+
+    Args:
+        remedy: what the user should do about a broken bundle (``re-run `edge-export RUN```).
+
+    Raises:
+        BenchError: an unreadable manifest, no variants, a missing or altered variant file.
+    """
+    try:
+        manifest = Manifest.load(folder)
+    except EdgeError as exc:
+        raise BenchError(f"{exc}; {remedy}") from None
+    if not manifest.variants:
+        raise BenchError(f"{folder / MANIFEST_FILE} lists no variants; {remedy}")
+    for name, variant in manifest.variants.items():
+        path = folder / variant.file
+        if not path.is_file():
+            raise BenchError(f"variant {name}: {path} is missing; {remedy}")
+        if variant.sha256:
+            actual = sha256(path)
+            if actual != variant.sha256:
+                raise BenchError(
+                    f"variant {name}: {path} does not match the manifest (sha256 "
+                    f"{actual[:12]}…, manifest.json says {variant.sha256[:12]}…): the file "
+                    f"was changed or damaged after export; copy the bundle again or {remedy}")
+    return manifest
+
+
+def open_variants(folder: Path, manifest: Manifest, threads: int, backend: str | None
+                  ) -> tuple[dict[str, TFLiteRunner], dict[str, ModelResult], str | None]:
+    """A runner and an empty result per variant, and the interpreter backend they run on.
+
+    Raises:
+        BenchError: a variant the interpreter cannot load, or no backend at all.
+    """
+    from edge_runtime.classifier import Classifier
+    from edge_runtime.quiet import quiet_output
+
+    runners: dict[str, TFLiteRunner] = {}
+    results: dict[str, ModelResult] = {}
+    used = None
+    for name, variant in manifest.variants.items():
+        path = folder / variant.file
+        try:
+            with quiet_output():  # the interpreter's "Created XNNPACK delegate" log line
+                classifier = Classifier(path, threads=threads, backend=backend)
+        except EdgeError as exc:
+            raise BenchError(f"variant {name}: {exc}") from None
+        used = used or classifier.backend
+        runners[name] = TFLiteRunner(classifier)
+        results[name] = ModelResult(
+            name, "tflite", variant.file, path.stat().st_size,
+            details={"input_dtype": classifier.input_dtype.name, "backend": classifier.backend,
+                     "export_accuracy": variant.accuracy, "export_agreement": variant.agreement})
+    return runners, results, used
