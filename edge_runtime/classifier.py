@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,8 @@ from edge_runtime.errors import ModelError
 from edge_runtime.image import RESIZE_METHOD, load_image, to_model_input
 from edge_runtime.interpreter import available_cores, make_interpreter
 from edge_runtime.labels import read_labels
-from edge_runtime.manifest import Manifest
+from edge_runtime.manifest import InputSpec, Manifest
+from edge_runtime.model_metadata import ModelMetadata, read_model_metadata
 
 
 @dataclass(frozen=True)
@@ -52,9 +54,10 @@ def top_k(probabilities: np.ndarray, labels: list[str], k: int = 3,
 class Classifier:
     """Classify pictures with a ``.tflite`` model and the bundle beside it.
 
-    The input size and resize method come from ``manifest.json`` (or, without
-    one, from the model's input tensor), labels from ``labels_path``, else
-    ``labels.txt`` or the manifest beside the model. Inputs are quantized and
+    The input size and resize method come from ``manifest.json``, else from the
+    model's own TFLite metadata (or, without either, from its input tensor).
+    Labels come from ``labels_path``, else ``labels.txt`` beside the model, else
+    the model's metadata, else the manifest, else output indices. Inputs are quantized and
     outputs dequantized with the tensors' own parameters, so scores are
     probabilities whatever the model's I/O type.
 
@@ -81,9 +84,9 @@ class Classifier:
             raise ModelError(f"{self.model_path}: expected an image input (1, H, W, 3), "
                              f"got {tuple(shape)}")
         self.input_size = (int(shape[1]), int(shape[2]))
-        spec = self.manifest.input if self.manifest else None
+        spec, said = self._input_spec()
         if spec and spec.size != self.input_size:
-            raise ModelError(f"manifest.json says {spec.height}x{spec.width} input "
+            raise ModelError(f"{said} says {spec.height}x{spec.width} input "
                              f"but {self.model_path.name} takes {self.input_size[0]}x"
                              f"{self.input_size[1]}")
         self.resize_method = spec.resize if spec else RESIZE_METHOD
@@ -91,6 +94,21 @@ class Classifier:
         n_out = int(self._output["shape"][-1])
         if len(self.labels) != n_out:
             raise ModelError(f"{len(self.labels)} labels but the model has {n_out} outputs")
+
+    def _input_spec(self) -> tuple[InputSpec | None, str]:
+        """The input contract and where it came from: the bundle's manifest, else the
+        model's own metadata (a lone ``.tflite``), else none (the tensor's size, default resize)."""
+        if self.manifest is not None:
+            return self.manifest.input, "manifest.json"
+        contract = self.metadata.input_contract if self.metadata is not None else None
+        if contract:
+            return InputSpec.from_json(contract), "the model's metadata"
+        return None, ""
+
+    @cached_property
+    def metadata(self) -> ModelMetadata | None:
+        """The TFLite metadata embedded in the model (None without), read on first use."""
+        return read_model_metadata(self.model_path)
 
     def _labels(self, labels_path) -> list[str]:
         beside = self.model_path.with_name("labels.txt")
@@ -101,6 +119,8 @@ class Classifier:
                 return read_labels(beside)
         except (OSError, ValueError, UnicodeDecodeError) as exc:
             raise ModelError(f"cannot read labels: {exc}") from None
+        if self.metadata is not None and self.metadata.labels:
+            return list(self.metadata.labels)
         if self.manifest and self.manifest.labels:
             return list(self.manifest.labels)
         n_out = int(self.interpreter.get_output_details()[0]["shape"][-1])

@@ -2,7 +2,8 @@
 
 Runs on a Raspberry Pi without TensorFlow (numpy, Pillow, a TFLite interpreter, and OpenCV
 for the camera only). The model's folder is the bundle: ``manifest.json`` and ``labels.txt``
-beside the ``.tflite`` file give the input size, resize method and class names::
+beside the ``.tflite`` file give the input size, resize method and class names; models written
+by edge-export also carry both in their own TFLite metadata, so the ``.tflite`` alone works too::
 
     edge-classify --model runs/demo/export/model_int8.tflite photos/ 'more/*.jpg' --top-k 3
     edge-classify --model runs/demo/export/model_int8.tflite --camera            # camera 0, window
@@ -142,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "its folder")
     model.add_argument("--labels", metavar="FILE",
                        help="class names, one per line (default: labels.txt beside the model, "
-                            "else the manifest's)")
+                            "else the model's own metadata, else the manifest's)")
     model.add_argument("--threads", type=positive_int, metavar="N",
                        help="interpreter CPU threads (default: every core)")
     model.add_argument("--backend", choices=BACKENDS,

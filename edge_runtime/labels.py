@@ -13,10 +13,18 @@ def read_labels(path: str | os.PathLike) -> list[str]:
         FileNotFoundError: the file does not exist.
         ValueError: the file holds no label.
     """
-    text = Path(path).read_text(encoding="utf-8")
+    return parse_labels(Path(path).read_text(encoding="utf-8"), path)
+
+
+def parse_labels(text: str, source: str | os.PathLike = "labels") -> list[str]:
+    """The class names in a ``labels.txt`` text (``source`` names it in errors).
+
+    Raises:
+        ValueError: the text holds no label.
+    """
     labels = [line.strip() for line in text.splitlines() if line.strip()]
     if not labels:
-        raise ValueError(f"{path}: no labels in file")
+        raise ValueError(f"{source}: no labels in file")
     return labels
 
 

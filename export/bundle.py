@@ -79,13 +79,20 @@ def swap_in(new: Path, out: Path) -> None:
             retired.unlink()
 
 
-def write_variant(folder: Path, fmt: ExportFormat, flatbuffer: bytes) -> Path:
-    """Write one variant's final bytes into the bundle (atomically); every variant passes here.
+def write_variant(folder: Path, fmt: ExportFormat, flatbuffer: bytes, *, run_name: str,
+                  version: str, labels: list[str], input_spec: dict) -> Path:
+    """Write one variant into the bundle (atomically) with its TFLite metadata; every variant
+    passes here.
 
-    The one place to change what a ``.tflite`` file of the bundle holds (e.g. adding TFLite
-    metadata): verification, hashes and sizes all read the file written here.
+    The metadata (:mod:`export.metadata`: name, description, class names, the input contract)
+    makes the file a model on its own. Verification, hashes and sizes all read the file
+    written here, so they cover the metadata too.
     """
-    return write_bytes(folder / fmt.file, flatbuffer)
+    from export.metadata import add_variant_metadata
+
+    return write_bytes(folder / fmt.file, add_variant_metadata(
+        flatbuffer, fmt, run_name=run_name, version=version, labels=labels,
+        input_spec=input_spec))
 
 
 def write_labels(folder: Path, labels: list[str]) -> Path:

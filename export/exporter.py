@@ -138,6 +138,9 @@ def export(config: ExportConfig) -> ExportResult:
                                        progress=config.progress)
     cal_pixels = calibration.pixels if calibration else None
 
+    # what every variant's embedded TFLite metadata says (export/metadata.py)
+    described = dict(run_name=run.name, version=sha256(run / MODEL)[:12], labels=labels,
+                     input_spec=spec.to_json())
     out = run / EXPORT_DIR
     with staged_bundle(out) as folder:
         write_labels(folder, labels)
@@ -148,7 +151,8 @@ def export(config: ExportConfig) -> ExportResult:
             log.info("converting %s: %s ...", name, fmt.description)
             t0 = time.time()
             files[name] = write_variant(folder, fmt, convert(model, fmt, cal_pixels,
-                                                             config.int8_io, config.progress))
+                                                             config.int8_io, config.progress),
+                                        **described)
             convert_seconds[name] = round(time.time() - t0, 2)
 
         extras: dict[str, dict] = {name: {} for name in files}
@@ -162,7 +166,8 @@ def export(config: ExportConfig) -> ExportResult:
                          ", ".join(short_tensor_name(t) for t in keep))
                 t0 = time.time()
                 files[SELECTIVE.name] = write_variant(
-                    folder, SELECTIVE, selective_int8(model, cal_pixels, config.int8_io, keep))
+                    folder, SELECTIVE, selective_int8(model, cal_pixels, config.int8_io, keep),
+                    **described)
                 convert_seconds[SELECTIVE.name] = round(time.time() - t0, 2)
                 extras[SELECTIVE.name] = {"float_layers": keep}
 

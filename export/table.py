@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from common.formatting import signed
 from edge_runtime.manifest import Manifest
+from export.metadata import mediapipe_line
 
 
 def format_table(manifest: Manifest) -> str:
@@ -21,6 +22,7 @@ def format_table(manifest: Manifest) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append(mediapipe_line({n: v.input_dtype for n, v in manifest.variants.items()}))
     return "\n".join(lines)
 
 
