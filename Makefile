@@ -1,6 +1,8 @@
 # make demo  — train → export → classify → bench on the built-in demo data (no internet, no GPU)
 # make test  — the test suite
 # make bench — benchmark a run: make bench RUN=runs/NAME (default: the demo run, built if missing)
+# make pi-check — rehearse the Raspberry Pi install on an emulated arm64 Debian (root, Linux;
+#                 cached in /var/cache/edge-toolchain; see scripts/pi_check.py)
 # Each target creates .venv and installs what it needs the first time.
 
 PYTHON ?= python3
@@ -11,7 +13,7 @@ RUN    ?=
 # the demo's settings live in train.demo_data.DEMO_TRAIN_SETTINGS
 DEMO_FLAGS := --preset demo
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench pi-check lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +44,10 @@ test: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-train
 	@if [ -n "$(RUN)" ]; then $(BIN)/edge-bench $(RUN); else $(BIN)/edge-bench --demo $(DEMO); fi
+
+# the dev extra trains the tiny bundle the emulated tests use
+pi-check: $(VENV)/.installed-dev
+	$(BIN)/python scripts/pi_check.py
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
