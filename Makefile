@@ -3,6 +3,12 @@
 # make bench — benchmark a run: make bench RUN=runs/NAME (default: the demo run, built if missing)
 # make bench-device BUNDLE=path/to/export — the device bench (Raspberry Pi): installs only the
 #              [edge] extra, never TensorFlow; on a Pi, `make bench` is this target
+# make pi-check — rehearse the Raspberry Pi install on an emulated arm64 Debian (root, Linux;
+#                 cached in /var/cache/edge-toolchain; see scripts/pi_check.py)
+# make mediapipe-check — load the exported models in MediaPipe Tasks (a venv of its own,
+#                 cached in ~/.cache/edge-toolchain; see tests/test_mediapipe.py)
+# make pi-check — rehearse the Raspberry Pi install on an emulated arm64 Debian (root, Linux;
+#                 cached in /var/cache/edge-toolchain; see scripts/pi_check.py)
 # Each target creates .venv and installs what it needs the first time.
 
 PYTHON ?= python3
@@ -16,7 +22,7 @@ ON_PI  := $(shell grep -qas 'Raspberry Pi' /proc/device-tree/model && echo yes)
 # the demo's settings live in train.demo_data.DEMO_TRAIN_SETTINGS
 DEMO_FLAGS := --preset demo
 
-.PHONY: demo test bench bench-device lint clean
+.PHONY: demo test bench bench-device pi-check mediapipe-check lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,8 +48,12 @@ demo: $(VENV)/.installed-train
 	@echo "== 4/4 bench"
 	$(BIN)/edge-bench $(DEMO)
 
+# the MediaPipe check installs a second environment: it has a target of its own
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not mediapipe"
+
+mediapipe-check: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -m mediapipe -v
 
 # with BUNDLE= (any machine) or on a Pi, `make bench` is the TensorFlow-free device bench
 ifneq ($(BUNDLE)$(ON_PI),)
@@ -60,6 +70,10 @@ bench-device:
 	    exit 2; fi
 	@$(MAKE) --no-print-directory $(VENV)/.installed-edge
 	$(BIN)/edge-bench $(BUNDLE)
+
+# the dev extra trains the tiny bundle the emulated tests use
+pi-check: $(VENV)/.installed-dev
+	$(BIN)/python scripts/pi_check.py
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

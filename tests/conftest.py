@@ -1,21 +1,50 @@
 """Shared fixtures: one tiny dataset, one tiny trained run and its export, built once per session.
 
-Settings are the smallest that still exercise the real code: MobileNetV2
-alpha 0.35 at 64 px, a few dozen demo images, two short epochs per phase.
+The settings live in :mod:`tests.tiny_bundle`. Where TensorFlow is not installed (the ``edge``
+extra alone, as on a Raspberry Pi), the tests marked ``edge`` run on a prebuilt data set and
+bundle named by two variables, and every other test is skipped saying why::
+
+    EDGE_TEST_DATA=DIR      the demo data set (python -m tests.tiny_bundle OUT writes OUT/data)
+    EDGE_TEST_BUNDLE=DIR    an export/ bundle trained on it (OUT/run/export)
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
+from tests import tiny_bundle
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-TINY = dict(img_size=64, alpha=0.35, weights="none", epochs=2, fine_tune_epochs=1,
-            fine_tune_at=100, batch_size=16, lr=1e-3, seed=1)
+NO_TENSORFLOW = importlib.util.find_spec("tensorflow") is None
+NEEDS_TENSORFLOW = ("needs TensorFlow, which is not installed here (the edge extra alone): "
+                    "run it where the dev extra is installed")
+# modules that import Keras at the top cannot even be collected without TensorFlow
+KERAS_AT_IMPORT = ["test_train.py"]
+collect_ignore = KERAS_AT_IMPORT if NO_TENSORFLOW else []
+
+
+def _given_folder(variable: str) -> Path | None:
+    """The folder an ``EDGE_TEST_*`` variable names; a usage error when it is not a folder."""
+    value = os.environ.get(variable)
+    if not value:
+        return None
+    if not Path(value).is_dir():
+        raise pytest.UsageError(f"{variable}={value}: not a folder")
+    return Path(value)
+
+
+def pytest_report_header(config):
+    """Say up front what a run without TensorFlow leaves out."""
+    if NO_TENSORFLOW:
+        return [f"TensorFlow is not installed: {', '.join(KERAS_AT_IMPORT)} not collected, "
+                "tests not marked edge skipped"]
+    return []
 
 
 TRAINING_FIXTURES = {"tiny_run", "exported_run", "bundle"}
@@ -24,10 +53,15 @@ TRAINING_FIXTURES = {"tiny_run", "exported_run", "bundle"}
 
 def pytest_collection_modifyitems(config, items):
     """Mark every test that needs a trained model ``slow``: ``pytest -m "not slow"`` is the quick
-    loop (seconds); ``make test`` and CI run everything."""
+    loop; ``make test`` and CI run everything. Without TensorFlow, skip what needs it."""
     for item in items:
         if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    if NO_TENSORFLOW:  # only ``edge`` tests can run: skip the others, saying why
+        skip = pytest.mark.skip(reason=NEEDS_TENSORFLOW)
+        for item in items:
+            if item.get_closest_marker("edge") is None:
+                item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)
@@ -40,32 +74,27 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory) -> Path:
-    """A small copy of the built-in demo dataset: 5 classes × 16 images, 64 px."""
-    from train.demo_data import write_demo_dataset
-
-    return write_demo_dataset(tmp_path_factory.mktemp("data") / "demo", per_class=16, size=64)
+    """A small copy of the built-in demo dataset (or the one ``EDGE_TEST_DATA`` names)."""
+    given = _given_folder("EDGE_TEST_DATA")
+    if given is not None:
+        return given
+    return tiny_bundle.write_data(tmp_path_factory.mktemp("data") / "demo")
 
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, demo_dir) -> Path:
     """A finished edge-train run directory (alpha 0.35, 64 px, 3 epochs)."""
-    from train.config import TrainConfig
-    from train.trainer import train
-
-    out = tmp_path_factory.mktemp("runs") / "tiny"
-    train(TrainConfig(data=str(demo_dir), out=str(out), **TINY))
-    return out
+    if NO_TENSORFLOW:
+        pytest.skip(NEEDS_TENSORFLOW)
+    return tiny_bundle.train_run(demo_dir, tmp_path_factory.mktemp("runs") / "tiny")
 
 
 @pytest.fixture(scope="session")
 def exported_run(tiny_run, tmp_path_factory) -> Path:
     """A copy of ``tiny_run`` with ``export/`` holding fp32, fp16 and int8 models."""
-    from export.exporter import ExportConfig, export
-
     run = tmp_path_factory.mktemp("exported") / "tiny"
     shutil.copytree(tiny_run, run)
-    export(ExportConfig(run=str(run), formats=("fp32", "fp16", "int8"), calibration_samples=40,
-                        max_accuracy_drop=100.0, progress=False))
+    tiny_bundle.export_run(run)
     return run
 
 
@@ -78,6 +107,9 @@ def run_copy(tiny_run, tmp_path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def bundle(exported_run) -> Path:
-    """The deployable ``export/`` folder of a tiny run."""
-    return exported_run / "export"
+def bundle(request) -> Path:
+    """The deployable ``export/`` folder of a tiny run (or the one ``EDGE_TEST_BUNDLE`` names)."""
+    given = _given_folder("EDGE_TEST_BUNDLE")
+    if given is not None:
+        return given
+    return request.getfixturevalue("exported_run") / "export"

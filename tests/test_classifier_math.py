@@ -7,6 +7,9 @@ import pytest
 
 from edge_runtime.classifier import Prediction, dequantize, quantize, top_k
 
+# the edge extra alone runs these (no TensorFlow): make pi-check runs them on arm64
+pytestmark = pytest.mark.edge
+
 
 def test_quantize_rounds_to_the_nearest_step_and_saturates():
     values = np.array([0.0, 0.49, 0.51, 1.0, 100.0, -100.0], np.float32)

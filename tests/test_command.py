@@ -22,6 +22,9 @@ from common.errors import (
 )
 from edge_runtime.errors import BackendError, CameraError, EdgeError, ImageError, ModelError
 
+# the edge extra alone runs these (no TensorFlow): make pi-check runs them on arm64
+pytestmark = pytest.mark.edge
+
 REPO = Path(__file__).resolve().parents[1]
 
 

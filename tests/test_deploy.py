@@ -6,7 +6,12 @@ import configparser
 import shlex
 from pathlib import Path
 
+import pytest
+
 from edge_runtime.cli import build_parser
+
+# the edge extra alone runs these (no TensorFlow): make pi-check runs them on arm64
+pytestmark = pytest.mark.edge
 
 UNIT = Path(__file__).resolve().parents[1] / "deploy" / "edge-classify.service"
 

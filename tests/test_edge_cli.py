@@ -17,6 +17,9 @@ from edge_runtime.cli import main
 from edge_runtime.inputs import expand_inputs
 from tests.test_edge_runtime import demo_images, write_video
 
+# the edge extra alone runs these (no TensorFlow): make pi-check runs them on arm64
+pytestmark = pytest.mark.edge
+
 VARIANTS = ("fp32", "fp16", "int8")
 RESULT_KEYS = {"source", "top_k", "latency_ms"}
 PREDICTION_KEYS = {"label", "index", "score"}

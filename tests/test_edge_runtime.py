@@ -21,6 +21,9 @@ from edge_runtime.classifier import Classifier
 from edge_runtime.image import is_image_file, load_image
 from edge_runtime.loops import classify_stream
 
+# the edge extra alone runs these (no TensorFlow): make pi-check runs them on arm64
+pytestmark = pytest.mark.edge
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -14,6 +14,9 @@ from edge_runtime.errors import ManifestError, ModelError
 from edge_runtime.eval_set import EvalSet, stratified_indices
 from edge_runtime.manifest import FORMAT_VERSION, InputSpec, Manifest
 
+# the edge extra alone runs these (no TensorFlow): make pi-check runs them on arm64
+pytestmark = pytest.mark.edge
+
 
 def test_an_exported_manifest_round_trips_unchanged(bundle):
     raw = json.loads((bundle / "manifest.json").read_text())
