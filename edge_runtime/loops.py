@@ -6,7 +6,10 @@ JSON lines, a window) and the loops stay testable without a terminal.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import statistics
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +20,34 @@ import numpy as np
 from edge_runtime.camera import FrameGrabber, to_rgb_frame
 from edge_runtime.classifier import Classifier, Prediction
 from edge_runtime.errors import ImageError
+
+HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextlib.contextmanager
+def signals_held():
+    """Hold Ctrl-C and SIGTERM back for the block; one that came meanwhile is raised after it.
+
+    Masking the signal would not do: the kernel hands it to any thread (the capture thread),
+    and Python then interrupts the main thread all the same. So the handlers are swapped for
+    one that takes note, and a noted signal is raised again, to the real handler, at the end.
+    Only the main thread may set handlers (and only it is interrupted); elsewhere this does
+    nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[int] = []
+    previous = {signum: signal.signal(signum, lambda signum, _frame: noted.append(signum))
+                for signum in HELD_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if noted:
+            signal.raise_signal(noted[0])
+
 
 FrameCallback = Callable[[int, np.ndarray, list[Prediction], float], bool]
 """``(frame number, BGR frame, predictions, latency ms)`` → False to stop the stream."""
@@ -105,11 +136,13 @@ def classify_stream(classifier: Classifier, grabber: FrameGrabber, k: int = 3,
     try:
         for number, frame in grabber.frames():
             predictions, latency_ms = classifier.classify(to_rgb_frame(frame), k, threshold)
-            # count a frame once its result is out: Ctrl-C in between must not leave the
-            # summary claiming a frame nobody saw
-            keep_going = on_frame is None or on_frame(number, frame, predictions, latency_ms)
-            summary.frames += 1
-            summary.latencies_ms.append(latency_ms)
+            # a frame's result going out and its being counted are one step: Ctrl-C or
+            # SIGTERM arriving in between waits until both are done, so the summary counts
+            # exactly the frames whose results were delivered
+            with signals_held():
+                keep_going = on_frame is None or on_frame(number, frame, predictions, latency_ms)
+                summary.frames += 1
+                summary.latencies_ms.append(latency_ms)
             if not keep_going:
                 summary.ended_by = "stop"
                 break
