@@ -35,6 +35,27 @@ class DeviceSetup:
         """Whether this process writes the run directory."""
         return self.task is None or self.task.is_chief
 
+    def same_on_all_workers(self, digest: int) -> bool:
+        """Whether every worker of a multi-worker run holds the same ``digest`` (a collective
+        call: every worker must make it). Always True for a single process."""
+        if self.task is None:
+            return True
+        # the sum and the sum of squares of 24-bit values: exact in float64, and both equal
+        # replicas × own value on every worker only when all values are the same
+        mine = float(digest % (1 << 24))  # 24 bits: the sum of squares stays below 2**53
+        total = self._sum_over_replicas([mine, mine * mine])
+        replicas = self.strategy.num_replicas_in_sync
+        return total[0] == replicas * mine and total[1] == replicas * mine * mine
+
+    def wait_for_all_workers(self) -> None:
+        """Return when every worker has called this (a barrier; no-op for one process)."""
+        if self.task is not None:
+            self._sum_over_replicas([1.0])
+
+    def _sum_over_replicas(self, values: list[float]) -> list[float]:
+        per_replica = self.strategy.run(lambda: tf.constant(values, tf.float64))
+        return self.strategy.reduce("SUM", per_replica, axis=None).numpy().tolist()
+
     def describe(self) -> dict:
         return {"strategy": self.strategy_name, "replicas": self.strategy.num_replicas_in_sync,
                 "gpus": self.gpus, "mixed_precision": self.mixed_precision,

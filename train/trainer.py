@@ -7,6 +7,8 @@ learning rate divided by 10, as in the Keras transfer-learning guide.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import shutil
 import sys
@@ -19,6 +21,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from common.errors import UserError
 from common.versions import library_versions
 from edge_runtime.fileio import atomic_write, write_json, write_text
 from edge_runtime.image import RESIZE_METHOD
@@ -81,6 +84,13 @@ def _fit(model, train_ds, val_ds, *, epochs, initial_epoch, phase, work, state, 
         write_json(work / CHECKPOINT_DIR / STATE_FILE, state)
 
 
+def _split_digest(splits: Splits) -> int:
+    """A 24-bit fingerprint of the split (classes, files relative to the data folder, labels):
+    the same on every machine that holds the same data."""
+    content = json.dumps([splits.classes, splits.files, splits.labels], sort_keys=True)
+    return int.from_bytes(hashlib.sha256(content.encode("utf-8")).digest()[:3], "big")
+
+
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
@@ -114,10 +124,14 @@ def train(config: TrainConfig, callbacks: list | None = None) -> RunResult:
     # (the tf.distribute multi-worker guide), writing to a folder of their own removed at the end
     work = out if device.is_chief else Path(tempfile.mkdtemp(prefix=f"edge-train-{device.task.name}-"))
     try:
-        return _train(config, state, device, out, work, started, callbacks)
+        result = _train(config, state, device, out, work, started, callbacks)
     finally:
         if work != out:
             shutil.rmtree(work, ignore_errors=True)
+    # the workers end together: one that exits while the chief still evaluates and saves
+    # makes TensorFlow's coordination service report it as crashed
+    device.wait_for_all_workers()
+    return result
 
 
 def _train(config: TrainConfig, state: dict, device: DeviceSetup, out: Path, work: Path,
@@ -136,6 +150,11 @@ def _train(config: TrainConfig, state: dict, device: DeviceSetup, out: Path, wor
         f"train {splits.count('train')}, val {splits.count('val')}, test {splits.count('test')} "
         f"images ({splits.layout.replace('_', ' ')})")
 
+    digest = _split_digest(splits)
+    if not device.same_on_all_workers(digest):
+        raise UserError(f"the workers' data splits differ (split {digest:06x} on "
+                        f"{device.task.name}): every worker needs the same files under --data "
+                        "and the same --seed, --val-split and --test-split")
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         # process-wide and one-way: TensorFlow has no public switch back
