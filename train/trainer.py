@@ -7,9 +7,12 @@ learning rate divided by 10, as in the Keras transfer-learning guide.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import shutil
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -18,6 +21,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from common.errors import UserError
 from common.versions import library_versions
 from edge_runtime.fileio import atomic_write, write_json, write_text
 from edge_runtime.image import RESIZE_METHOD
@@ -34,7 +38,7 @@ from train.checkpoints import (
 from train.config import TrainConfig
 from train.data_sources import resolve_data
 from train.dataset import DecodeFailures, make_dataset
-from train.device import setup_device
+from train.device import DeviceSetup, cluster_task, setup_device
 from train.evaluate import evaluate, float32_copy
 from train.report import plot_learning_curves, read_history
 from train.splits import Splits, discover
@@ -59,23 +63,32 @@ def _trainable_report(model: keras.Model, phase: int) -> str:
     return f"phase {phase}: {trainable:,} trainable parameters, {frozen:,} frozen"
 
 
-def _fit(model, train_ds, val_ds, *, epochs, initial_epoch, phase, out, state, config,
+def _fit(model, train_ds, val_ds, *, epochs, initial_epoch, phase, work, state, config,
          callbacks) -> None:
+    """One phase of training; ``work`` is where this process writes: the run directory on the
+    chief, a temporary folder on the other workers."""
     if initial_epoch >= epochs:
         return
     cbs = [
-        RunCheckpoint(out, phase, state, time.time()),
-        ResumableEarlyStopping([r["val_accuracy"] for r in read_history(out / "history.csv")
+        RunCheckpoint(work, phase, state, time.time()),
+        ResumableEarlyStopping([r["val_accuracy"] for r in read_history(work / "history.csv")
                                 if r["phase"] == phase and r["epoch"] <= initial_epoch
                                 and r.get("val_accuracy") is not None], config.patience),
-        keras.callbacks.TensorBoard(log_dir=str(out / "logs"), write_graph=False),
+        keras.callbacks.TensorBoard(log_dir=str(work / "logs"), write_graph=False),
         *callbacks,
     ]
     model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
               callbacks=cbs, shuffle=False, verbose=1 if sys.stdout.isatty() else 2)
     if phase == 1:  # also when early stopping ended it: resume must not redo phase 1
         state["phase1_complete"] = True
-        write_json(out / CHECKPOINT_DIR / STATE_FILE, state)
+        write_json(work / CHECKPOINT_DIR / STATE_FILE, state)
+
+
+def _split_digest(splits: Splits) -> int:
+    """A 24-bit fingerprint of the split (classes, files relative to the data folder, labels):
+    the same on every machine that holds the same data."""
+    content = json.dumps([splits.classes, splits.files, splits.labels], sort_keys=True)
+    return int.from_bytes(hashlib.sha256(content.encode("utf-8")).digest()[:3], "big")
 
 
 def _fmt(value: float | None) -> str:
@@ -100,9 +113,29 @@ def train(config: TrainConfig, callbacks: list | None = None) -> RunResult:
     # the datasets' length is unknown (undecodable files are filtered out), which Keras
     # reports as "ran out of data" after every first pass
     warnings.filterwarnings("ignore", message=".*ran out of data.*")
-    config, state = prepare_run_dir(config)
+    task = cluster_task(config.strategy)
+    config, state = prepare_run_dir(config, chief=task is None or task.is_chief)
     out = Path(config.out)
     started = time.time()
+    # first TensorFlow work of the run: MultiWorkerMirroredStrategy configures collective ops,
+    # which TensorFlow allows only before its runtime has run anything
+    device = setup_device(config.strategy, config.mixed_precision)
+    # only the chief writes the run directory; the other workers still take part in every save
+    # (the tf.distribute multi-worker guide), writing to a folder of their own removed at the end
+    work = out if device.is_chief else Path(tempfile.mkdtemp(prefix=f"edge-train-{device.task.name}-"))
+    try:
+        result = _train(config, state, device, out, work, started, callbacks)
+    finally:
+        if work != out:
+            shutil.rmtree(work, ignore_errors=True)
+    # the workers end together: one that exits while the chief still evaluates and saves
+    # makes TensorFlow's coordination service report it as crashed
+    device.wait_for_all_workers()
+    return result
+
+
+def _train(config: TrainConfig, state: dict, device: DeviceSetup, out: Path, work: Path,
+           started: float, callbacks: list | None) -> RunResult:
 
     if config.resume:
         splits = Splits.load(out / "splits.json")
@@ -117,17 +150,27 @@ def train(config: TrainConfig, callbacks: list | None = None) -> RunResult:
         f"train {splits.count('train')}, val {splits.count('val')}, test {splits.count('test')} "
         f"images ({splits.layout.replace('_', ' ')})")
 
+    digest = _split_digest(splits)
+    if not device.same_on_all_workers(digest):
+        raise UserError(f"the workers' data splits differ (split {digest:06x} on "
+                        f"{device.task.name}): every worker needs the same files under --data "
+                        "and the same --seed, --val-split and --test-split")
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         # process-wide and one-way: TensorFlow has no public switch back
         tf.config.experimental.enable_op_determinism()
-    device = setup_device(config.strategy, config.mixed_precision)
+    worker = (f"; {device.task.name} of {device.task.num_workers} workers"
+              f"{' (chief: writes the run directory)' if device.is_chief else ''}"
+              if device.task else "")
     log.info(f"device: {', '.join(device.gpus) or 'CPU'}; strategy {device.strategy_name} "
-        f"({device.strategy.num_replicas_in_sync} replica(s)); "
+        f"({device.strategy.num_replicas_in_sync} replica(s){worker}); "
         f"mixed precision {'on' if device.mixed_precision else 'off'}")
 
-    out.mkdir(parents=True, exist_ok=True)
-    if not config.resume:
+    if device.is_chief:
+        out.mkdir(parents=True, exist_ok=True)
+    elif config.resume and (out / "history.csv").is_file():
+        shutil.copy2(out / "history.csv", work / "history.csv")
+    if device.is_chief and not config.resume:
         splits.save(out / "splits.json")
         write_text(out / "labels.txt", labels_text(splits.classes))
         write_json(out / "config.json", {**config.to_dict(), "data_root": str(splits.root),
@@ -140,6 +183,8 @@ def train(config: TrainConfig, callbacks: list | None = None) -> RunResult:
     failures = DecodeFailures()
     cache = config.cache
     if cache not in ("memory", "none"):
+        if not device.is_chief:  # each worker decodes every image: one cache file each
+            cache = f"{cache}.{device.task.name}"
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
     replicas = device.strategy.num_replicas_in_sync
     multi = replicas > 1
@@ -155,7 +200,7 @@ def train(config: TrainConfig, callbacks: list | None = None) -> RunResult:
     val_ds = make_dataset(splits, "val", config.img_size, val_batch, cache=cache,
                           failures=failures, drop_remainder=multi)
 
-    ckpt = out / CHECKPOINT_DIR
+    ckpt = out / CHECKPOINT_DIR  # read on resume: the chief's checkpoint, on a shared folder
     with device.strategy.scope():
         if config.resume:
             model = keras.models.load_model(ckpt / LAST_CHECKPOINT)
@@ -169,7 +214,7 @@ def train(config: TrainConfig, callbacks: list | None = None) -> RunResult:
     if state["phase"] == 1 and not state.get("phase1_complete"):
         log.info(_trainable_report(model, 1))
         _fit(model, train_ds, val_ds, epochs=config.epochs, initial_epoch=done, phase=1,
-             out=out, state=state, config=config, callbacks=callbacks)
+             work=work, state=state, config=config, callbacks=callbacks)
         done = state["epochs_done"]
 
     if config.fine_tune_epochs > 0:
@@ -183,9 +228,11 @@ def train(config: TrainConfig, callbacks: list | None = None) -> RunResult:
         log.info(_trainable_report(model, 2) + f" (backbone unfrozen from layer {config.fine_tune_at}, "
             f"lr {config.lr / 10:g})")
         _fit(model, train_ds, val_ds, epochs=phase2_start + config.fine_tune_epochs,
-             initial_epoch=done, phase=2, out=out, state=state, config=config,
+             initial_epoch=done, phase=2, work=work, state=state, config=config,
              callbacks=callbacks)
 
+    if not device.is_chief:  # its part is done: the chief evaluates and saves the model
+        return RunResult(out=out, metrics={}, history=read_history(work / "history.csv"))
     if (ckpt / BEST_WEIGHTS).is_file():
         with warnings.catch_warnings():  # the file's optimizer state is not wanted here
             warnings.filterwarnings("ignore", message=".*Skipping variable loading for optimizer.*")
@@ -198,8 +245,6 @@ def train(config: TrainConfig, callbacks: list | None = None) -> RunResult:
     history = read_history(out / "history.csv")
     # the epochs' own time, summed: true across resumed sessions too
     train_seconds = sum(r["seconds"] or 0.0 for r in history)
-    if not device.is_chief:
-        return RunResult(out=out, metrics={}, history=history)
 
     val = evaluate(model, splits, "val", config)
     test = evaluate(model, splits, splits.eval_split(), config)
