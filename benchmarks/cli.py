@@ -24,7 +24,13 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from common.argtypes import Parser, add_verbosity, non_negative_int, positive_int
+from common.argtypes import (
+    Parser,
+    add_verbosity,
+    non_negative_int,
+    parse_command_line,
+    positive_int,
+)
 from common.command import run_command, say
 from common.errors import EXIT_USAGE, UserError
 from edge_runtime.interpreter import BACKENDS
@@ -90,7 +96,9 @@ def _tensorflow_installed() -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_command_line(lambda: parser.parse_args(argv))
+    if isinstance(args, int):
+        return args
     from benchmarks.bundle import is_bundle
     from benchmarks.config import BenchConfig, validate
 

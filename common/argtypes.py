@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -90,3 +91,12 @@ def add_verbosity(parser: argparse.ArgumentParser) -> None:
                        help="more detail; an internal error prints its whole traceback")
     group.add_argument("-q", "--quiet", action="store_true",
                        help="warnings and errors only")
+
+
+def parse_command_line(parse: Callable[[], argparse.Namespace]) -> argparse.Namespace | int:
+    """``parse()``'s namespace, or the exit code when it ended the program (``--help``: 0; a
+    usage error, already printed as one line: 2), so a ``main()`` returns it like any other."""
+    try:
+        return parse()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2

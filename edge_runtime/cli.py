@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from common.argtypes import Parser, positive_int, probability
+from common.argtypes import Parser, parse_command_line, positive_int, probability
 from common.command import run_command, say
 from common.errors import UsageError
 from edge_runtime.camera import FrameGrabber, parse_source
@@ -231,11 +231,9 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point of ``edge-classify``; returns the exit code (see the module doc)."""
-    parser = build_parser()
-    try:
-        args = parser.parse_intermixed_args(argv)
-    except SystemExit as exc:  # --help, or a usage error already printed
-        return exc.code if isinstance(exc.code, int) else 2
+    args = parse_command_line(lambda: build_parser().parse_intermixed_args(argv))
+    if isinstance(args, int):
+        return args
     # stdout carries the results (a table or JSON lines): every note goes to stderr
     return run_command(PROG, lambda: run(args), needs_tensorflow=False, verbose=args.verbose,
                        progress_to="stderr")

@@ -24,6 +24,7 @@ from common.argtypes import (
     add_verbosity,
     non_negative_float,
     non_negative_int,
+    parse_command_line,
     positive_int,
 )
 from common.command import run_command
@@ -77,7 +78,9 @@ def _formats(text: str) -> tuple[str, ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_command_line(lambda: build_parser().parse_args(argv))
+    if isinstance(args, int):
+        return args
 
     def work() -> int:
         from common.command import import_tensorflow_quietly

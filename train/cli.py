@@ -18,6 +18,7 @@ from common.argtypes import (
     add_verbosity,
     fraction,
     non_negative_int,
+    parse_command_line,
     positive_float,
     positive_int,
 )
@@ -99,7 +100,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = parse_command_line(lambda: parse_args(argv))
+    if isinstance(args, int):
+        return args
     config_args = {k: v for k, v in vars(args).items()
                    if k not in ("preset", "verbose", "quiet")}
 
