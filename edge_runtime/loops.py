@@ -2,19 +2,25 @@
 
 Both report through callbacks, so the command line decides how results are shown (a table,
 JSON lines, a window) and the loops stay testable without a terminal.
+
+The stream loop overlaps its three stages, each on its own thread: the source's thread
+captures and decodes, a preprocessing thread turns each frame into an input tensor
+(BGR → RGB, resize, quantize), and the calling thread runs the model. Each hand-over
+holds one item, so a frame costs about what the slowest stage costs, not their sum.
 """
 
 from __future__ import annotations
 
 import statistics
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.camera import FrameGrabber, to_rgb_frame
+from edge_runtime.camera import END, FrameSlot, FrameSource, frame_to_image
 from edge_runtime.classifier import Classifier, Prediction
 from edge_runtime.errors import ImageError
 
@@ -81,19 +87,81 @@ class StreamSummary:
                             "inference_ms_p50": round(p50, 3) if p50 is not None else None}}
 
 
-def classify_stream(classifier: Classifier, grabber: FrameGrabber, k: int = 3,
+class Preprocessor:
+    """The stream's middle stage: frames from a source → ``(frame, input tensor)``, on a thread.
+
+    It keeps the source's policy: every frame in order for a recording, only the
+    newest for a live camera (a frame the model had no time for is dropped here too).
+
+    Args:
+        classifier: makes the tensors (:meth:`Classifier.input_tensor`).
+        source: the frame source; this stage starts it, and stops it when it ends.
+    """
+
+    def __init__(self, classifier: Classifier, source: FrameSource) -> None:
+        self.classifier = classifier
+        self.source = source
+        self.error: BaseException | None = None
+        """An exception preprocessing died of, if any."""
+        self._slot = FrameSlot(source.keep_all)
+        self._thread = threading.Thread(target=self._run, name=f"preprocess {source.name}",
+                                        daemon=True)
+
+    @property
+    def dropped(self) -> int:
+        """Frames dropped by the source or by this stage before the model saw them."""
+        return self.source.dropped + self._slot.dropped
+
+    def start(self) -> Preprocessor:
+        """Start the source and this stage's thread; returns self."""
+        self.source.start()
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            for number, frame in self.source.frames():
+                tensor = self.classifier.input_tensor(frame_to_image(frame))
+                if not self._slot.put(number, (frame, tensor)):
+                    break
+        except BaseException as exc:  # reported by the consumer; a thread has no caller
+            self.error = exc
+        finally:
+            self._slot.close()
+
+    def items(self, poll_s: float = 0.1) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Yield ``(frame number, BGR frame, input tensor)`` until the source ends or :meth:`stop`."""
+        while True:
+            item = self._slot.take(timeout=poll_s)  # short waits: Ctrl-C reaches us promptly
+            if item is END:
+                return
+            if item is not None:
+                number, (frame, tensor) = item
+                yield number, frame, tensor
+
+    def stop(self) -> None:
+        """Stop this stage and the source (releasing the camera or file); safe to call twice."""
+        self._slot.close()
+        self.source.stop()  # ends the source's frames(), so the thread ends too
+        if self._thread.is_alive():
+            self._thread.join(timeout=2.0)
+
+
+def classify_stream(classifier: Classifier, source: FrameSource, k: int = 3,
                     threshold: float = 0.0, max_frames: int | None = None,
                     on_frame: FrameCallback | None = None) -> StreamSummary:
-    """Classify frames from a running :class:`FrameGrabber` until it ends.
+    """Classify frames from a frame source until it ends, its stages overlapped.
 
-    Each frame is the newest one captured (see :mod:`edge_runtime.camera`),
-    converted from OpenCV's BGR to RGB before preprocessing. Ctrl-C ends the
-    run like the end of the video does: the summary is still returned.
+    Frames are preprocessed on a thread of their own while the model runs on the
+    previous one (see the module docstring). Ctrl-C ends the run like the end of
+    the video does: the summary is still returned. The source is stopped on every
+    path; an error of the preprocessing stage is reported as the source's
+    :attr:`~FrameSource.error` unless it already has one.
 
     Args:
         classifier: the model to run.
-        grabber: an opened frame source.
-        k, threshold: passed to :meth:`Classifier.classify`.
+        source: an opened frame source (started here if it was not).
+        k, threshold: passed to :meth:`Classifier.classify_tensor`.
         max_frames: stop after this many frames (None: until the source ends).
         on_frame: called after each frame; returning False stops the run.
 
@@ -101,10 +169,12 @@ def classify_stream(classifier: Classifier, grabber: FrameGrabber, k: int = 3,
         The run's :class:`StreamSummary`.
     """
     summary = StreamSummary()
+    stage = Preprocessor(classifier, source)
     started = time.perf_counter()
     try:
-        for number, frame in grabber.frames():
-            predictions, latency_ms = classifier.classify(to_rgb_frame(frame), k, threshold)
+        stage.start()
+        for number, frame, tensor in stage.items():
+            predictions, latency_ms = classifier.classify_tensor(tensor, k, threshold)
             # count a frame once its result is out: Ctrl-C in between must not leave the
             # summary claiming a frame nobody saw
             keep_going = on_frame is None or on_frame(number, frame, predictions, latency_ms)
@@ -122,6 +192,8 @@ def classify_stream(classifier: Classifier, grabber: FrameGrabber, k: int = 3,
         summary.ended_by = "interrupt"
     finally:
         summary.seconds = time.perf_counter() - started
-        grabber.stop()
-        summary.dropped = grabber.dropped
+        stage.stop()
+        summary.dropped = stage.dropped
+        if stage.error is not None and source.error is None:
+            source.error = stage.error
     return summary
