@@ -23,6 +23,7 @@ OpenCV is imported inside the functions that need it, never when
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,40 +101,43 @@ def frame_to_image(frame: np.ndarray) -> Image.Image:
 
 
 class FrameSlot:
-    """A one-frame hand-over between the capture thread and the consumer.
+    """A small hand-over between two threads of the stream: a capture thread and its consumer.
 
-    With ``keep_all=False`` (live cameras) :meth:`put` replaces a frame not yet
-    taken, counting it in :attr:`dropped`. With ``keep_all=True`` (video files)
-    :meth:`put` waits until the previous frame was taken, so none is lost.
-    The end of the stream is a value (:data:`END`) that :meth:`take` returns
-    under the same lock that hands over frames, so a frame put just before
-    :meth:`close` is always taken first.
+    With ``keep_all=False`` (live cameras) it holds one frame, and :meth:`put` replaces a
+    frame not yet taken, counting it in :attr:`dropped`. With ``keep_all=True`` (video
+    files) it holds up to ``depth`` frames in order and :meth:`put` waits for room, so none
+    is lost; a few frames of slack keep one stage running while the next waits to be
+    scheduled on a busy CPU. The end of the stream is a value (:data:`END`) that
+    :meth:`take` returns under the same lock that hands over frames, so a frame put just
+    before :meth:`close` is always taken first.
     """
 
-    def __init__(self, keep_all: bool = False) -> None:
+    def __init__(self, keep_all: bool = False, depth: int = 4) -> None:
         self.keep_all = keep_all
+        self.depth = max(1, depth) if keep_all else 1
         self.dropped = 0
         """Frames replaced before anyone took them."""
         self._cond = threading.Condition()
-        self._item: tuple[int, object] | None = None
+        self._items: deque[tuple[int, object]] = deque()
         self._closed = False
 
     def put(self, number: int, frame) -> bool:
         """Offer frame ``number``; returns False once the slot is closed (stop reading)."""
         with self._cond:
             if self.keep_all:
-                while self._item is not None and not self._closed:
+                while len(self._items) >= self.depth and not self._closed:
                     self._cond.wait()
             if self._closed:
                 return False
-            if self._item is not None:
+            if not self.keep_all and self._items:
+                self._items.clear()
                 self.dropped += 1
-            self._item = (number, frame)
+            self._items.append((number, frame))
             self._cond.notify_all()
             return True
 
     def take(self, timeout: float | None = None):
-        """The newest frame not yet taken, as ``(number, frame)``, waiting for one.
+        """The oldest frame not yet taken (the only one when newest-only), waiting for one.
 
         Returns:
             ``(number, frame)``; :data:`END` when the slot is closed and empty (the
@@ -141,11 +145,11 @@ class FrameSlot:
             seconds pass with neither.
         """
         with self._cond:
-            if not self._cond.wait_for(lambda: self._item is not None or self._closed, timeout):
+            if not self._cond.wait_for(lambda: self._items or self._closed, timeout):
                 return None
-            if self._item is None:
+            if not self._items:
                 return END
-            item, self._item = self._item, None
+            item = self._items.popleft()
             self._cond.notify_all()
             return item
 

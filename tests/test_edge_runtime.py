@@ -157,14 +157,17 @@ def test_frame_slot_keep_all_hands_over_every_frame_in_order():
 
 
 def test_frame_slot_close_wakes_both_sides_and_keeps_the_last_frame():
-    slot = FrameSlot(keep_all=True)
+    slot = FrameSlot(keep_all=True, depth=2)
+    slot.put(0, np.zeros((1, 1, 3), np.uint8))
     slot.put(1, np.zeros((1, 1, 3), np.uint8))
     blocked = threading.Thread(target=slot.put, args=(2, np.zeros((1, 1, 3), np.uint8)))
-    blocked.start()  # waits: frame 1 is not taken yet
+    blocked.start()  # waits: the slot is full
+    time.sleep(0.05)
+    assert blocked.is_alive()
     slot.close()
     blocked.join(timeout=5)
     assert not blocked.is_alive()
-    assert slot.take()[0] == 1
+    assert [slot.take()[0], slot.take()[0]] == [0, 1]  # frame 2 came after the close
     assert slot.take() is END and not slot.put(3, np.zeros((1, 1, 3), np.uint8))
     assert slot.take(timeout=0) is END  # the end is not mistaken for a timeout
 
