@@ -11,6 +11,8 @@ holds one item, so a frame costs about what the slowest stage costs, not their s
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import statistics
 import threading
 import time
@@ -129,9 +131,11 @@ class Preprocessor:
         finally:
             self._slot.close()
 
-    def items(self, poll_s: float = 0.1) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """Yield ``(frame number, BGR frame, input tensor)`` until the source ends or :meth:`stop`."""
-        while True:
+    def items(self, poll_s: float = 0.1, should_stop: Callable[[], bool] = lambda: False
+              ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Yield ``(frame number, BGR frame, input tensor)`` until the source ends, :meth:`stop`,
+        or ``should_stop()`` (asked between waits of ``poll_s`` seconds) says so."""
+        while not should_stop():
             item = self._slot.take(timeout=poll_s)  # short waits: Ctrl-C reaches us promptly
             if item is END:
                 return
@@ -170,24 +174,12 @@ def classify_stream(classifier: Classifier, source: FrameSource, k: int = 3,
     """
     summary = StreamSummary()
     stage = Preprocessor(classifier, source)
+    interrupted = threading.Event()
     started = time.perf_counter()
     try:
-        stage.start()
-        for number, frame, tensor in stage.items():
-            predictions, latency_ms = classifier.classify_tensor(tensor, k, threshold)
-            # count a frame once its result is out: Ctrl-C in between must not leave the
-            # summary claiming a frame nobody saw
-            keep_going = on_frame is None or on_frame(number, frame, predictions, latency_ms)
-            summary.frames += 1
-            summary.latencies_ms.append(latency_ms)
-            if not keep_going:
-                summary.ended_by = "stop"
-                break
-            if max_frames is not None and summary.frames >= max_frames:
-                summary.ended_by = "max-frames"
-                break
-        else:
-            summary.ended_by = "end"
+        with _ctrl_c_sets(interrupted):
+            _run_stream(classifier, stage, summary, interrupted, k, threshold, max_frames,
+                        on_frame)
     except KeyboardInterrupt:
         summary.ended_by = "interrupt"
     finally:
@@ -197,3 +189,49 @@ def classify_stream(classifier: Classifier, source: FrameSource, k: int = 3,
         if stage.error is not None and source.error is None:
             source.error = stage.error
     return summary
+
+
+@contextlib.contextmanager
+def _ctrl_c_sets(event: threading.Event) -> Iterator[None]:
+    """While inside, Ctrl-C sets ``event`` instead of raising KeyboardInterrupt anywhere.
+
+    The loop then ends between frames: an interrupt landing between a frame's output and
+    its count would leave the summary short of a frame the user saw (the other threads
+    hold the GIL often enough to make that window real). Only the main thread can set
+    signal handlers, and a handler someone else installed is left alone.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    signal.signal(signal.SIGINT, lambda _signum, _frame: event.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _run_stream(classifier: Classifier, stage: Preprocessor, summary: StreamSummary,
+                interrupted: threading.Event, k: int, threshold: float,
+                max_frames: int | None, on_frame: FrameCallback | None) -> None:
+    """The inference stage of :func:`classify_stream`: fills ``summary`` as frames are done."""
+    stage.start()
+    for number, frame, tensor in stage.items(should_stop=interrupted.is_set):
+        predictions, latency_ms = classifier.classify_tensor(tensor, k, threshold)
+        # count a frame once its result is out: Ctrl-C in between must not leave the
+        # summary claiming a frame nobody saw
+        keep_going = on_frame is None or on_frame(number, frame, predictions, latency_ms)
+        summary.frames += 1
+        summary.latencies_ms.append(latency_ms)
+        if not keep_going:
+            summary.ended_by = "stop"
+            break
+        if max_frames is not None and summary.frames >= max_frames:
+            summary.ended_by = "max-frames"
+            break
+        if interrupted.is_set():
+            break
+    else:
+        summary.ended_by = "end"
+    if interrupted.is_set() and summary.ended_by in ("", "end"):
+        summary.ended_by = "interrupt"

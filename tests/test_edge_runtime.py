@@ -365,3 +365,24 @@ def test_no_module_imports_tensorflow_and_files_need_no_opencv(bundle, demo_dir,
     assert report["heavy"] == []
     lines = [json.loads(line) for line in done.stdout.strip().splitlines()[:-1]]
     assert lines[-1] == {"summary": lines[-1]["summary"]} and lines[-1]["summary"]["frames"] == 3
+
+
+def test_ctrl_c_signal_ends_a_stream_between_frames(bundle, video):
+    # A real SIGINT while a frame's result is being delivered: that frame is counted (its
+    # result is out) and the run ends before the next one, instead of KeyboardInterrupt
+    # landing wherever the main thread happens to be.
+    import os
+    import signal
+
+    classifier = Classifier(bundle / "model_int8.tflite")
+    seen = []
+
+    def ctrl_c_at_three(number, *_):
+        seen.append(number)
+        if number == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return True
+
+    summary = classify_stream(classifier, FrameGrabber(str(video)), on_frame=ctrl_c_at_three)
+    assert (summary.frames, summary.ended_by, seen) == (3, "interrupt", [1, 2, 3])
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
