@@ -31,13 +31,17 @@ PACKAGES = ("common", "train", "export", "edge_runtime", "benchmarks")
 class _ConsoleFormatter(logging.Formatter):
     """Progress as plain lines; warnings and errors prefixed so they stand out in a log."""
 
+    def __init__(self, prog: str | None = None) -> None:
+        super().__init__()
+        self.prefix = f"{prog}: " if prog else ""
+
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
         if record.levelno >= logging.ERROR:
-            return f"error: {message}"
+            return f"{self.prefix}error: {message}"
         if record.levelno >= logging.WARNING:
-            return f"warning: {message}"
-        return message
+            return f"{self.prefix}warning: {message}"
+        return f"{self.prefix}{message}"
 
 
 class _MaxLevel(logging.Filter):
@@ -50,13 +54,14 @@ class _MaxLevel(logging.Filter):
 
 
 def setup_logging(verbose: bool = False, quiet: bool = False,
-                  progress_to: str = "stdout") -> None:
+                  progress_to: str = "stdout", prog: str | None = None) -> None:
     """Route the packages' logging to the terminal: progress to stdout, warnings to stderr.
 
     ``quiet`` keeps warnings and errors only; ``verbose`` adds debug detail. A command whose
     stdout is data (``edge-classify``'s JSON lines) sends progress to ``"stderr"`` too. Streams
     are looked up at each record, so redirection (pytest's capture, ``quiet_output``) is
-    honoured.
+    honoured. With ``prog``, every line starts with the program's name (for a command whose
+    notes share stderr with other programs' output).
     """
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
 
@@ -77,7 +82,7 @@ def setup_logging(verbose: bool = False, quiet: bool = False,
     out.addFilter(_MaxLevel(logging.WARNING))
     err.setLevel(logging.WARNING)
     for handler in (out, err):
-        handler.setFormatter(_ConsoleFormatter())
+        handler.setFormatter(_ConsoleFormatter(prog))
     for name in PACKAGES:
         logger = logging.getLogger(name)
         logger.handlers[:] = [out, err]
@@ -142,7 +147,8 @@ def run_command(prog: str, work: Callable[[], int], interrupted: str = "",
     bug: one line naming it and where its traceback was saved (printed whole with
     ``verbose``), and exit code 3. Logging is set up first (see :func:`setup_logging`).
     """
-    setup_logging(verbose, quiet, progress_to)
+    # a command whose stdout is data names itself on every stderr line
+    setup_logging(verbose, quiet, progress_to, prog if progress_to == "stderr" else None)
     if needs_tensorflow and not import_tensorflow_quietly(prog):
         return EXIT_USAGE
     previous = None

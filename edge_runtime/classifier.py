@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from edge_runtime.errors import ModelError
-from edge_runtime.image import RESIZE_METHOD, load_image, to_model_input
+from edge_runtime.image import RESIZE_METHOD, load_image, to_model_input, to_model_pixels
 from edge_runtime.interpreter import available_cores, make_interpreter
 from edge_runtime.labels import read_labels
 from edge_runtime.manifest import InputSpec, Manifest
@@ -94,6 +94,7 @@ class Classifier:
         n_out = int(self._output["shape"][-1])
         if len(self.labels) != n_out:
             raise ModelError(f"{len(self.labels)} labels but the model has {n_out} outputs")
+        self._pixel_table = self._quantized_pixel_values()
 
     def _input_spec(self) -> tuple[InputSpec | None, str]:
         """The input contract and where it came from: the bundle's manifest, else the
@@ -142,6 +143,19 @@ class Classifier:
     def output_quantization(self) -> tuple[float, int]:
         return tuple(self._output["quantization"])  # type: ignore[return-value]
 
+    def _quantized_pixel_values(self) -> np.ndarray | None:
+        """What each pixel value 0..255 becomes in the input tensor; None when it stays itself.
+
+        Pixels are integers, so quantizing them is a 256-entry lookup computed once
+        with :func:`quantize` itself: the same numbers as :meth:`set_input`, without
+        a float image per frame.
+        """
+        scale, zero_point = self.input_quantization
+        table = quantize(np.arange(256, dtype=np.float32), self.input_dtype, scale, zero_point)
+        if table.dtype == np.uint8 and np.array_equal(table, np.arange(256)):
+            return None  # a uint8 input that takes raw pixels: hand them over as they are
+        return table
+
     def preprocess(self, image: Image.Image | np.ndarray) -> np.ndarray:
         """A Pillow image or an RGB uint8 array → float32 (H, W, 3) model input in [0, 255]."""
         return to_model_input(image, self.input_size, self.resize_method)
@@ -150,6 +164,23 @@ class Classifier:
         """Load one preprocessed image (H, W, 3) float in [0, 255] into the input tensor."""
         scale, zero_point = self.input_quantization
         tensor = quantize(pixels[np.newaxis], self.input_dtype, scale, zero_point)
+        self.interpreter.set_tensor(self._input["index"], tensor)
+
+    def input_tensor(self, image: Image.Image | np.ndarray) -> np.ndarray:
+        """A picture → the input tensor (1, H, W, 3) in the input's dtype, ready to set.
+
+        Equal to what :meth:`preprocess` then :meth:`set_input` load, but uint8 pixels
+        go into a uint8/int8 input through a lookup table, never through float32.
+        Safe to call on another thread than the one invoking the model (the camera
+        loop prepares the next frame while the current one runs).
+        """
+        pixels = to_model_pixels(image, self.input_size, self.resize_method)
+        if self._pixel_table is not None:
+            pixels = self._pixel_table[pixels]
+        return pixels[np.newaxis]
+
+    def set_input_tensor(self, tensor: np.ndarray) -> None:
+        """Load a tensor made by :meth:`input_tensor`."""
         self.interpreter.set_tensor(self._input["index"], tensor)
 
     def invoke(self) -> None:
@@ -171,14 +202,24 @@ class Classifier:
         """Probabilities (N, num_classes) for preprocessed images (N, H, W, 3)."""
         return np.stack([self.probabilities(pixels) for pixels in batch])
 
+    def run(self, tensor: np.ndarray) -> np.ndarray:
+        """Class probabilities for a tensor made by :meth:`input_tensor`."""
+        self.set_input_tensor(tensor)
+        self.invoke()
+        return self.output()
+
+    def classify_tensor(self, tensor: np.ndarray, k: int = 3,
+                        threshold: float = 0.0) -> tuple[list[Prediction], float]:
+        """Top-``k`` predictions for a tensor from :meth:`input_tensor`, and the inference ms."""
+        started = time.perf_counter()
+        probabilities = self.run(tensor)
+        latency_ms = (time.perf_counter() - started) * 1000
+        return top_k(probabilities, self.labels, k, threshold), latency_ms
+
     def classify(self, image: Image.Image | np.ndarray, k: int = 3,
                  threshold: float = 0.0) -> tuple[list[Prediction], float]:
         """Top-``k`` predictions for a picture, and the inference time in milliseconds."""
-        pixels = self.preprocess(image)
-        started = time.perf_counter()
-        probabilities = self.probabilities(pixels)
-        latency_ms = (time.perf_counter() - started) * 1000
-        return top_k(probabilities, self.labels, k, threshold), latency_ms
+        return self.classify_tensor(self.input_tensor(image), k, threshold)
 
     def classify_file(self, path: str | os.PathLike, k: int = 3,
                       threshold: float = 0.0) -> tuple[list[Prediction], float]:

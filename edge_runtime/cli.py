@@ -6,7 +6,9 @@ beside the ``.tflite`` file give the input size, resize method and class names; 
 by edge-export also carry both in their own TFLite metadata, so the ``.tflite`` alone works too::
 
     edge-classify --model runs/demo/export/model_int8.tflite photos/ 'more/*.jpg' --top-k 3
-    edge-classify --model runs/demo/export/model_int8.tflite --camera            # camera 0, window
+    edge-classify --model runs/demo/export/model_int8.tflite --camera            # auto, window
+    edge-classify --model runs/demo/export/model_int8.tflite --camera picam      # Pi camera module
+    edge-classify --list-cameras                                                 # what is there
     edge-classify --model runs/demo/export/model_int8.tflite --camera clip.mp4 --headless --json
     edge-classify --model runs/demo/export/model_int8.tflite --camera --headless --serve 8080
 
@@ -29,7 +31,6 @@ import numpy as np
 from common.argtypes import Parser, parse_command_line, positive_int, probability
 from common.command import run_command, say
 from common.errors import UsageError
-from edge_runtime.camera import FrameGrabber, parse_source
 from edge_runtime.classifier import Classifier, Prediction
 from edge_runtime.inputs import expand_inputs
 from edge_runtime.interpreter import BACKENDS
@@ -37,6 +38,7 @@ from edge_runtime.live_server import LiveServer, is_loopback, parse_address
 from edge_runtime.loops import classify_files, classify_stream
 from edge_runtime.quiet import quiet_output
 from edge_runtime.results import ResultWriter, result_json
+from edge_runtime.sources import camera_size, list_cameras, open_source, parse_camera
 from edge_runtime.window import open_window
 
 PROG = "edge-classify"
@@ -65,10 +67,10 @@ def _start_server(args: argparse.Namespace) -> LiveServer:
 
 
 def _run_camera(args: argparse.Namespace, classifier: Classifier) -> int:
-    source = parse_source(args.camera)
     # FFmpeg logs decoding trouble of a file that is not a video straight to fd 2
     with quiet_output(not args.verbose):
-        grabber = FrameGrabber(source, quiet=not args.verbose, loop=args.loop)
+        grabber = open_source(args.camera, args.camera_size, quiet=not args.verbose,
+                              loop=args.loop)
     server = None
     try:
         if args.serve is not None:
@@ -95,7 +97,7 @@ def _run_camera(args: argparse.Namespace, classifier: Classifier) -> int:
     def on_frame(number: int, frame: np.ndarray, predictions: list[Prediction],
                  latency_ms: float) -> bool:
         nonlocal due
-        if pace_s:  # before any output: Ctrl-C while waiting leaves this frame unreported
+        if pace_s:  # a recording plays at its own speed
             if due > time.perf_counter():
                 time.sleep(due - time.perf_counter())
             due = max(due + pace_s, time.perf_counter())
@@ -121,7 +123,7 @@ def _run_camera(args: argparse.Namespace, classifier: Classifier) -> int:
     if grabber.error is not None:
         log.error(f"{grabber.name}: reading frames failed: {grabber.error}")
         return 1
-    if summary.ended_by == "end" and isinstance(source, int):
+    if summary.ended_by == "end" and not grabber.keep_all:
         log.error(f"{grabber.name} stopped delivering frames")
         return 1
     return 0
@@ -138,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``edge-classify`` argument parser."""
     parser = Parser(prog=PROG, description=__doc__)
     model = parser.add_argument_group("model")
-    model.add_argument("--model", required=True, metavar="FILE.tflite",
+    model.add_argument("--model", metavar="FILE.tflite",
                        help="the .tflite model; manifest.json and labels.txt are read from "
                             "its folder")
     model.add_argument("--labels", metavar="FILE",
@@ -152,9 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
     inputs.add_argument("paths", nargs="*", metavar="PATH",
                         help="image files, folders (searched recursively) or glob patterns "
                              "such as 'photos/**/*.jpg'")
-    inputs.add_argument("--camera", nargs="?", const="0", metavar="INDEX|VIDEO_FILE",
-                        help="classify a live camera (an index; no value: camera 0) or a "
-                             "video file, frame by frame")
+    inputs.add_argument("--camera", nargs="?", const="auto", metavar="SOURCE",
+                        help="classify frames: no value or 'auto' (the Pi camera module if "
+                             "Picamera2 lists one, else camera 0), 'picam' or 'picam:N' (Pi "
+                             "camera N via Picamera2), N or /dev/videoN (V4L2/USB camera), a "
+                             "video file, or an rtsp:// or http(s):// stream")
+    inputs.add_argument("--camera-size", type=camera_size, default=(640, 480), metavar="WxH",
+                        help="frame size asked of a camera (files and streams keep theirs)")
+    inputs.add_argument("--list-cameras", action="store_true",
+                        help="list the Pi cameras (Picamera2) and /dev/video* devices here, "
+                             "with the --camera value for each, and exit (needs no --model)")
     inputs.add_argument("--headless", action="store_true",
                         help="with --camera: print one line per frame instead of showing a "
                              "window (automatic on Linux without DISPLAY/WAYLAND_DISPLAY)")
@@ -196,11 +205,16 @@ def run(args: argparse.Namespace) -> int:
     Raises:
         UserError (UsageError, and every ``EdgeError``): reported by :func:`main`, exit code 2.
     """
+    if args.list_cameras:
+        print("\n".join(list_cameras(quiet=not args.verbose)), flush=True)
+        return 0
+    if args.model is None:
+        raise UsageError("the following arguments are required: --model")
     if args.camera is not None and args.paths:
         raise UsageError("give image paths or --camera, not both")
     if args.camera is None and not args.paths:
         raise UsageError("no input: give image files, folders or glob patterns, "
-                         "or --camera [INDEX|VIDEO_FILE]")
+                         "or --camera [SOURCE]")
     if args.camera is None and args.max_frames is not None:
         raise UsageError("--max-frames applies to --camera only")
     if args.camera is None and (args.serve is not None or args.loop):
@@ -209,8 +223,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--serve-token applies to --serve only")
     if args.serve_token is not None and not args.serve_token.strip():
         raise UsageError("--serve-token is empty")
-    if args.loop and isinstance(parse_source(args.camera), int):
-        raise UsageError("--loop replays a video file; a camera has no end to start over from")
+    if args.loop and parse_camera(args.camera).kind != "file":
+        raise UsageError("--loop replays a video file; a camera or stream has no end to start "
+                         "over from")
     files = expand_inputs(args.paths) if args.paths else []
     with quiet_output(not args.verbose):
         classifier = Classifier(args.model, args.labels, args.threads, args.backend)

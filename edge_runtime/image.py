@@ -2,7 +2,8 @@
 
 Training (through ``tf.numpy_function``), int8 calibration, the export
 checks, the benchmark and the device all call :func:`load_image` and
-:func:`to_model_input`, so the pixels a model sees on the Pi are the pixels
+:func:`to_model_input` (or :func:`to_model_pixels`, the same pixels as uint8),
+so the pixels a model sees on the Pi are the pixels
 it was trained on. The model itself takes raw RGB values in [0, 255] and
 does its own normalisation in-graph.
 """
@@ -91,9 +92,12 @@ def resize(image: Image.Image, size: tuple[int, int], method: str = RESIZE_METHO
     return image.resize((width, height), resample=resample)
 
 
-def to_model_input(image: Image.Image | np.ndarray, size: tuple[int, int],
-                   method: str = RESIZE_METHOD) -> np.ndarray:
-    """Turn an RGB picture into the model's input: float32 (H, W, 3) in [0, 255].
+def to_model_pixels(image: Image.Image | np.ndarray, size: tuple[int, int],
+                    method: str = RESIZE_METHOD) -> np.ndarray:
+    """Turn an RGB picture into the model's input pixels: uint8 (H, W, 3) in [0, 255].
+
+    This is the definition: :func:`to_model_input` is the same pixels as float32,
+    and the device quantizes these integers straight into a uint8/int8 input.
 
     Args:
         image: a Pillow image (any mode) or an RGB uint8 array (H, W, 3), e.g. a
@@ -107,7 +111,13 @@ def to_model_input(image: Image.Image | np.ndarray, size: tuple[int, int],
         image = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8), mode="RGB")
     else:
         image = to_rgb(image)
-    return np.asarray(resize(image, size, method), dtype=np.float32)
+    return np.asarray(resize(image, size, method))
+
+
+def to_model_input(image: Image.Image | np.ndarray, size: tuple[int, int],
+                   method: str = RESIZE_METHOD) -> np.ndarray:
+    """:func:`to_model_pixels` as float32 (H, W, 3) in [0, 255], what training feeds Keras."""
+    return to_model_pixels(image, size, method).astype(np.float32)
 
 
 def load_model_input(path: str | os.PathLike, size: tuple[int, int],

@@ -16,7 +16,14 @@ import numpy as np
 import pytest
 
 from edge_runtime import interpreter, window
-from edge_runtime.camera import CameraError, FrameGrabber, FrameSlot, parse_source, to_rgb_frame
+from edge_runtime.camera import (
+    END,
+    CameraError,
+    FrameGrabber,
+    FrameSlot,
+    parse_source,
+    to_rgb_frame,
+)
 from edge_runtime.classifier import Classifier
 from edge_runtime.image import is_image_file, load_image
 from edge_runtime.loops import classify_stream
@@ -144,7 +151,7 @@ def test_frame_slot_keep_all_hands_over_every_frame_in_order():
     producer = threading.Thread(target=produce)
     producer.start()
     received = []
-    while (item := slot.take(timeout=5)) is not None:
+    while (item := slot.take(timeout=5)) is not END:
         received.append(item[0])
         if len(received) % 10 == 0:
             time.sleep(0.01)  # a slow consumer must not lose frames
@@ -153,22 +160,55 @@ def test_frame_slot_keep_all_hands_over_every_frame_in_order():
 
 
 def test_frame_slot_close_wakes_both_sides_and_keeps_the_last_frame():
-    slot = FrameSlot(keep_all=True)
+    slot = FrameSlot(keep_all=True, depth=2)
+    slot.put(0, np.zeros((1, 1, 3), np.uint8))
     slot.put(1, np.zeros((1, 1, 3), np.uint8))
     blocked = threading.Thread(target=slot.put, args=(2, np.zeros((1, 1, 3), np.uint8)))
-    blocked.start()  # waits: frame 1 is not taken yet
+    blocked.start()  # waits: the slot is full
+    time.sleep(0.05)
+    assert blocked.is_alive()
     slot.close()
     blocked.join(timeout=5)
     assert not blocked.is_alive()
-    assert slot.take()[0] == 1
-    assert slot.take() is None and not slot.put(3, np.zeros((1, 1, 3), np.uint8))
+    assert [slot.take()[0], slot.take()[0]] == [0, 1]  # frame 2 came after the close
+    assert slot.take() is END and not slot.put(3, np.zeros((1, 1, 3), np.uint8))
+    assert slot.take(timeout=0) is END  # the end is not mistaken for a timeout
+
+
+def test_a_frame_put_just_before_close_is_never_lost(video):
+    # The reader hands over its last frame and closes while the consumer's wait has just
+    # timed out: the frame must still be yielded (it used to be lost when the consumer
+    # then saw "closed" and quit). The interleaving is forced, not left to the scheduler.
+    grabber = FrameGrabber(str(video))
+    grabber._started = True  # no reader thread: the test plays the reader
+    slot = grabber._slot
+    real_take = slot.take
+    takes = 0
+
+    def take(timeout=None):
+        nonlocal takes
+        takes += 1
+        if takes == 2:
+            timed_out = real_take(timeout=0)  # empty: the wait times out ...
+            slot.put(99, np.zeros((1, 1, 3), np.uint8))  # ... the last frame arrives ...
+            slot.close()  # ... and the reader closes, before the consumer looks again
+            return timed_out
+        return real_take(timeout)
+
+    slot.take = take
+    try:
+        assert [number for number, _ in grabber.frames(poll_s=0.01)] == [1, 99]
+    finally:
+        grabber.stop()
 
 
 # ----------------------------------------------------------------------------- capture thread
 
 @pytest.mark.parametrize("value, expected", [("0", 0), ("2", 2), (" 1 ", 1),
                                              ("clip.avi", "clip.avi"),
-                                             ("/dev/video0", "/dev/video0")])
+                                             ("/dev/video0", 0), ("/dev/video12", 12),
+                                             ("rtsp://cam.local/stream", "rtsp://cam.local/stream"),
+                                             ("/dev/v4l/by-id/x", "/dev/v4l/by-id/x")])
 def test_parse_source(value, expected):
     assert parse_source(value) == expected
 
@@ -254,13 +294,13 @@ def test_window_probe_survives_a_display_that_cannot_be_reached(monkeypatch):
 def test_stream_feeds_rgb_frames_to_the_classifier(bundle, tmp_path, monkeypatch):
     classifier = Classifier(bundle / "model_fp32.tflite")
     seen = []
-    real_classify = classifier.classify
+    real_input_tensor = classifier.input_tensor
 
-    def spy(image, k=3, threshold=0.0):
+    def spy(image):
         seen.append(np.asarray(image))
-        return real_classify(image, k, threshold)
+        return real_input_tensor(image)
 
-    monkeypatch.setattr(classifier, "classify", spy)
+    monkeypatch.setattr(classifier, "input_tensor", spy)
     red = solid_video(tmp_path / "red.avi", (230, 20, 20), frames=4)
     summary = classify_stream(classifier, FrameGrabber(str(red)), k=2)
     assert summary.frames == 4 and summary.ended_by == "end"
@@ -328,3 +368,24 @@ def test_no_module_imports_tensorflow_and_files_need_no_opencv(bundle, demo_dir,
     assert report["heavy"] == []
     lines = [json.loads(line) for line in done.stdout.strip().splitlines()[:-1]]
     assert lines[-1] == {"summary": lines[-1]["summary"]} and lines[-1]["summary"]["frames"] == 3
+
+
+def test_ctrl_c_signal_ends_a_stream_between_frames(bundle, video):
+    # A real SIGINT while a frame's result is being delivered: that frame is counted (its
+    # result is out) and the run ends before the next one, instead of KeyboardInterrupt
+    # landing wherever the main thread happens to be.
+    import os
+    import signal
+
+    classifier = Classifier(bundle / "model_int8.tflite")
+    seen = []
+
+    def ctrl_c_at_three(number, *_):
+        seen.append(number)
+        if number == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return True
+
+    summary = classify_stream(classifier, FrameGrabber(str(video)), on_frame=ctrl_c_at_three)
+    assert (summary.frames, summary.ended_by, seen) == (3, "interrupt", [1, 2, 3])
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
