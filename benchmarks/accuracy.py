@@ -11,9 +11,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from benchmarks.progress import progress_bar
 from benchmarks.runners import Runner
 from benchmarks.timing import ModelResult
+from common.progress import progress_bar
 
 KERAS = "keras"
 """The runner whose top-1 defines agreement when the batches carry no Keras answers."""

@@ -23,7 +23,6 @@ from benchmarks.bundle import is_bundle, load_bundle, open_variants
 from benchmarks.config import BenchConfig, BenchError, BenchResult, validate
 from benchmarks.machine import load_average, machine_info
 from benchmarks.memory import measure_memory
-from benchmarks.progress import progress_bar
 from benchmarks.report import (
     KERAS_ROWS,
     TFLITE_TIMING,
@@ -34,6 +33,7 @@ from benchmarks.report import (
 )
 from benchmarks.runners import KerasCompiled, KerasPredict, Runner
 from benchmarks.timing import ModelResult, TimingPlan, time_interleaved
+from common.progress import progress_bar
 from common.rundir import BENCH_DIR, EXPORT_DIR, MODEL, check_run, load_run
 from edge_runtime.fileio import sha256
 from edge_runtime.interpreter import available_cores

@@ -20,7 +20,6 @@ from benchmarks.bundle import load_bundle, open_variants
 from benchmarks.config import BenchConfig, BenchError, BenchResult, validate
 from benchmarks.machine import load_average, machine_info
 from benchmarks.memory import measure_memory
-from benchmarks.progress import progress_bar
 from benchmarks.report import (
     TFLITE_TIMING,
     build_rows,
@@ -29,6 +28,7 @@ from benchmarks.report import (
     write_report,
 )
 from benchmarks.timing import TimingPlan, time_interleaved
+from common.progress import progress_bar
 from common.rundir import BENCH_DIR
 from edge_runtime.errors import EdgeError
 from edge_runtime.eval_set import EvalSet

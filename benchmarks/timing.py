@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from benchmarks.progress import progress_bar
 from benchmarks.runners import Runner
+from common.progress import progress_bar
 
 
 @dataclass

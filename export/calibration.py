@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from common.progress import progress_bar
 from export.errors import ExportError
 from export.images import load_images
-from export.progress import progress_bar
 from train.splits import Splits
 
 log = logging.getLogger(__name__)

@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from common.progress import progress_bar
 from edge_runtime.quiet import quiet_output
 from export.errors import ExportError
 from export.formats import SELECTIVE, ExportFormat
-from export.progress import progress_bar
 
 
 def io_type(int8_io: str):

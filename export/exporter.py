@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.progress import progress_bar
 from common.rundir import EXPORT_DIR, MODEL, RunError, load_run, read_config
 from common.versions import library_versions
 from edge_runtime.classifier import Classifier
@@ -38,7 +39,6 @@ from export.errors import ExportError
 from export.eval_set import EvalSetCollector
 from export.formats import DEFAULT_FORMATS, FORMATS, INT8_IO_TYPES, SELECTIVE
 from export.images import iter_batches
-from export.progress import progress_bar
 from export.quant_debug import REPORT_FILE, quantization_report, report_csv
 from export.table import short_tensor_name
 from export.verify import evaluate

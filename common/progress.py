@@ -1,0 +1,54 @@
+"""Progress bars for long work: on a terminal only, visible while native output is silenced,
+and absent (not an error) where tqdm is not installed.
+
+The converter and the interpreter print straight to file descriptors 1 and 2, so the commands
+run them under :func:`edge_runtime.quiet.quiet_output`, which points fd 2 at a scratch file. A
+bar created there would find no terminal and switch itself off (as the calibration bar once
+did); these bars write to their own copy of the terminal's fd 2, taken when the bar is made.
+tqdm comes with the workstation extra; a device installed with ``[edge]`` alone has none, and
+the device bench runs there all the same, without bars.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+
+
+class _NoBar:
+    """The bar when none is drawn: ``update`` costs nothing."""
+
+    def update(self, n: int = 1) -> None:
+        """Nothing to draw."""
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, desc: str, enabled: bool = True, unit: str = "img") -> Iterator:
+    """A ``tqdm`` bar on the current stderr terminal, closed (and cleared) when the block ends.
+
+    Shown only when ``enabled``, tqdm is installed and stderr is a terminal (not in logs, CI
+    output or tests). Create it *outside* ``quiet_output`` and update it inside.
+    """
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        enabled, tqdm = False, None
+    if not enabled:
+        yield _NoBar()
+        return
+    try:
+        sys.stderr.flush()
+        # a duplicate of fd 2 as it is now: later redirection of fd 2 does not reach it
+        stream = os.fdopen(os.dup(2), "w", encoding="utf-8", errors="replace")
+    except (OSError, ValueError):  # no fd 2 (a GUI launcher): no bar
+        yield _NoBar()
+        return
+    # disable=None: tqdm shows the bar only when its stream is a terminal
+    bar = tqdm(total=total, desc=desc, unit=unit, leave=False, file=stream, disable=None)
+    try:
+        yield bar
+    finally:
+        bar.close()
+        stream.close()
