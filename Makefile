@@ -1,5 +1,5 @@
 # make demo  — train → export → classify → bench on the built-in demo data (no internet, no GPU)
-# make test  — the test suite
+# make test  — the test suite (< 10 minutes; make test-long: the tests that train their own models)
 # make bench — benchmark a run: make bench RUN=runs/NAME (default: the demo run, built if missing)
 # make bench-device BUNDLE=path/to/export — the device bench (Raspberry Pi): installs only the
 #              [edge] extra, never TensorFlow; on a Pi, `make bench` is this target
@@ -22,7 +22,7 @@ ON_PI  := $(shell grep -qas 'Raspberry Pi' /proc/device-tree/model && echo yes)
 # the demo's settings live in train.demo_data.DEMO_TRAIN_SETTINGS
 DEMO_FLAGS := --preset demo
 
-.PHONY: demo test bench bench-device pi-check mediapipe-check lint clean
+.PHONY: demo test test-long bench bench-device pi-check mediapipe-check lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,9 +48,14 @@ demo: $(VENV)/.installed-train
 	@echo "== 4/4 bench"
 	$(BIN)/edge-bench $(DEMO)
 
-# the MediaPipe check installs a second environment: it has a target of its own
+# make test stays under 10 minutes on 2 cores; the tests that train or export models of their
+# own (learnability, determinism, resume, strategies, quantization debugging) are test-long,
+# and the MediaPipe check installs a second environment: CI runs all three
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -m "not mediapipe"
+	$(BIN)/python -m pytest -m "not mediapipe and not long"
+
+test-long: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -m long
 
 mediapipe-check: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -m mediapipe -v

@@ -11,9 +11,7 @@ bench (:mod:`benchmarks.device`) writes, with two Keras rows more.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +21,7 @@ from benchmarks.bundle import is_bundle, load_bundle, open_variants
 from benchmarks.config import BenchConfig, BenchError, BenchResult, validate
 from benchmarks.machine import load_average, machine_info
 from benchmarks.memory import measure_memory
-from benchmarks.report import (
-    KERAS_ROWS,
-    TFLITE_TIMING,
-    build_rows,
-    reference_name,
-    verdicts,
-    write_report,
-)
+from benchmarks.report import KERAS_ROWS, TFLITE_TIMING, assemble_report, write_report
 from benchmarks.runners import KerasCompiled, KerasPredict, Runner
 from benchmarks.timing import ModelResult, TimingPlan, time_interleaved
 from common.progress import progress_bar
@@ -150,20 +141,10 @@ def benchmark(config: BenchConfig) -> BenchResult:
     time_interleaved(runners, np.stack(timing_images), results,
                      TimingPlan(config.runs, config.warmup, config.repeats), config.progress)
 
-    rows = build_rows(results, config.repeats)
-    report = {
-        "run": str(run),
-        "machine": machine_info(threads, backend or "none", load_at_start, tf_threads),
-        "settings": {"runs": config.runs, "warmup": config.warmup, "repeats": config.repeats,
-                     "threads": threads, "memory": config.memory},
-        "eval": {"source": "split", "split": split, "images": n},
-        "reference": reference_name(list(results)),
-        "timing": {**KERAS_ROWS, "tflite": TFLITE_TIMING},
-        "rows": rows,
-        "verdicts": verdicts(rows),
-        "config": asdict(config),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    report = assemble_report(
+        {"run": str(run)}, machine_info(threads, backend or "none", load_at_start, tf_threads),
+        config, threads, {"source": "split", "split": split, "images": n},
+        {**KERAS_ROWS, "tflite": TFLITE_TIMING}, results)
     out = run / BENCH_DIR
     write_report(out, report)
     return BenchResult(out=out, report=report)

@@ -11,8 +11,6 @@ Keras's top-1), so on the same machine type they equal what export measured. Lat
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import asdict
 from pathlib import Path
 
 from benchmarks.accuracy import accuracy_pass
@@ -20,13 +18,7 @@ from benchmarks.bundle import load_bundle, open_variants
 from benchmarks.config import BenchConfig, BenchError, BenchResult, validate
 from benchmarks.machine import load_average, machine_info
 from benchmarks.memory import measure_memory
-from benchmarks.report import (
-    TFLITE_TIMING,
-    build_rows,
-    reference_name,
-    verdicts,
-    write_report,
-)
+from benchmarks.report import TFLITE_TIMING, assemble_report, write_report
 from benchmarks.timing import TimingPlan, time_interleaved
 from common.progress import progress_bar
 from common.rundir import BENCH_DIR
@@ -107,22 +99,12 @@ def bench_bundle(config: BenchConfig) -> BenchResult:
                      results, TimingPlan(config.runs, config.warmup, config.repeats),
                      config.progress)
 
-    rows = build_rows(results, config.repeats)
-    report = {
-        "bundle": str(bundle),
-        "machine": machine_info(threads, backend or "none", load_at_start),
-        "settings": {"runs": config.runs, "warmup": config.warmup, "repeats": config.repeats,
-                     "threads": threads, "memory": config.memory},
-        "eval": {"source": "bundle", "file": manifest.eval_set.file,
-                 "split": manifest.eval_set.split, "images": len(eval_set),
-                 "export_images": manifest.num_eval},
-        "reference": reference_name(list(results)),
-        "timing": {"tflite": TFLITE_TIMING},
-        "rows": rows,
-        "verdicts": verdicts(rows),
-        "config": asdict(config),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    report = assemble_report(
+        {"bundle": str(bundle)}, machine_info(threads, backend or "none", load_at_start), config,
+        threads, {"source": "bundle", "file": manifest.eval_set.file,
+                  "split": manifest.eval_set.split, "images": len(eval_set),
+                  "export_images": manifest.num_eval},
+        {"tflite": TFLITE_TIMING}, results)
     out = bundle / BENCH_DIR
     write_report(out, report)
     return BenchResult(out=out, report=report)

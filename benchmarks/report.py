@@ -8,6 +8,8 @@ report.json is that dict, report.md is :func:`format_markdown` of it.
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -235,6 +237,29 @@ def _plot_problem() -> str | None:
         return "matplotlib is not installed (pip install matplotlib to get latency.png and " \
                "accuracy_size.png)"
     return None
+
+
+def assemble_report(subject: dict, machine: dict, config, threads: int, eval_info: dict,
+                    timing: dict, results: dict) -> dict:
+    """The whole of report.json for the measured ``results`` (model name → ModelResult).
+
+    ``subject`` names what was measured (``{"run": ...}`` or ``{"bundle": ...}``); ``config``
+    is the bench's settings (a dataclass), ``timing`` what each row times.
+    """
+    rows = build_rows(results, config.repeats)
+    return {
+        **subject,
+        "machine": machine,
+        "settings": {"runs": config.runs, "warmup": config.warmup, "repeats": config.repeats,
+                     "threads": threads, "memory": config.memory},
+        "eval": eval_info,
+        "reference": reference_name(list(results)),
+        "timing": timing,
+        "rows": rows,
+        "verdicts": verdicts(rows),
+        "config": asdict(config),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def write_report(out: Path, report: dict) -> list[Path]:

@@ -31,11 +31,12 @@ def progress_bar(total: int, desc: str, enabled: bool = True, unit: str = "img")
     Shown only when ``enabled``, tqdm is installed and stderr is a terminal (not in logs, CI
     output or tests). Create it *outside* ``quiet_output`` and update it inside.
     """
+    if not enabled:
+        yield _NoBar()
+        return
     try:
         from tqdm import tqdm
     except ImportError:
-        enabled, tqdm = False, None
-    if not enabled:
         yield _NoBar()
         return
     try:

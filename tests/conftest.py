@@ -55,7 +55,8 @@ def pytest_collection_modifyitems(config, items):
     """Mark every test that needs a trained model ``slow``: ``pytest -m "not slow"`` is the quick
     loop; ``make test`` and CI run everything. Without TensorFlow, skip what needs it."""
     for item in items:
-        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+        if (TRAINING_FIXTURES & set(getattr(item, "fixturenames", ()))
+                or item.get_closest_marker("long")):
             item.add_marker(pytest.mark.slow)
     if NO_TENSORFLOW:  # only ``edge`` tests can run: skip the others, saying why
         skip = pytest.mark.skip(reason=NEEDS_TENSORFLOW)

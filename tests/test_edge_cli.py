@@ -15,7 +15,7 @@ import pytest
 
 from edge_runtime.cli import main
 from edge_runtime.inputs import expand_inputs
-from tests.test_edge_runtime import demo_images, write_video
+from tests.helpers import demo_images, write_video
 
 # the edge extra alone runs these (no TensorFlow): make pi-check runs them on arm64
 pytestmark = pytest.mark.edge

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.test_edge_runtime import demo_images, write_video
+from tests.helpers import demo_images, write_video
 
 REPO = Path(__file__).resolve().parents[1]
 # what is never part of a build: environments, caches, outputs, version control

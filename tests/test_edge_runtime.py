@@ -25,44 +25,13 @@ from edge_runtime.camera import (
     to_rgb_frame,
 )
 from edge_runtime.classifier import Classifier
-from edge_runtime.image import is_image_file, load_image
 from edge_runtime.loops import classify_stream
+from tests.helpers import demo_images, solid_video, write_video
 
 # the edge extra alone runs these (no TensorFlow): make pi-check runs them on arm64
 pytestmark = pytest.mark.edge
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def demo_images(demo_dir: Path) -> list[Path]:
-    """The demo data set's images, sorted (classes interleave in name order)."""
-    return sorted(p for p in demo_dir.rglob("*") if is_image_file(p))
-
-
-def write_video(path: Path, images: list[Path], frames: int, size=(64, 64), fps=30.0) -> Path:
-    """An MJPG ``.avi`` of ``frames`` frames cycling through ``images`` (BGR, as cameras give)."""
-    import cv2
-
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
-    assert writer.isOpened(), "OpenCV cannot write MJPG .avi here"
-    for i in range(frames):
-        rgb = np.asarray(load_image(images[i % len(images)]).resize(size))
-        writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    writer.release()
-    return path
-
-
-def solid_video(path: Path, rgb: tuple[int, int, int], frames: int, size=(64, 64)) -> Path:
-    """A video whose every frame is one colour, given as RGB."""
-    import cv2
-
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, size)
-    frame = np.zeros((size[1], size[0], 3), np.uint8)
-    frame[:] = rgb[::-1]  # OpenCV writes BGR
-    for _ in range(frames):
-        writer.write(frame)
-    writer.release()
-    return path
 
 
 @pytest.fixture()

@@ -3,6 +3,7 @@ command line, and the page rendered by a real headless Chromium. All traffic sta
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -22,7 +23,7 @@ import pytest
 
 from edge_runtime.cli import main
 from edge_runtime.live_server import BOUNDARY, LiveServer, ServeError, is_loopback, parse_address
-from tests.test_edge_runtime import demo_images, write_video
+from tests.helpers import demo_images, write_video
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "s3cret-token"
@@ -200,28 +201,35 @@ def test_page_is_phone_friendly_and_passes_the_token_on(server):
     assert "@media" in page or "flex-wrap" in page
 
 
-def test_stream_sends_jpegs_with_the_top_label_drawn(server):
+@contextlib.contextmanager
+def camera_publishing(live: LiveServer, interval_s: float):
+    """A stand-in camera thread publishing a grey frame every ``interval_s`` until the block ends."""
     stop = threading.Event()
 
     def camera():
         number = 0
         while not stop.is_set():
             number += 1
-            server.publish(number, grey_frame(), RESULT)
-            time.sleep(0.01)
+            live.publish(number, grey_frame(), RESULT)
+            time.sleep(interval_s)
 
     producer = threading.Thread(target=camera, daemon=True)
     producer.start()
     try:
+        yield
+    finally:
+        stop.set()
+        producer.join()
+
+
+def test_stream_sends_jpegs_with_the_top_label_drawn(server):
+    with camera_publishing(server, 0.01):
         response = open_stream(server)
         assert response.status == 200
         assert response.headers["Content-Type"] == (
             f"multipart/x-mixed-replace; boundary={BOUNDARY}")
         images = [decode(read_part(response)) for _ in range(3)]
         response.close()
-    finally:
-        stop.set()
-        producer.join()
     for image in images:
         assert image.shape == (240, 320, 3)
         # white caption text in the top-left corner; the rest stays the grey of the frame
@@ -241,29 +249,14 @@ def test_one_encoding_per_frame_whatever_the_number_of_clients(server):
 
 
 def test_stream_rate_is_capped():
-    with LiveServer("127.0.0.1", 0, stream_fps=5) as live:
-        stop = threading.Event()
-
-        def camera():
-            number = 0
-            while not stop.is_set():
-                number += 1
-                live.publish(number, grey_frame(), RESULT)
-                time.sleep(0.005)
-
-        producer = threading.Thread(target=camera, daemon=True)
-        producer.start()
-        try:
-            response = open_stream(live)
+    with LiveServer("127.0.0.1", 0, stream_fps=5) as live, camera_publishing(live, 0.005):
+        response = open_stream(live)
+        read_part(response)
+        started = time.monotonic()
+        for _ in range(4):
             read_part(response)
-            started = time.monotonic()
-            for _ in range(4):
-                read_part(response)
-            elapsed = time.monotonic() - started
-            response.close()
-        finally:
-            stop.set()
-            producer.join()
+        elapsed = time.monotonic() - started
+        response.close()
     assert elapsed >= 4 * 0.2 * 0.9  # 5 fps, not the ~100 published
 
 

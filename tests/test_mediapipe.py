@@ -31,7 +31,7 @@ from common.rundir import load_run
 from edge_runtime.classifier import Classifier
 from export.exporter import ExportConfig, export
 from export.images import load_images
-from tests.test_edge_runtime import demo_images
+from tests.helpers import demo_images
 
 pytestmark = pytest.mark.mediapipe
 

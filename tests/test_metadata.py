@@ -33,7 +33,7 @@ from export.formats import FORMATS
 from export.images import load_images
 from export.metadata import MIN_PARSER_VERSION, add_metadata, mediapipe_line
 from export.table import format_table
-from tests.test_edge_runtime import demo_images
+from tests.helpers import demo_images
 
 CONTRACT = {"height": 64, "width": 64, "channels": 3, "color": "RGB", "range": [0, 255],
             "resize": "bilinear", "dtype": "float32"}

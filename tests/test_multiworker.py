@@ -75,6 +75,7 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_two_workers_on_loopback_make_one_run_directory(tmp_path, demo_dir):
     """The same edge-train command on two "machines" (own working and temp folders, own

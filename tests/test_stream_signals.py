@@ -12,7 +12,7 @@ import pytest
 from edge_runtime.camera import FrameGrabber
 from edge_runtime.classifier import Classifier
 from edge_runtime.loops import classify_stream
-from tests.test_edge_runtime import demo_images, write_video
+from tests.helpers import demo_images, write_video
 
 pytestmark = pytest.mark.edge
 

@@ -202,6 +202,7 @@ class _StopAfter(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.long
 def test_interrupted_run_resumes_where_it_stopped(tmp_path, demo_dir):
     config = TrainConfig(data=str(demo_dir), out=str(tmp_path / "run"), img_size=32, alpha=0.35,
                          weights="none", epochs=2, fine_tune_epochs=1, batch_size=32, seed=3,
@@ -235,6 +236,7 @@ def test_early_stopping_patience_counts_the_epochs_before_a_resume(after_resume,
     assert model.stop_training is stops
 
 
+@pytest.mark.long
 def test_mirrored_strategy_on_two_logical_cpus_with_mixed_precision(tmp_path, demo_dir):
     """tf.distribute mirrored path and the float16 → float32 model hand-off, on CPU."""
     script = textwrap.dedent(f"""
@@ -259,6 +261,7 @@ def test_mirrored_strategy_on_two_logical_cpus_with_mixed_precision(tmp_path, de
     assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
 
 
+@pytest.mark.long
 def test_demo_data_is_learnt_well_above_chance_by_a_short_run(tmp_path):
     """make demo's data and settings, cut to 8 epochs: well above chance (5 classes: 0.2)."""
     from train.demo_data import DEMO_TRAIN_SETTINGS
@@ -272,6 +275,7 @@ def test_demo_data_is_learnt_well_above_chance_by_a_short_run(tmp_path):
     assert metrics["test_accuracy"] >= 0.4, metrics
 
 
+@pytest.mark.long
 def test_deterministic_runs_give_the_same_model(tmp_path, demo_dir):
     """--deterministic: the same seed twice gives the same history and the same weights."""
     runs = [tmp_path / "a", tmp_path / "b"]
