@@ -31,7 +31,13 @@ from dataclasses import asdict, dataclass
 from edge_runtime.camera import CameraError, FrameGrabber, frame_to_image
 from edge_runtime.classifier import Classifier
 from edge_runtime.fileio import write_json
-from edge_runtime.interpreter import BACKENDS, BackendError, ModelError, available_cores
+from edge_runtime.interpreter import (
+    BACKENDS,
+    BackendError,
+    ModelError,
+    available_cores,
+    stream_threads,
+)
 from edge_runtime.loops import classify_stream
 
 WARMUP = 10
@@ -170,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=_positive_int, default=5, metavar="N",
                         help="times each row is run; the median is reported (default: 5)")
     parser.add_argument("--threads", type=_positive_int, metavar="N",
-                        help="interpreter threads (default: every core this process may use)")
+                        help="interpreter threads (default: what edge-classify --camera uses, "
+                             "every usable core but one)")
     parser.add_argument("--backend", choices=BACKENDS, help="interpreter backend to force")
     parser.add_argument("--out", metavar="FILE.json", help="also save the result as JSON")
     return parser
@@ -181,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     load_before = os.getloadavg()
     try:
-        classifier = Classifier(args.model, threads=args.threads, backend=args.backend)
+        classifier = Classifier(args.model, threads=args.threads or stream_threads(),
+                                backend=args.backend)
         rows = measure(classifier, args.video, args.frames, args.repeats)
     except (ModelError, BackendError, CameraError) as exc:
         print(f"camera_loop: {exc}", file=sys.stderr)

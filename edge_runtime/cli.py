@@ -33,7 +33,7 @@ from common.command import run_command, say
 from common.errors import UsageError
 from edge_runtime.classifier import Classifier, Prediction
 from edge_runtime.inputs import expand_inputs
-from edge_runtime.interpreter import BACKENDS
+from edge_runtime.interpreter import BACKENDS, stream_threads
 from edge_runtime.live_server import LiveServer, is_loopback, parse_address
 from edge_runtime.loops import classify_files, classify_stream
 from edge_runtime.quiet import quiet_output
@@ -147,7 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="class names, one per line (default: labels.txt beside the model, "
                             "else the model's own metadata, else the manifest's)")
     model.add_argument("--threads", type=positive_int, metavar="N",
-                       help="interpreter CPU threads (default: every core)")
+                       help="interpreter CPU threads (default: every usable core for files; "
+                            "all but one with --camera, which leaves a core to capture and "
+                            "preprocess the next frame)")
     model.add_argument("--backend", choices=BACKENDS,
                        help="interpreter to use (default: the first of these that works)")
     inputs = parser.add_argument_group("input (image paths or --camera)")
@@ -228,7 +230,8 @@ def run(args: argparse.Namespace) -> int:
                          "over from")
     files = expand_inputs(args.paths) if args.paths else []
     with quiet_output(not args.verbose):
-        classifier = Classifier(args.model, args.labels, args.threads, args.backend)
+        threads = args.threads or (stream_threads() if args.camera is not None else None)
+        classifier = Classifier(args.model, args.labels, threads, args.backend)
     if args.verbose:
         height, width = classifier.input_size
         log.info(f"backend {classifier.backend}, {classifier.threads} threads, input "

@@ -401,3 +401,19 @@ def test_ctrl_c_ends_a_video_run_with_a_summary_and_exit_0(bundle, images, tmp_p
     lines = json_lines(first + rest)
     summary = lines[-1]["summary"]
     assert 1 <= summary["frames"] < 2000 and summary["frames"] == len(lines) - 1
+
+
+def test_a_stream_leaves_a_core_to_capture_and_preprocess(capfd, bundle, images, video,
+                                                          monkeypatch):
+    from edge_runtime import classifier, interpreter
+
+    monkeypatch.setattr(interpreter, "available_cores", lambda: 4)
+    monkeypatch.setattr(classifier, "available_cores", lambda: 4)
+    code, _, err = run(capfd, "--model", bundle / "model_int8.tflite", "--camera", video,
+                       "--headless", "--max-frames", "1", "-v")
+    assert code == 0 and "3 threads" in err
+    code, _, err = run(capfd, "--model", bundle / "model_int8.tflite", images[0], "-v")
+    assert code == 0 and "4 threads" in err
+    code, _, err = run(capfd, "--model", bundle / "model_int8.tflite", "--camera", video,
+                       "--headless", "--max-frames", "1", "--threads", "2", "-v")
+    assert code == 0 and "2 threads" in err
