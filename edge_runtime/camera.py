@@ -23,6 +23,7 @@ OpenCV is imported inside the functions that need it, never when
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -165,7 +166,7 @@ class FrameSlot:
             return self._closed
 
 
-class FrameSource:
+class FrameSource(ABC):
     """Frames read on a background thread: what the stream loop needs of any camera or video.
 
     A source is opened by its constructor (raising :class:`CameraError`), which
@@ -199,13 +200,13 @@ class FrameSource:
         self._started = False
         self._released = False
 
+    @abstractmethod
     def _read(self) -> np.ndarray | None:
         """The next frame (BGR uint8), None at the end of the source."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _release(self) -> None:
         """Close the device or file."""
-        raise NotImplementedError
 
     @property
     def dropped(self) -> int:
