@@ -120,6 +120,12 @@ def to_model_input(image: Image.Image | np.ndarray, size: tuple[int, int],
     return to_model_pixels(image, size, method).astype(np.float32)
 
 
+def load_model_pixels(path: str | os.PathLike, size: tuple[int, int],
+                      method: str = RESIZE_METHOD) -> np.ndarray:
+    """:func:`load_image` then :func:`to_model_pixels`: uint8 (H, W, 3); raises :class:`ImageError`."""
+    return to_model_pixels(load_image(path), size, method)
+
+
 def load_model_input(path: str | os.PathLike, size: tuple[int, int],
                      method: str = RESIZE_METHOD) -> np.ndarray:
     """:func:`load_image` then :func:`to_model_input`; raises :class:`ImageError`."""

@@ -1,9 +1,8 @@
 """Reading the run's images as model input for export: uint8, in bounded batches.
 
-Preprocessing itself is :func:`edge_runtime.image.load_model_input` (the one definition). Its
-float32 output holds whole values 0–255 (a resized 8-bit picture), so uint8 keeps every value
-at a quarter of the memory; evaluation images are streamed in batches, never held whole (10k
-images at 224 px would be 6 GB as float32).
+Preprocessing itself is :func:`edge_runtime.image.load_model_pixels` (the one definition),
+whose uint8 pixels take a quarter of float32's memory; evaluation images are streamed in
+batches, never held whole (10k images at 224 px would be 6 GB as float32).
 """
 
 from __future__ import annotations
@@ -16,18 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_runtime.errors import ImageError
-from edge_runtime.image import RESIZE_METHOD, load_model_input
+from edge_runtime.image import RESIZE_METHOD, load_model_pixels
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 32
 """Images per evaluation batch: enough for Keras to batch well, small enough to stay bounded."""
-
-
-def load_pixels(path: str | os.PathLike, size: tuple[int, int],
-                method: str = RESIZE_METHOD) -> np.ndarray:
-    """One image file as model input: uint8 (H, W, 3), RGB 0–255; raises ``ImageError``."""
-    return load_model_input(path, size, method).astype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -52,7 +45,7 @@ def iter_batches(paths: Sequence[str | os.PathLike], size: tuple[int, int],
     indices: list[int] = []
     for i, path in enumerate(paths):
         try:
-            pixels.append(load_pixels(path, size, method))
+            pixels.append(load_model_pixels(path, size, method))
             indices.append(i)
         except ImageError as exc:
             log.warning("skipping %s", exc)

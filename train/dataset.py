@@ -1,6 +1,6 @@
 """tf.data input pipelines: decode → resize → cache → shuffle → batch → augment → prefetch.
 
-Decoding goes through :func:`edge_runtime.image.load_model_input` (Pillow,
+Decoding goes through :func:`edge_runtime.image.load_model_pixels` (Pillow,
 inside ``tf.numpy_function``) so training sees exactly the pixels the device
 will: same EXIF handling, colour conversion and resize filter. Decoded
 images are cached as uint8 after the first epoch, so later epochs cost no
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from edge_runtime.image import ImageError, load_model_input
+from edge_runtime.image import ImageError, load_model_pixels
 from train.splits import Splits
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -63,7 +63,7 @@ def decoded(paths: Sequence[str], labels: Sequence[int], img_size: int,
     def load(path: bytes) -> tuple[np.ndarray, np.bool_]:
         path_str = path.decode("utf-8")
         try:
-            return load_model_input(path_str, size).astype(np.uint8), np.bool_(True)
+            return load_model_pixels(path_str, size), np.bool_(True)
         except ImageError as exc:
             failures.add(path_str, str(exc).split(": ", 1)[-1])
             return np.zeros((img_size, img_size, 3), np.uint8), np.bool_(False)
