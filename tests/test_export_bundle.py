@@ -80,13 +80,13 @@ def test_re_export_replaces_the_whole_bundle_and_ignores_a_stale_manifest(run_co
     config = json.loads((run_copy / "config.json").read_text())
     (run_copy / "config.json").write_text(json.dumps({**config, "resize": "nearest"}))
     methods = set()
-    real_load = images.load_model_input
+    real_load = images.load_model_pixels
 
     def spy(path, size, method):
         methods.add(method)
         return real_load(path, size, method)
 
-    monkeypatch.setattr(images, "load_model_input", spy)
+    monkeypatch.setattr(images, "load_model_pixels", spy)
     exporter.export(ExportConfig(run=str(run_copy), formats=("fp32",), eval_samples=5,
                                  max_accuracy_drop=100, progress=False))
 
