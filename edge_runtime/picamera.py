@@ -15,7 +15,12 @@ every frame source hands out.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
+import io
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -38,6 +43,15 @@ _TO_BGR = {
 """Each 8-bit RGB format Picamera2 may give → the channels that make BGR, in order."""
 
 
+class PicameraBroken(CameraError):
+    """Picamera2 is installed but cannot be imported: a broken install, never a missing one,
+    so ``--camera auto`` does not quietly take another camera instead."""
+
+
+APT_DIST_PACKAGES = Path("/usr/lib/python3/dist-packages")
+"""Where apt installs Python modules (Picamera2, simplejpeg, numpy) on Raspberry Pi OS."""
+
+
 def import_picamera2(quiet: bool = True):
     """The ``Picamera2`` class, imported now.
 
@@ -45,16 +59,60 @@ def import_picamera2(quiet: bool = True):
         quiet: keep libcamera's INFO lines off stderr (set before the import).
 
     Raises:
-        CameraError: Picamera2 cannot be imported, with how to install it.
+        CameraError: Picamera2 is not installed, with how to install it.
+        PicameraBroken: it is installed but its import fails (with numpy's mismatch explained
+            where that is the cause).
     """
     if quiet:
         os.environ.setdefault("LIBCAMERA_LOG_LEVELS", "*:ERROR")
+    # numpy prints a page of warning and stack to stderr before raising when a module built
+    # for numpy 1.x is imported under numpy 2: the one line below says it instead
+    caught = io.StringIO()
     try:
-        from picamera2 import Picamera2
+        with contextlib.redirect_stderr(caught):
+            from picamera2 import Picamera2
+    except ModuleNotFoundError as exc:
+        if exc.name == "picamera2":
+            raise CameraError(f"Picamera2 is not installed here; {INSTALL_HINT}") from None
+        raise PicameraBroken(_broken(exc, caught.getvalue())) from None
     except Exception as exc:  # ImportError, or a broken libcamera binding raising anything
-        raise CameraError(f"Picamera2 is not importable here ({type(exc).__name__}: {exc}); "
-                          + INSTALL_HINT) from None
+        raise PicameraBroken(_broken(exc, caught.getvalue())) from None
     return Picamera2
+
+
+def _broken(exc: BaseException, printed: str) -> str:
+    """One line on why an installed Picamera2 does not import, and what fixes it."""
+    text = f"{exc} {printed}"
+    numpy_abi = ("compiled using NumPy" in text or "multiarray failed to import" in text
+                 or "_ARRAY_API" in text or "dtype size changed" in text)
+    if numpy_abi:
+        message = numpy_mismatch()
+        if message:
+            return message
+    return (f"Picamera2 is installed but does not import ({type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else '?'}); "
+            "reinstall it with `sudo apt install --reinstall python3-picamera2`")
+
+
+def numpy_mismatch(apt_packages: Path | None = None) -> str | None:
+    """What is wrong, in one line, when this environment loads a numpy of another major version
+    than the one apt built its modules (Picamera2's simplejpeg) for; None when they agree or apt
+    has no numpy."""
+    import numpy
+
+    apt_packages = apt_packages or APT_DIST_PACKAGES
+    apt = next((d.version for d in importlib.metadata.distributions(path=[str(apt_packages)])
+                if (d.metadata["Name"] or "").lower() == "numpy"), None)
+    here = numpy.__version__
+    if apt is None or apt.split(".")[0] == here.split(".")[0]:
+        return None
+    major = int(apt.split(".")[0])
+    # opencv-python 4.12 and newer require numpy 2: with numpy 1 it must be older
+    pins = f"'numpy<{major + 1}'" + (" 'opencv-python<4.12'" if major < 2 else "")
+    return (f"Picamera2 cannot be imported: apt built its modules (simplejpeg) for numpy {apt}, "
+            f"but this environment loads numpy {here} from {Path(numpy.__file__).parent.parent}; "
+            f"fix: {Path(sys.prefix) / 'bin' / 'pip'} install {pins} "
+            "(the README's Pi install keeps apt's numpy)")
 
 
 def picamera_cameras(quiet: bool = True) -> list[dict]:

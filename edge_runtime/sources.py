@@ -77,11 +77,18 @@ def camera_size(text: str) -> tuple[int, int]:
 
 
 def _auto_picamera(quiet: bool) -> int | None:
-    """The number of the first camera module Picamera2 lists, None without Picamera2 or one."""
-    from edge_runtime.picamera import is_usb, picamera_cameras
+    """The number of the first camera module Picamera2 lists, None without Picamera2 or one.
+
+    Raises:
+        PicameraBroken: Picamera2 is installed but does not import: a broken install is said,
+            never passed over for another camera.
+    """
+    from edge_runtime.picamera import PicameraBroken, is_usb, picamera_cameras
 
     try:
         cameras = picamera_cameras(quiet)
+    except PicameraBroken:
+        raise
     except CameraError:
         return None
     # libcamera lists USB webcams too; those stream better as V4L2 (MJPG)
@@ -133,12 +140,18 @@ def v4l2_devices(sysfs: Path = V4L2_SYSFS) -> list[tuple[str, str]]:
 
 
 def list_cameras(sysfs: Path = V4L2_SYSFS, quiet: bool = True) -> list[str]:
-    """What ``edge-classify --list-cameras`` prints: each camera and the ``--camera`` for it."""
-    from edge_runtime.picamera import INSTALL_HINT, is_usb, picamera_cameras
+    """What ``edge-classify --list-cameras`` prints: each camera and the ``--camera`` for it.
+
+    Raises:
+        PicameraBroken: Picamera2 is installed but does not import (what to fix, in one line).
+    """
+    from edge_runtime.picamera import INSTALL_HINT, PicameraBroken, is_usb, picamera_cameras
 
     lines = ["Raspberry Pi cameras (Picamera2):"]
     try:
         cameras = picamera_cameras(quiet)
+    except PicameraBroken:
+        raise
     except CameraError as exc:
         reason = str(exc).split(";")[0]
         lines.append(f"  none: {reason}; to use a camera module, {INSTALL_HINT}")

@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge_runtime import sources
+from edge_runtime import picamera, sources
 from edge_runtime.camera import FrameGrabber, frame_to_image
 from edge_runtime.classifier import Classifier, quantize
 from edge_runtime.cli import main
 from edge_runtime.errors import CameraError
 from edge_runtime.image import is_image_file, load_image
 from edge_runtime.loops import classify_stream
-from edge_runtime.picamera import PicameraSource
+from edge_runtime.picamera import PicameraBroken, PicameraSource
 from edge_runtime.sources import CameraSpec, camera_size, list_cameras, open_source, parse_camera
 
 FAKE = Path(__file__).resolve().parent / "fake_picamera2"
@@ -160,6 +160,73 @@ def test_picam_without_picamera2_says_how_to_install_it(no_picamera2):
     message = str(caught.value)
     assert "sudo apt install python3-picamera2" in message
     assert "--system-site-packages" in message and "\n" not in message
+
+
+NUMPY_1_MODULE_UNDER_NUMPY_2 = """
+import sys
+# what numpy 2 does when a module built for numpy 1.x imports it: a page on stderr, then raise
+sys.stderr.write("A module that was compiled using NumPy 1.x cannot be run in NumPy 2.2.6 "
+                 "as it may crash.\\nTraceback (most recent call last): ...\\n")
+raise ImportError("numpy.core.multiarray failed to import")
+"""
+
+
+@pytest.fixture()
+def broken_picamera2(tmp_path, monkeypatch):
+    """An installed Picamera2 whose import fails as on Bookworm with numpy 2 in the venv
+    (its simplejpeg was built by apt for numpy 1.x), and apt's numpy 1.24.2 beside it."""
+    package = tmp_path / "site" / "picamera2"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(NUMPY_1_MODULE_UNDER_NUMPY_2)
+    apt = tmp_path / "dist-packages" / "numpy-1.24.2.dist-info"
+    apt.mkdir(parents=True)
+    (apt / "METADATA").write_text("Metadata-Version: 2.1\nName: numpy\nVersion: 1.24.2\n")
+    monkeypatch.setattr(picamera, "APT_DIST_PACKAGES", apt.parent)
+    monkeypatch.setattr(np, "__version__", "2.2.6")
+    monkeypatch.syspath_prepend(str(package.parent))
+    sys.modules.pop("picamera2", None)
+    yield
+    sys.modules.pop("picamera2", None)
+
+
+NUMPY_FIX = "install 'numpy<2' 'opencv-python<4.12'"
+
+
+def test_picamera2_broken_by_numpy_says_what_and_how_to_fix_it_in_one_line(broken_picamera2,
+                                                                            capfd):
+    with pytest.raises(PicameraBroken) as caught:
+        open_source("picam")
+    message = str(caught.value)
+    assert "numpy 1.24.2" in message and "numpy 2.2.6" in message and NUMPY_FIX in message
+    assert "\n" not in message
+    assert capfd.readouterr().err == ""  # numpy's page of warning kept off the terminal
+
+
+def test_auto_never_passes_a_broken_picamera2_over_for_another_camera(broken_picamera2,
+                                                                      monkeypatch):
+    opened = []
+    monkeypatch.setattr(sources, "FrameGrabber", lambda *a, **k: opened.append(a))
+    with pytest.raises(PicameraBroken, match="numpy"):
+        open_source("auto")
+    assert opened == []
+
+
+def test_list_cameras_with_a_broken_picamera2_is_one_line_exit_2(broken_picamera2, capfd):
+    assert main(["--list-cameras"]) == 2
+    out, err = capfd.readouterr()
+    assert err.count("\n") == 1 and NUMPY_FIX in err and "Traceback" not in err
+    assert "--camera" not in out  # no list that looks usable
+
+
+def test_picamera2_broken_otherwise_says_reinstall(tmp_path, monkeypatch):
+    package = tmp_path / "picamera2"
+    package.mkdir()
+    (package / "__init__.py").write_text("import simplejpeg_missing_here\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "picamera2", raising=False)
+    with pytest.raises(PicameraBroken, match="apt install --reinstall python3-picamera2"):
+        open_source("picam")
+    sys.modules.pop("picamera2", None)
 
 
 def test_auto_prefers_a_camera_module_else_v4l2_camera_0(fake_picamera2, monkeypatch):
