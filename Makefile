@@ -3,12 +3,11 @@
 # make bench — benchmark a run: make bench RUN=runs/NAME (default: the demo run, built if missing)
 # make bench-device BUNDLE=path/to/export — the device bench (Raspberry Pi): installs only the
 #              [edge] extra, never TensorFlow; on a Pi, `make bench` is this target
-# make pi-check — rehearse the Raspberry Pi install on an emulated arm64 Debian (root, Linux;
-#                 cached in /var/cache/edge-toolchain; see scripts/pi_check.py)
 # make mediapipe-check — load the exported models in MediaPipe Tasks (a venv of its own,
 #                 cached in ~/.cache/edge-toolchain; see tests/test_mediapipe.py)
-# make pi-check — rehearse the Raspberry Pi install on an emulated arm64 Debian (root, Linux;
-#                 cached in /var/cache/edge-toolchain; see scripts/pi_check.py)
+# make pi-check — rehearse the Raspberry Pi install on an emulated Raspberry Pi OS, arm64 (root,
+#                 Linux; PI_CHECK_SUITE=trixie for Trixie; cached in /var/cache/edge-toolchain;
+#                 see scripts/pi_check.py)
 # Each target creates .venv and installs what it needs the first time.
 
 PYTHON ?= python3

@@ -1,23 +1,33 @@
-"""make pi-check: rehearse the Raspberry Pi install on an emulated arm64 Debian bookworm.
+"""make pi-check: rehearse the Raspberry Pi install on an emulated Raspberry Pi OS (arm64).
 
-What a Pi owner does, under qemu-user emulation on this machine: ``pip install ".[edge]"`` from
-this checkout into a venv of an arm64 Debian bookworm userland (Raspberry Pi OS is Debian;
-bookworm's Python is 3.11), then, with that venv:
+What a Pi owner does, under qemu-user emulation on this machine, in an arm64 Debian userland
+made to look like Raspberry Pi OS where it matters (scripts/pi_userland.py: Python, numpy and
+Pillow from apt, a module apt built against that numpy, Picamera2 as an apt package that imports
+it): the README's Pi install lines *as written* (read from README.md, the block after the
+``pi-install`` marker) in a copy of this checkout, then with the venv they make:
 
-1. the edge test subset (``pytest -m edge``) on a prebuilt tiny data set and bundle,
-2. ``edge-classify`` on the tiny bundle: exit 0, one result per image, labels from the bundle,
-   top-1 compared with the same command on this machine,
-3. ``edge-bench BUNDLE_DIR`` (the TensorFlow-free device bench) on a copy of the bundle.
+1. the apt modules (Picamera2 and what it imports) still import: the venv kept apt's numpy,
+2. ``--list-cameras`` lists the camera module, and ``--camera picam`` classifies its frames as the
+   same picture read from a file (colour order checked: the picture with red and blue swapped
+   scores differently),
+3. numpy upgraded by hand (Bookworm: numpy 2 over apt's 1.24): ``--list-cameras`` and
+   ``--camera picam`` say what is wrong in one line, exit 2, no traceback,
+4. the edge test subset (``pytest -m edge``) on a prebuilt tiny data set and bundle,
+5. ``edge-classify`` on the tiny run's test split: one result per image, labels from the bundle,
+   accuracy well above chance, top-1 equal to this machine's,
+6. ``edge-bench BUNDLE_DIR`` (the TensorFlow-free device bench) on a copy of the bundle.
 
 Correctness only: emulated timings mean nothing.
 
-Built once and cached outside the repository: the userland (``debootstrap``, about 2-5 min) and
-the tiny bundle (trained here with TensorFlow, about 1 min; rebuilt when train/, export/ or
-edge_runtime/ change). Needs root, binfmt_misc and the Debian packages qemu-user-static,
-debootstrap and binfmt-support (installed with apt-get when missing).
+Built once and cached outside the repository: the userland (``debootstrap``: bookworm ~5 min,
+trixie ~15) and the tiny bundle (trained here with TensorFlow, about 1 min; rebuilt when train/,
+export/ or edge_runtime/ change). Needs root, binfmt_misc and the Debian packages
+qemu-user-static, debootstrap and binfmt-support (installed with apt-get when missing).
 
 Environment:
-    PI_CHECK_ROOT      the arm64 userland (default /var/cache/edge-toolchain/pi-bookworm-arm64)
+    PI_CHECK_SUITE     bookworm (default; Raspberry Pi OS 12, Python 3.11, numpy 1.24) or trixie
+                       (Raspberry Pi OS 13, Python 3.13, numpy 2.2)
+    PI_CHECK_ROOT      the arm64 userland (default /var/cache/edge-toolchain/pi-SUITE-arm64)
     PI_CHECK_CACHE     the tiny bundle's cache (default /var/cache/edge-toolchain)
     PI_CHECK_MIRROR    Debian mirror for debootstrap (default: this machine's apt sources)
     PI_CHECK_REBUILD=1 build the userland again
@@ -30,7 +40,6 @@ PI_CHECK_OPTIONAL=1.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import json
@@ -40,166 +49,40 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.parse
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+import pi_userland as userland
+from pi_userland import REPO, CannotRehearse, Failed, Usage, in_guest, say
+
 CACHE = Path(os.environ.get("PI_CHECK_CACHE", "/var/cache/edge-toolchain"))
-ROOT = Path(os.environ.get("PI_CHECK_ROOT", CACHE / "pi-bookworm-arm64"))
-SUITE = "bookworm"
-# python3 for the venv; libgl1 and libglib2.0-0 because opencv-python's wheel links them
-# (Raspberry Pi OS has them; a minimal Debian does not)
-PACKAGES = ("python3", "python3-venv", "python3-pip", "ca-certificates", "libgl1", "libglib2.0-0")
-HOST_TOOLS = {"qemu-aarch64-static": "qemu-user-static", "debootstrap": "debootstrap",
-              "update-binfmts": "binfmt-support"}
-READY = ".pi-check-ready"  # in ROOT: written last, holds what the userland was built with
+SUITE = os.environ.get("PI_CHECK_SUITE", "bookworm")
+ROOT = Path(os.environ.get("PI_CHECK_ROOT", userland.default_root(SUITE, CACHE)))
 
-# inside the userland
-GUEST = Path("/opt/pi-check")
-SRC, VENV, WORK = GUEST / "src", GUEST / "venv", GUEST / "work"
-# what the tiny bundle is made with: a change to any of it builds the bundle again
+# inside the userland, as the README has them: a clone of the repository and the venv ~/edge
+SRC = Path("/root/edge-toolchain")
+VENV = Path("/root/edge")
+WORK = Path("/opt/pi-check/work")  # the tiny data set and bundle
+VENV_PATH = f"{VENV}/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 BUNDLE_SOURCES = ("train/", "export/", "edge_runtime/", "tests/tiny_bundle.py", "pyproject.toml")
-# what a host's pip configuration may live in; copied to the same place in the userland
-PIP_CONFIG_FILES = ("/etc/pip.conf", "/etc/xdg/pip", os.path.expanduser("~/.config/pip"),
-                    os.path.expanduser("~/.pip"))
-PASSED_ENV = re.compile(r"^(PIP_\w+|SSL_CERT_\w+|REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE|"
-                        r"(?i:https?_proxy|no_proxy))$")
+"""What the tiny bundle is made with: a change to any of it builds the bundle again."""
+INSTALL_MARKER = "<!-- pi-install"
+"""In README.md: the fenced block after this marker is the Pi install that pi-check runs."""
+CAMERA_SIZE = (640, 480)
+"""edge-classify's default --camera-size: the picture the stand-in camera shows has this size,
+so its frames are that picture's pixels exactly."""
 
 
-class CannotRehearse(Exception):
-    """This machine lacks what emulation needs (root, binfmt_misc, the Debian packages)."""
+def guest(args: list, **kwargs) -> subprocess.CompletedProcess:
+    """Run ``args`` in the userland with the README's venv first on PATH."""
+    return in_guest(ROOT, args, path=VENV_PATH, **kwargs)
 
 
-class Usage(Exception):
-    """Run the wrong way: exit 2."""
-
-
-def say(message: str) -> None:
-    print(f"pi-check: {message}", flush=True)
-
-
-def run(args: list, **kwargs) -> subprocess.CompletedProcess:
-    """``subprocess.run`` with text I/O; ``check`` unless told otherwise."""
-    kwargs.setdefault("check", True)
-    return subprocess.run([str(a) for a in args], text=True, **kwargs)
-
-
-# ----------------------------------------------------------------------------- this machine
-
-def preflight() -> None:
-    """Root, the emulator and its binfmt_misc registration; installs the Debian packages."""
-    if not sys.platform.startswith("linux"):
-        raise CannotRehearse("needs Linux (qemu-user through binfmt_misc)")
-    if os.geteuid() != 0:
-        raise CannotRehearse("needs root (debootstrap, mount and chroot); run it with sudo")
-    missing = sorted({pkg for tool, pkg in HOST_TOOLS.items() if shutil.which(tool) is None})
-    if missing:
-        if shutil.which("apt-get") is None:
-            raise CannotRehearse(f"needs the Debian packages {' '.join(missing)}; no apt-get here")
-        say(f"installing {' '.join(missing)} with apt-get")
-        done = run(["apt-get", "install", "-y", "-q", *missing], check=False,
-                   capture_output=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-1:]
-            raise CannotRehearse(f"apt-get could not install {' '.join(missing)}: "
-                                 f"{tail[0] if tail else 'exit ' + str(done.returncode)}")
-    # mounts binfmt_misc when it is not, and registers qemu with the fix-binary flag, so
-    # the emulator needs no copy inside the userland
-    done = run(["update-binfmts", "--enable", "qemu-aarch64"], check=False, capture_output=True)
-    entry = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
-    try:
-        enabled = entry.read_text().splitlines()[0] == "enabled"
-    except OSError:
-        enabled = False
-    if not enabled:
-        why = (done.stderr or "").strip().splitlines()[-1:] or [f"{entry} is missing"]
-        raise CannotRehearse(f"binfmt_misc cannot run arm64 binaries here ({why[0]}); "
-                             "a container needs binfmt_misc from its host")
-
-
-def debian_mirror() -> str:
-    """``PI_CHECK_MIRROR``, else the first Debian archive (not security) in the apt sources."""
-    if os.environ.get("PI_CHECK_MIRROR"):
-        return os.environ["PI_CHECK_MIRROR"]
-    sources = sorted(Path("/etc/apt/sources.list.d").glob("*")) + [Path("/etc/apt/sources.list")]
-    for source in sources:
-        with contextlib.suppress(OSError):
-            text = source.read_text()
-            # deb822 (.sources) stanzas and one-line (.list) entries
-            uris = re.findall(r"^URIs:\s*(\S+)", text, re.M)
-            uris += re.findall(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+\S+", text, re.M)
-            for uri in uris:
-                if uri.rstrip("/").endswith("/debian"):
-                    return uri
-    return "http://deb.debian.org/debian"
-
-
-# ----------------------------------------------------------------------------- the userland
-
-def mounted_below(path: Path) -> list[str]:
-    """Mount points at or below ``path`` (never delete a folder that still has any)."""
-    points = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
-    prefix = str(path).rstrip("/")
-    return [p for p in points if p == prefix or p.startswith(prefix + "/")]
-
-
-def remove_tree(path: Path) -> None:
-    if mounted_below(path):
-        raise Usage(f"{path} still has mounts ({', '.join(mounted_below(path))}); unmount them")
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def build_userland(root: Path) -> None:
-    """An arm64 Debian bookworm at ``root``, built once: debootstrap into a temporary folder,
-    renamed when complete, so an interrupted build is started again rather than used."""
-    recipe = json.dumps({"suite": SUITE, "packages": PACKAGES})
-    ready = root / READY
-    if (ready.exists() and ready.read_text() == recipe
-            and os.environ.get("PI_CHECK_REBUILD") != "1"):
-        say(f"userland: {root} (cached; PI_CHECK_REBUILD=1 builds it again)")
-        return
-    mirror = debian_mirror()
-    say(f"userland: building arm64 Debian {SUITE} at {root} from {mirror} (once; minutes)")
-    started = time.monotonic()
-    tmp = root.with_name(root.name + ".building")
-    remove_tree(tmp)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    done = run(["debootstrap", "--arch=arm64", "--variant=minbase",
-                f"--include={','.join(PACKAGES)}", SUITE, tmp, mirror],
-               check=False, capture_output=True)
-    if done.returncode != 0:
-        log = tmp / "debootstrap" / "debootstrap.log"
-        detail = log.read_text()[-1500:] if log.exists() else (done.stderr or done.stdout)[-1500:]
-        raise CannotRehearse(f"debootstrap failed (exit {done.returncode}):\n{detail}")
-    (tmp / READY).write_text(recipe)
-    remove_tree(root)
-    os.replace(tmp, root)
-    say(f"userland: built in {time.monotonic() - started:.0f} s")
-
-
-def copy_host_config(root: Path) -> None:
-    """Name resolution, the CA bundle and pip's configuration, as on this machine: pip in the
-    userland then reaches the same package indexes the same way."""
-    files = ["/etc/resolv.conf", "/etc/ssl/certs/ca-certificates.crt"]
-    for item in PIP_CONFIG_FILES:
-        path = Path(item)
-        if path.is_dir():
-            files += [str(p) for p in path.rglob("*") if p.is_file()]
-        elif path.is_file():
-            files.append(item)
-    for name in files:
-        source = Path(name)
-        if source.is_file():
-            target = root / name.lstrip("/")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.unlink(missing_ok=True)  # resolv.conf may be a dangling link there
-            shutil.copyfile(source, target)
-
+# ----------------------------------------------------------------------------- the checkout
 
 def checkout_files() -> list[str]:
     """The checkout's files as git sees them (tracked, and untracked ones not ignored)."""
-    done = run(["git", "-C", REPO, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-               capture_output=True, check=False)
+    done = userland.run(["git", "-C", REPO, "ls-files", "-z", "--cached", "--others",
+                         "--exclude-standard"], capture_output=True, check=False)
     if done.returncode != 0:
         raise Usage(f"not a git checkout: {REPO} ({done.stderr.strip()})")
     return [name for name in done.stdout.split("\0") if name and (REPO / name).is_file()]
@@ -214,90 +97,14 @@ def copy_checkout(root: Path) -> None:
         shutil.copy2(REPO / name, target / name)
 
 
-def local_package_sources() -> list[Path]:
-    """Folders on this machine that pip's configuration names as package sources
-    (``find-links``, ``file://`` indexes): shown read-only in the userland at the same place,
-    so pip there reads the configuration exactly as pip here does."""
-    done = run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, check=False)
-    folders = []
-    for line in done.stdout.splitlines():
-        key, _, value = line.partition("=")
-        if not key.endswith(("find-links", "index-url")):
-            continue
-        for item in value.strip("'\"").split():
-            path = Path(urllib.parse.urlparse(item).path if item.startswith("file:") else item)
-            if path.is_absolute() and path.is_dir() and path not in folders:
-                folders.append(path)
-    return folders
-
-
-@contextlib.contextmanager
-def mounts(root: Path):
-    """/proc, /dev, /dev/pts and pip's local package folders of this machine inside the
-    userland (the last read-only), unmounted on every exit."""
-    wanted = [(["-t", "proc"], "proc", "/proc"), (["--bind"], "/dev", "/dev"),
-              (["--bind"], "/dev/pts", "/dev/pts")]
-    wanted += [(["--bind", "-o", "ro"], str(p), str(p)) for p in local_package_sources()]
-    done: list[Path] = []
-    try:
-        for option, source, point in wanted:
-            target = root / point.lstrip("/")
-            target.mkdir(parents=True, exist_ok=True)
-            if str(target) in mounted_below(target):
-                continue  # left by an interrupted run: reuse it, unmount it at the end
-            run(["mount", *option, source, target])
-            done.append(target)
-        yield
-    finally:
-        for target in reversed(done):
-            if run(["umount", target], check=False).returncode != 0:
-                run(["umount", "-l", target], check=False)
-
-
-def guest_env() -> dict[str, str]:
-    """The environment inside the userland: a clean one, plus this machine's pip and proxy
-    settings."""
-    env = {"PATH": f"{VENV}/bin:/usr/local/bin:/usr/bin:/bin", "HOME": "/root",
-           "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
-    env.update({k: v for k, v in os.environ.items() if PASSED_ENV.match(k)})
-    return env
-
-
-def in_guest(root: Path, args: list, cwd: Path = Path("/tmp"), env: dict | None = None,
-             timeout: float = 1800, capture: bool = False) -> subprocess.CompletedProcess:
-    """Run ``args`` in the userland (arm64, emulated) from ``cwd``."""
-    command = ["chroot", root, "/usr/bin/env", "-C", cwd, "-i",
-               *[f"{k}={v}" for k, v in {**guest_env(), **(env or {})}.items()], *args]
-    return run(command, check=False, timeout=timeout, capture_output=capture)
-
-
-def install(root: Path) -> None:
-    """``pip install "src[edge]"`` and pytest into the userland's venv (created once)."""
-    started = time.monotonic()
-    if not (root / str(VENV).lstrip("/") / "bin" / "python").exists():
-        done = in_guest(root, ["python3", "-m", "venv", VENV])
-        if done.returncode != 0:
-            raise Failed("python3 -m venv failed in the userland")
-    arch = in_guest(root, ["python", "-c", "import platform, sys; print(platform.machine(), "
-                                           "sys.version.split()[0])"], capture=True)
-    if arch.returncode != 0:
-        raise Failed(f"python does not run in the userland: {arch.stderr.strip()}")
-    say(f"venv: {VENV} ({arch.stdout.strip()})")
-    # a local folder is always rebuilt and reinstalled; its dependencies only when missing
-    done = in_guest(root, ["python", "-m", "pip", "install", "--quiet", f"{SRC}[edge]", "pytest"])
-    if done.returncode != 0:
-        raise Failed(f'pip install "{SRC}[edge]" failed in the userland (exit {done.returncode})')
-    heavy = in_guest(root, ["python", "-c", "import importlib.util as u; "
-                                            "print([m for m in ('tensorflow', 'keras') "
-                                            "if u.find_spec(m)])"], capture=True)
-    if heavy.stdout.strip() != "[]":
-        raise Failed(f"the edge install pulled in {heavy.stdout.strip()}")
-    say(f'installed ".[edge]" and pytest in {time.monotonic() - started:.0f} s '
-        "(no TensorFlow, no Keras)")
-
-
-class Failed(Exception):
-    """A check in the userland failed: exit 1."""
+def readme_install_lines(readme: Path = REPO / "README.md") -> str:
+    """The shell lines of the README's Pi install (the fenced block after the marker)."""
+    text = readme.read_text(encoding="utf-8")
+    at = text.find(INSTALL_MARKER)
+    block = re.search(r"^```(?:bash|sh)?\n(.*?)^```", text[at:], re.S | re.M) if at >= 0 else None
+    if block is None:
+        raise Usage(f"README.md has no fenced block after {INSTALL_MARKER!r}: nothing to rehearse")
+    return block.group(1)
 
 
 # ----------------------------------------------------------------------------- the tiny bundle
@@ -319,8 +126,8 @@ def tiny_bundle() -> Path:
                     "run make pi-check (it uses .venv with the dev extra)")
     say(f"tiny bundle: training and exporting into {out} (about a minute)")
     started = time.monotonic()
-    done = run([sys.executable, "-m", "tests.tiny_bundle", out], cwd=REPO, check=False,
-               env={**os.environ, "PYTHONPATH": str(REPO)})
+    done = userland.run([sys.executable, "-m", "tests.tiny_bundle", out], cwd=REPO, check=False,
+                        env={**os.environ, "PYTHONPATH": str(REPO)})
     if done.returncode != 0:
         raise Failed(f"python -m tests.tiny_bundle failed (exit {done.returncode})")
     for old in CACHE.glob("tiny-bundle-*"):
@@ -330,22 +137,188 @@ def tiny_bundle() -> Path:
     return out
 
 
-def test_images(data: Path) -> list[Path]:
-    """Two images of every class of the data set, sorted."""
-    images = []
-    for folder in sorted(p for p in data.iterdir() if p.is_dir()):
-        images += sorted(p for p in folder.iterdir() if p.suffix in (".jpg", ".png"))[:2]
-    return images
+def test_split(tiny: Path) -> list[tuple[str, str]]:
+    """(path relative to the data set, class) of each image of the tiny run's test split."""
+    splits = json.loads((tiny / "run" / "splits.json").read_text())
+    return [(path, Path(path).parent.name) for path in sorted(splits["test"])]
+
+
+def camera_pictures(tiny: Path, out: Path) -> list[Path]:
+    """Each test image at the camera's size as PNG (``NAME.png``) and with red and blue
+    swapped (``NAME-swapped.png``): what the stand-in camera will show."""
+    from PIL import Image
+
+    out.mkdir(parents=True, exist_ok=True)
+    pictures = []
+    for path, _ in test_split(tiny):
+        with Image.open(tiny / "data" / path) as image:
+            picture = image.convert("RGB").resize(CAMERA_SIZE)
+        name = out / (Path(path).parent.name + "-" + Path(path).stem + ".png")
+        picture.save(name)
+        r, g, b = picture.split()
+        Image.merge("RGB", (b, g, r)).save(name.with_name(name.stem + "-swapped.png"))
+        pictures.append(name)
+    return pictures
+
+
+# ----------------------------------------------------------------------------- the install
+
+def install() -> str:
+    """The README's Pi install lines, as written, in the clone (as a Pi owner runs them), then
+    pytest into the same venv for the edge tests. Returns what the lines printed."""
+    started = time.monotonic()
+    userland.offer_picamera2(ROOT)
+    lines = readme_install_lines()
+    say("the README's Pi install, as written:\n" + "".join(f"    {x}\n" for x in lines.splitlines()))
+    done = in_guest(ROOT, ["bash", "-e", "-o", "pipefail", "-c", lines], cwd=SRC, capture=True)
+    print(done.stdout, end="")
+    print(done.stderr, end="", file=sys.stderr)
+    if done.returncode != 0:
+        raise Failed(f"the README's Pi install lines failed in the userland (exit {done.returncode})")
+    extra = guest(["python", "-m", "pip", "install", "--quiet", "pytest"])
+    if extra.returncode != 0:
+        raise Failed("pip install pytest failed in the userland")
+    heavy = guest(["python", "-c", "import importlib.util as u; "
+                                   "print([m for m in ('tensorflow', 'keras') if u.find_spec(m)])"],
+                  capture=True)
+    if heavy.stdout.strip() != "[]":
+        raise Failed(f"the edge install pulled in {heavy.stdout.strip()}")
+    say(f"installed in {time.monotonic() - started:.0f} s (no TensorFlow, no Keras)")
+    return done.stdout
 
 
 # ----------------------------------------------------------------------------- the checks
 
-def check_tests(root: Path) -> str:
+APT_MODULES = f"""
+import json, numpy, {userland.ABI_MODULE}, picamera2
+print(json.dumps({{"numpy": numpy.__version__, "from": numpy.__file__,
+                  "picamera2": picamera2.__file__}}))
+"""
+
+
+def check_apt_modules(_: Path, install_output: str) -> str:
+    """Picamera2 (apt) and the module it imports still import from the venv: the venv's numpy
+    is one apt's modules were built for."""
+    apt = in_guest(ROOT, ["dpkg-query", "-W", "-f", "${Version}", "python3-numpy"], capture=True)
+    done = guest(["python", "-c", APT_MODULES], capture=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["?"])[-1]
+        raise Failed(f"import picamera2 fails in the README's venv (apt's numpy {apt.stdout}): "
+                     f"{last}")
+    found = json.loads(done.stdout)
+    where = "apt's" if found["from"].startswith("/usr/lib/python3/") else "the venv's"
+    return (f"picamera2 from {found['picamera2']} imports; numpy {found['numpy']} is {where} "
+            f"(apt has {apt.stdout})")
+
+
+def check_list_cameras(_: Path, install_output: str) -> str:
+    """The README's ``--list-cameras`` line listed the camera module."""
+    listed = [line.strip() for line in install_output.splitlines() if "--camera picam:" in line]
+    if not listed:
+        raise Failed("edge-classify --list-cameras (the README's line) listed no camera module:\n"
+                     + install_output[-800:])
+    return f"lists {listed[0]!r}"
+
+
+def classify_json(argv: list, root: Path | None, env: dict | None = None) -> list[dict]:
+    """``edge-classify ARGV --json`` here (``root`` None) or in the userland; its result lines."""
+    if root is None:
+        done = userland.run([sys.executable, "-m", "edge_runtime.cli", *argv, "--json"],
+                            capture_output=True, check=False, cwd=REPO)
+    else:
+        done = guest(["edge-classify", *argv, "--json"], capture=True, env=env)
+    where = "the userland" if root else "this machine"
+    if done.returncode != 0 or done.stderr.strip():
+        raise Failed(f"edge-classify {' '.join(map(str, argv))} in {where}: exit "
+                     f"{done.returncode}: {done.stderr.strip()[-800:]}")
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def scores(result: dict) -> dict[str, float]:
+    return {p["label"]: p["score"] for p in result["top_k"]}
+
+
+def check_picam(tiny: Path, _: str) -> str:
+    """``--camera picam`` on the stand-in camera showing a test picture: its frames score as the
+    same picture read from a file, and not as the picture with red and blue swapped (of the test
+    pictures, the one whose swap changes the scores most, chosen on this machine)."""
+    pictures = sorted(ROOT.joinpath(str(WORK).lstrip("/"), "camera").glob("*[!d].png"))
+    model = tiny / "run" / "export" / "model_int8.tflite"
+    here = classify_json(["--model", model, "--top-k", "5", *pictures,
+                          *[p.with_name(p.stem + "-swapped.png") for p in pictures]], None)
+    half = len(pictures)
+    gaps = [max(abs(scores(a)[k] - scores(b).get(k, 0.0)) for k in scores(a))
+            for a, b in zip(here[:half], here[half:])]
+    best = max(range(half), key=gaps.__getitem__)
+    if gaps[best] == 0:
+        raise Failed("no test picture scores differently with red and blue swapped: the tiny "
+                     "model cannot tell the colour order, so the check would prove nothing")
+    picture = f"{WORK}/camera/{pictures[best].name}"
+    swapped = picture.replace(".png", "-swapped.png")
+    model = f"{WORK}/bundle/model_int8.tflite"
+    files = classify_json(["--model", model, "--top-k", "5", picture, swapped], ROOT)
+    frames = classify_json(["--model", model, "--top-k", "5", "--camera", "picam", "--headless",
+                            "--max-frames", "3"], ROOT, env={"FAKE_PICAMERA2_IMAGE": picture})
+    frames = [r for r in frames if "top_k" in r]
+    if len(frames) != 3:
+        raise Failed(f"--camera picam --max-frames 3 gave {len(frames)} results")
+    direct, flipped = scores(files[0]), scores(files[1])
+    for frame in frames:
+        seen = scores(frame)
+        if set(seen) != set(direct) or any(abs(seen[k] - direct[k]) > 1e-6 for k in seen):
+            which = "the red/blue-swapped picture" if seen == flipped else "the picture"
+            raise Failed(f"--camera picam scored {seen}, the file {direct}: the frames are not "
+                         f"{which} read from a file")
+    return (f"3 frames of {pictures[best].name} score as the file does "
+            f"(top-1 {frames[0]['top_k'][0]['label']}); swapped, the scores move by "
+            f"{gaps[best]:.3f}")
+
+
+NUMPY_2 = Path("/root/edge-numpy2")
+"""A second venv: the README's venv with numpy upgraded by hand."""
+
+
+def check_numpy_by_hand(_: Path, __: str) -> str:
+    """numpy upgraded by hand past apt's major version: the camera commands say what is wrong
+    and how to fix it in one line (exit 2), with no traceback and no other camera instead."""
+    apt = in_guest(ROOT, ["dpkg-query", "-W", "-f", "${Version}", "python3-numpy"],
+                   capture=True).stdout
+    if not apt.split(":")[-1].startswith("1."):
+        raise userland.Skipped(f"apt's numpy is {apt}: a numpy 2 from pip is of the same major "
+                               "version, nothing to break")
+    site = guest(["python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                 capture=True).stdout.strip()
+    for step in (["python3", "-m", "venv", "--system-site-packages", NUMPY_2],
+                 [f"{NUMPY_2}/bin/pip", "install", "--quiet", "--no-deps", "numpy>=2"]):
+        if guest(step, capture=True).returncode != 0:
+            raise Failed(f"{' '.join(map(str, step))} failed in the userland")
+    # the README's venv's packages after numpy 2: numpy 2 first, then edge_runtime and the rest
+    pth = ROOT.joinpath(str(NUMPY_2).lstrip("/"), "lib")
+    for lib in pth.glob("python3*/site-packages"):
+        (lib / "zz-edge.pth").write_text(site + "\n")
+    outcomes = []
+    for argv in (["--list-cameras"],
+                 ["--model", f"{WORK}/bundle/model_int8.tflite", "--camera", "picam",
+                  "--headless", "--max-frames", "1"],
+                 ["--model", f"{WORK}/bundle/model_int8.tflite", "--camera", "auto",
+                  "--headless", "--max-frames", "1"]):
+        done = guest([f"{NUMPY_2}/bin/python", "-m", "edge_runtime.cli", *argv], capture=True)
+        lines = done.stderr.strip().splitlines()
+        if done.returncode != 2 or len(lines) != 1 or "numpy" not in lines[0]:
+            raise Failed(f"edge-classify {' '.join(argv)} with numpy 2 over apt's numpy 1: exit "
+                         f"{done.returncode}, stderr {done.stderr.strip()[-600:]!r}, stdout "
+                         f"{done.stdout.strip()[-300:]!r}: expected exit 2 and one line about "
+                         "numpy")
+        outcomes.append(argv[-1] if argv[0] == "--list-cameras" else argv[-4])
+    return f"exit 2 and one line for {', '.join(outcomes)}: {lines[0][:160]}"
+
+
+def check_tests(_: Path, __: str) -> str:
     """The edge test subset with pytest, on the bundle and data copied in."""
-    done = in_guest(root, ["python", "-m", "pytest", "-m", "edge", "-q", "-p", "no:cacheprovider",
-                           "-o", "addopts=-ra", "--durations=5"],
-                    cwd=SRC, env={"EDGE_TEST_DATA": f"{WORK}/data",
-                                  "EDGE_TEST_BUNDLE": f"{WORK}/bundle"}, capture=True)
+    done = guest(["python", "-m", "pytest", "-m", "edge", "-q", "-p", "no:cacheprovider",
+                  "-o", "addopts=-ra", "--durations=5"], cwd=SRC,
+                 env={"EDGE_TEST_DATA": f"{WORK}/data", "EDGE_TEST_BUNDLE": f"{WORK}/bundle"},
+                 capture=True)
     print(done.stdout, end="")
     print(done.stderr, end="", file=sys.stderr)
     summary = (done.stdout.strip().splitlines() or ["(no output)"])[-1]
@@ -354,53 +327,45 @@ def check_tests(root: Path) -> str:
     return summary
 
 
-def classify(argv: list, python_bin: Path | None, root: Path | None) -> list[dict]:
-    """``edge-classify ARGV --json`` here (``root`` None) or in the userland; its result lines."""
-    if root is None:
-        done = run([python_bin, "-m", "edge_runtime.cli", *argv, "--json"], capture_output=True,
-                   check=False, cwd=REPO)
-    else:
-        done = in_guest(root, ["edge-classify", *argv, "--json"], capture=True)
-    where = "the userland" if root else "this machine"
-    if done.returncode != 0 or done.stderr.strip():
-        raise Failed(f"edge-classify in {where}: exit {done.returncode}: {done.stderr.strip()}")
-    return [json.loads(line) for line in done.stdout.splitlines()]
-
-
-def check_classify(root: Path, tiny: Path) -> str:
-    """edge-classify with the int8 model on two images per class: exit 0, a result for each,
-    labels from the bundle, and the same top-1 as this machine gives."""
-    bundle = tiny / "run" / "export"
-    labels = (bundle / "labels.txt").read_text().split()
-    images = test_images(tiny / "data")
-    names = [str(p.relative_to(tiny)) for p in images]
-    guest = classify(["--model", f"{WORK}/bundle/model_int8.tflite",
-                      *[f"{WORK}/{n}" for n in names]], None, root)
-    host = classify(["--model", bundle / "model_int8.tflite", *images], Path(sys.executable),
-                    None)
-    if [r["source"] for r in guest] != [f"{WORK}/{n}" for n in names]:
-        raise Failed(f"edge-classify: {len(guest)} results for {len(names)} images")
-    for result in guest:
+def check_classify(tiny: Path, _: str) -> str:
+    """edge-classify with the int8 model on the tiny run's test split: a result for each image,
+    labels from the bundle, accuracy well above chance (so equal answers mean something), and
+    the same top-1 as this machine gives."""
+    labels = (tiny / "run" / "export" / "labels.txt").read_text().split()
+    images = test_split(tiny)
+    guest_paths = [f"{WORK}/data/{path}" for path, _ in images]
+    arm = classify_json(["--model", f"{WORK}/bundle/model_int8.tflite", *guest_paths], ROOT)
+    x86 = classify_json(["--model", tiny / "run" / "export" / "model_int8.tflite",
+                         *[tiny / "data" / path for path, _ in images]], None)
+    if [r["source"] for r in arm] != guest_paths:
+        raise Failed(f"edge-classify: {len(arm)} results for {len(images)} images")
+    for result in arm:
         for prediction in result["top_k"]:
             if labels[prediction["index"]] != prediction["label"]:
                 raise Failed(f"edge-classify: {prediction} does not match labels.txt")
-    arm = [r["top_k"][0]["label"] for r in guest]
-    x86 = [r["top_k"][0]["label"] for r in host]
-    differ = [f"{n}: arm64 {a}, here {b}" for n, a, b in zip(names, arm, x86) if a != b]
+    top = [r["top_k"][0]["label"] for r in arm]
+    accuracy = sum(t == truth for t, (_, truth) in zip(top, images)) / len(images)
+    chance = 1 / len(labels)
+    if accuracy < 2 * chance:
+        raise Failed(f"the tiny model's accuracy on its test split is {accuracy:.2f} (chance "
+                     f"{chance:.2f}): it does not discriminate, so equal answers prove little")
+    differ = [f"{p}: arm64 {a}, here {b['top_k'][0]['label']}"
+              for (p, _), a, b in zip(images, top, x86) if a != b["top_k"][0]["label"]]
     if differ:
         raise Failed("edge-classify: the int8 model's top-1 differs between arm64 and this "
-                     f"machine on {len(differ)} of {len(names)} images: {'; '.join(differ)}")
-    return f"{len(names)} images, labels {sorted(set(arm))}, top-1 equal to this machine's"
+                     f"machine on {len(differ)} of {len(images)} images: {'; '.join(differ)}")
+    return (f"{len(images)} test images, accuracy {accuracy:.2f} (chance {chance:.2f}), "
+            "top-1 equal to this machine's on every one")
 
 
-def check_bench(root: Path) -> str:
+def check_bench(_: Path, __: str) -> str:
     """``edge-bench BUNDLE_DIR`` on a fresh copy of the bundle: exit 0 and a report."""
-    copy = root / str(WORK).lstrip("/") / "bench-bundle"
+    copy = ROOT / str(WORK).lstrip("/") / "bench-bundle"
     shutil.rmtree(copy, ignore_errors=True)
-    shutil.copytree(root / str(WORK).lstrip("/") / "bundle", copy)
+    shutil.copytree(ROOT / str(WORK).lstrip("/") / "bundle", copy)
     # few timed runs: emulated timings mean nothing, the point is that it works
-    done = in_guest(root, ["edge-bench", f"{WORK}/bench-bundle", "--runs", "20", "--repeats",
-                           "2", "--warmup", "2", "--no-progress"])
+    done = guest(["edge-bench", f"{WORK}/bench-bundle", "--runs", "20", "--repeats", "2",
+                  "--warmup", "2", "--no-progress"])
     if done.returncode != 0:
         raise Failed(f"edge-bench {WORK}/bench-bundle: exit {done.returncode}")
     report = copy / "bench" / "report.json"
@@ -415,45 +380,46 @@ def check_bench(root: Path) -> str:
     return f"every variant measured: {shown}"
 
 
-class Skipped(Exception):
-    """A check that cannot run yet, with the reason."""
-
-
-CHECKS = (("edge tests", check_tests), ("edge-classify", check_classify),
+CHECKS = (("apt modules", check_apt_modules), ("list-cameras", check_list_cameras),
+          ("camera picam", check_picam), ("numpy by hand", check_numpy_by_hand),
+          ("edge tests", check_tests), ("edge-classify", check_classify),
           ("edge-bench", check_bench))
 
 
 def rehearse() -> int:
     """Every step; the exit code."""
-    preflight()
+    if SUITE not in userland.SUITES:
+        raise Usage(f"PI_CHECK_SUITE={SUITE}: expected one of {', '.join(userland.SUITES)}")
+    userland.preflight()
     tiny = tiny_bundle()
     ROOT.parent.mkdir(parents=True, exist_ok=True)
     with open(ROOT.with_name(ROOT.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one rehearsal at a time per userland
-        build_userland(ROOT)
-        copy_host_config(ROOT)
+        userland.build_userland(ROOT, SUITE)
+        userland.copy_host_config(ROOT)
         copy_checkout(ROOT)
         work = ROOT / str(WORK).lstrip("/")
         shutil.rmtree(work, ignore_errors=True)
         shutil.copytree(tiny / "data", work / "data")
         shutil.copytree(tiny / "run" / "export", work / "bundle")
+        camera_pictures(tiny, work / "camera")
         results = []
-        with mounts(ROOT):
-            install(ROOT)
+        with userland.mounts(ROOT):
+            printed = install()
             for name, check in CHECKS:
                 say(f"== {name}")
                 started = time.monotonic()
-                args = (ROOT, tiny) if check is check_classify else (ROOT,)
                 try:
-                    outcome = ("passed", check(*args))
-                except Skipped as skip:
+                    outcome = ("passed", check(tiny, printed))
+                except userland.Skipped as skip:
                     outcome = ("SKIPPED", str(skip))
                 except Failed as failure:
                     outcome = ("FAILED", str(failure))
                 except subprocess.TimeoutExpired as timeout:
                     outcome = ("FAILED", f"timed out after {timeout.timeout:.0f} s")
                 results.append((name, *outcome, time.monotonic() - started))
-    say("summary (arm64 under emulation: correctness only, timings mean nothing)")
+    say(f"summary: Raspberry Pi OS rehearsal on arm64 Debian {SUITE} under emulation "
+        "(correctness only, timings mean nothing)")
     for name, status, detail, seconds in results:
         print(f"  {name:14} {status:8} {seconds:5.0f} s  {detail}")
     return 1 if any(status == "FAILED" for _, status, _, _ in results) else 0

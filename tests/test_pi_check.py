@@ -1,0 +1,65 @@
+"""make pi-check's own logic, on this machine: which package folders it shows the userland, what
+it reads from the README, and the Picamera2 stand-in it offers apt (the rehearsal itself runs
+under emulation: make pi-check)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+import pi_check  # noqa: E402
+import pi_userland  # noqa: E402
+
+
+def test_a_file_index_is_shown_with_the_folder_its_pages_link_to(tmp_path):
+    # this workplace's pip: /opt/pypi/simple/NAME/ pages link to ../../files/NAME.whl
+    for index in ("pypi", "pypi-more"):
+        (tmp_path / index / "simple").mkdir(parents=True)
+        (tmp_path / index / "files").mkdir()
+    (tmp_path / "wheels").mkdir()
+    config = (f"global.extra-index-url='file://{tmp_path}/pypi/simple "
+              f"file://{tmp_path}/pypi-more/simple'\n"
+              f"global.find-links='{tmp_path}/wheels'\n"
+              "global.index-url='https://pypi.org/simple'\n"
+              "global.cert='/etc/ssl/certs/ca-certificates.crt'\n")
+    folders = pi_userland.local_package_sources(config)
+    assert folders == [tmp_path / "pypi", tmp_path / "pypi-more", tmp_path / "wheels"]
+    for index in ("pypi", "pypi-more"):  # the files the pages link to are inside what is shown
+        assert any(f in (tmp_path / index / "files").parents for f in folders)
+
+
+def test_only_the_public_index_shows_no_folder():
+    assert pi_userland.local_package_sources("global.index-url='https://pypi.org/simple'\n") == []
+    assert pi_userland.local_package_sources("") == []
+
+
+def test_the_rehearsed_install_is_the_readmes_block(tmp_path):
+    lines = pi_check.readme_install_lines()
+    assert lines in (REPO / "README.md").read_text()
+    assert 'pip install ".[edge]"' in lines and "--system-site-packages" in lines
+    assert "--list-cameras" in lines  # check_list_cameras reads what this line prints
+    readme = tmp_path / "README.md"
+    readme.write_text("# no marker\n```bash\necho hi\n```\n")
+    with pytest.raises(pi_userland.Usage, match="pi-install"):
+        pi_check.readme_install_lines(readme)
+
+
+@pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="dpkg-deb (Debian's dpkg) is missing")
+def test_the_picamera2_stand_in_is_an_apt_package_that_imports_an_apt_numpy_module(tmp_path):
+    deb = pi_userland.stand_in_deb(tmp_path)
+    fields = subprocess.run(["dpkg-deb", "--field", deb], capture_output=True, text=True,
+                            check=True).stdout
+    assert "Package: python3-picamera2" in fields
+    assert f"python3-{pi_userland.ABI_MODULE}" in fields and "python3-numpy" in fields
+    subprocess.run(["dpkg-deb", "--extract", deb, tmp_path / "tree"], check=True)
+    module = tmp_path / "tree/usr/lib/python3/dist-packages/picamera2/__init__.py"
+    assert module.read_text().startswith(f"import {pi_userland.ABI_MODULE} ")
+    index = pi_userland.packages_index(deb)
+    assert f"Filename: ./{deb.name}" in index and "SHA256: " in index
