@@ -248,6 +248,32 @@ def test_one_encoding_per_frame_whatever_the_number_of_clients(server):
     second.close()
 
 
+@pytest.mark.parametrize("failure", ["returns False", "raises"])
+def test_a_frame_that_fails_to_encode_is_skipped_not_retried(server, monkeypatch, failure):
+    import cv2
+
+    real, calls = cv2.imencode, []
+
+    def imencode(ext, image, params=None):
+        calls.append(int(image[-1, -1, 0]))
+        if image[-1, -1, 0] == 13:  # the broken frame (below the caption)
+            if failure == "raises":
+                raise cv2.error("broken frame")
+            return False, None
+        return real(ext, image, params)
+
+    monkeypatch.setattr(cv2, "imencode", imencode)
+    response = open_stream(server)
+    time.sleep(0.2)  # the handler is waiting for a frame
+    server.publish(1, grey_frame(value=13), RESULT)
+    time.sleep(1.0)  # a stream that retried the frame would encode it thousands of times here
+    assert calls == [13] and server.encode_failures == 1
+    server.publish(2, grey_frame(value=90), RESULT)  # the stream goes on with the next frame
+    assert abs(float(decode(read_part(response))[150:, 200:].mean()) - 90) < 3
+    assert calls == [13, 90] and server.frames_encoded == 1
+    response.close()
+
+
 def test_stream_rate_is_capped():
     with LiveServer("127.0.0.1", 0, stream_fps=5) as live, camera_publishing(live, 0.005):
         response = open_stream(live)
