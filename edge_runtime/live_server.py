@@ -235,13 +235,18 @@ class LiveServer:
         self._thread.start()
         return self
 
-    def urls(self) -> list[str]:
-        """The URLs to open, token included; on a wildcard address one per machine address."""
+    def urls(self, hide_token: bool = False) -> list[str]:
+        """The URLs to open, token included; on a wildcard address one per machine address.
+
+        Args:
+            hide_token: write ``?token=…`` instead of the token (for a log that others read,
+                when the user has the token already: a file, an environment variable).
+        """
         hosts = [self.host]
         if _is_wildcard(self.host):
             hosts = machine_addresses() + [socket.gethostname()]
-        return [f"http://{f'[{h}]' if ':' in h else h}:{self.port}/{self.query()}"
-                for h in hosts]
+        query = "?token=…" if hide_token and self.token else self.query()
+        return [f"http://{f'[{h}]' if ':' in h else h}:{self.port}/{query}" for h in hosts]
 
     def query(self) -> str:
         """``?token=…`` for URLs when a token is required, else ``""``."""
