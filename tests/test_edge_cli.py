@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -560,7 +561,8 @@ def test_sigterm_while_waiting_for_the_camera_exits_0(bundle):
                               str(bundle / "model_int8.tflite"), "--camera",
                               f"rtsp://127.0.0.1:{_closed_port()}/camera", "--camera-wait", "120",
                               "--headless"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
     try:
         waiting = child.stderr.readline()
         child.send_signal(signal.SIGTERM)
