@@ -36,6 +36,7 @@ import hmac
 import html
 import ipaddress
 import json
+import logging
 import secrets
 import socket
 import sys
@@ -54,6 +55,8 @@ from edge_runtime.errors import EdgeError
 
 DEFAULT_HOST = "127.0.0.1"
 BOUNDARY = "edge-classify-frame"
+
+log = logging.getLogger(__name__)
 
 
 class ServeError(EdgeError, RuntimeError):
@@ -198,6 +201,9 @@ class LiveServer:
         self._jpeg: tuple[int, bytes] | None = None  # (seq, JPEG) of the last frame encoded
         self.frames_encoded = 0
         """JPEG encodings done so far (one per published frame at most)."""
+        self.encode_failures = 0
+        """Frames whose JPEG encoding failed (each tried once, then skipped)."""
+        self._unencodable = 0  # seq of the newest frame that failed to encode
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -229,13 +235,18 @@ class LiveServer:
         self._thread.start()
         return self
 
-    def urls(self) -> list[str]:
-        """The URLs to open, token included; on a wildcard address one per machine address."""
+    def urls(self, hide_token: bool = False) -> list[str]:
+        """The URLs to open, token included; on a wildcard address one per machine address.
+
+        Args:
+            hide_token: write ``?token=…`` instead of the token (for a log that others read,
+                when the user has the token already: a file, an environment variable).
+        """
         hosts = [self.host]
         if _is_wildcard(self.host):
             hosts = machine_addresses() + [socket.gethostname()]
-        return [f"http://{f'[{h}]' if ':' in h else h}:{self.port}/{self.query()}"
-                for h in hosts]
+        query = "?token=…" if hide_token and self.token else self.query()
+        return [f"http://{f'[{h}]' if ':' in h else h}:{self.port}/{query}" for h in hosts]
 
     def query(self) -> str:
         """``?token=…`` for URLs when a token is required, else ``""``."""
@@ -330,18 +341,37 @@ class LiveServer:
         """The newest frame published after ``after`` as ``(seq, JPEG bytes)``, waiting for one.
 
         Returns None after ``timeout`` seconds without a new frame, or once closed.
-        Each frame is encoded once, by the first client that asks, and shared.
+        Each frame is encoded once, by the first client that asks, and shared. A frame
+        that cannot be encoded is skipped, for every client, and never tried again: the
+        clients wait for the next one instead of retrying it in a loop.
         """
-        with self._cond:
-            def ready() -> bool:
-                return self._closed or (self._latest is not None and self._latest.seq > after
-                                        and self._latest.frame is not None)
-            if not self._cond.wait_for(ready, timeout) or self._closed:
-                return None
-            latest = self._latest
-        with self._encode_lock:
-            if self._jpeg is not None and self._jpeg[0] >= latest.seq:
-                return self._jpeg  # another client encoded it (or a newer one) meanwhile
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._cond:
+                def ready() -> bool:
+                    return self._closed or (self._latest is not None
+                                            and self._latest.seq > max(after, self._unencodable)
+                                            and self._latest.frame is not None)
+                if (not self._cond.wait_for(ready, deadline - time.monotonic())
+                        or self._closed):
+                    return None
+                latest = self._latest
+            with self._encode_lock:
+                if self._jpeg is not None and self._jpeg[0] >= latest.seq:
+                    return self._jpeg  # another client encoded it (or a newer one) meanwhile
+                if self._unencodable >= latest.seq:
+                    continue  # another client failed to encode it meanwhile
+                jpeg = self._encode(latest)
+                if jpeg is None:
+                    self._unencodable = latest.seq
+                    continue
+                self._jpeg = (latest.seq, jpeg)
+                self.frames_encoded += 1
+                return self._jpeg
+
+    def _encode(self, latest: _Published) -> bytes | None:
+        """``latest``'s frame, captioned, as JPEG; None (said once in the log) when that fails."""
+        try:
             import cv2
 
             top = latest.result["top_k"][0] if latest.result["top_k"] else None
@@ -351,10 +381,14 @@ class LiveServer:
                                                      latest.result["fps"]))
             ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
             if not ok:
-                return None
-            self._jpeg = (latest.seq, jpeg.tobytes())
-            self.frames_encoded += 1
-            return self._jpeg
+                raise ValueError("cv2.imencode returned no image")
+            return jpeg.tobytes()
+        except Exception as exc:  # cv2.error, a frame of an odd shape or type, no OpenCV
+            self.encode_failures += 1
+            if self.encode_failures == 1:  # once: the journal is no place for a line a frame
+                log.warning(f"live view: frame {latest.result['frame']} could not be encoded "
+                            f"as JPEG ({type(exc).__name__}: {exc}); such frames are skipped")
+            return None
 
     def page(self) -> str:
         """The HTML of ``GET /``."""

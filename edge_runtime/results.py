@@ -66,6 +66,23 @@ class ResultWriter:
         cells += [cell.ljust(self.label_width + 6) for cell in others]
         return "  ".join(cells).rstrip()
 
+    def period(self, name: str, period: StreamSummary) -> None:
+        """Write the line of one period of ``--summary-every``: frames, rate, inference time,
+        the label most often first."""
+        p50, top = period.inference_ms_p50, period.most_frequent
+        if self.as_json:
+            self._write(json.dumps({"period": {
+                "seconds": round(period.seconds, 3), "frames": period.frames,
+                "fps": round(period.fps, 3),
+                "inference_ms_p50": round(p50, 3) if p50 is not None else None,
+                "top_label": top[0] if top else None, "top_label_frames": top[1] if top else 0}}))
+            return
+        self._write(f"{name}: last {period.seconds:.0f} s: {period.frames} frames, "
+                    f"{period.fps:.1f} fps, inference p50 "
+                    + (f"{p50:.2f} ms" if p50 is not None else "-")
+                    + (f", most often {top[0]} ({top[1]} frames)" if top else
+                       ", no label above the threshold"))
+
     def summary(self, name: str, summary: StreamSummary) -> None:
         """Write the closing line of a camera or video run."""
         if self.as_json:

@@ -1,9 +1,19 @@
-"""The systemd unit in deploy/ stays a command line edge-classify accepts."""
+"""Running at boot: the unit template deploy/edge-classify.service stays a command line
+edge-classify accepts, and deploy/install-service writes it for the user who installs it, in
+a form systemd accepts (``systemd-analyze verify``), with the live view's token kept out of it."""
 
 from __future__ import annotations
 
 import configparser
+import importlib.machinery
+import importlib.util
+import os
+import pwd
+import re
 import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,25 +23,196 @@ from edge_runtime.cli import build_parser
 # the edge extra alone runs these (no TensorFlow): make pi-check runs them on arm64
 pytestmark = pytest.mark.edge
 
-UNIT = Path(__file__).resolve().parents[1] / "deploy" / "edge-classify.service"
+REPO = Path(__file__).resolve().parents[1]
+UNIT = REPO / "deploy/edge-classify.service"
+INSTALLER = REPO / "deploy/install-service"
 
 
-def _unit() -> configparser.ConfigParser:
+def installer():
+    """deploy/install-service as a module (a script without the .py suffix)."""
+    loader = importlib.machinery.SourceFileLoader("install_service", str(INSTALLER))
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    loader.exec_module(module)
+    return module
+
+
+def parse_unit(text: str) -> configparser.ConfigParser:
     parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # keys keep their case
     # systemd continues a line with a trailing backslash
-    parser.read_string(UNIT.read_text().replace("\\\n", " "))
+    parser.read_string(text.replace("\\\n", " "))
     return parser
 
 
+def exec_start(unit: configparser.ConfigParser) -> list[str]:
+    """ExecStart= as the words systemd passes on: quotes removed, ``%%`` and ``$$`` undone."""
+    words = shlex.split(unit["Service"]["ExecStart"])
+    return [w.replace("%%", "%").replace("$$", "$") for w in words]
+
+
+def example_unit(**changes) -> str:
+    values = {"user": "alice", "workdir": Path("/home/alice"),
+              "edge_classify": Path("/home/alice/edge/bin/edge-classify"),
+              "model": Path("/home/alice/pets/model_int8.tflite"), "camera": "auto",
+              "serve": "127.0.0.1:8080",
+              "env_file": Path("/home/alice/.config/edge-classify/serve.env")}
+    return installer().render(**{**values, **changes})
+
+
+# ----------------------------------------------------------------------------- the unit
+
 def test_the_unit_runs_a_valid_headless_serving_command():
-    unit = _unit()
-    command = shlex.split(unit["Service"]["ExecStart"])
-    assert command[0].endswith("/edge-classify")
+    unit = parse_unit(example_unit())
+    command = exec_start(unit)
+    assert command[0] == "/home/alice/edge/bin/edge-classify"
     args = build_parser().parse_intermixed_args(command[1:])
-    assert args.camera is not None and args.headless and args.serve == ("127.0.0.1", 8080)
+    assert args.camera == "auto" and args.headless and args.serve == ("127.0.0.1", 8080)
+    assert args.model == "/home/alice/pets/model_int8.tflite"
+    # a service: a camera still starting is waited for; the journal gets a line a minute
+    assert args.camera_wait >= 30 and args.summary_every >= 30 and not args.json
+    # the token never goes on the command line (ps shows it): systemd hands it over
+    assert args.serve_token is None
+    assert unit["Service"]["EnvironmentFile"] == "-/home/alice/.config/edge-classify/serve.env"
+    assert unit["Service"]["User"] == "alice"
+    assert unit["Service"]["WorkingDirectory"] == "/home/alice"
+    assert "@" not in example_unit()  # every placeholder filled in
 
 
 def test_the_unit_does_not_restart_on_a_usage_error():
-    service = _unit()["Service"]
+    service = parse_unit(example_unit())["Service"]
     assert service["Restart"] == "on-failure"
     assert service["RestartPreventExitStatus"].split() == ["2"]
+    # systemctl stop ends a camera run with 0 (tests/test_edge_cli.py pins it): nothing to add
+    assert "SuccessExitStatus" not in service
+
+
+def test_the_template_is_the_one_definition():
+    assert installer().TEMPLATE == UNIT
+    assert sorted(p.name for p in UNIT.parent.glob("*.service")) == [UNIT.name]
+    placeholders = set(re.findall(r"@([A-Z_]+)@", UNIT.read_text()))
+    assert placeholders == {"USER", "WORKDIR", "ENV_FILE", "EDGE_CLASSIFY", "MODEL", "CAMERA",
+                            "SERVE"}
+
+
+# ----------------------------------------------------------------------------- install-service
+
+def this_user() -> str:
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+@pytest.fixture()
+def home(tmp_path) -> Path:
+    """A home with a venv that has edge-classify and a model, its paths with a space and a %."""
+    home = tmp_path / "home of 100% alice"
+    (home / "edge/bin").mkdir(parents=True)
+    script = home / "edge/bin/edge-classify"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    (home / "pets").mkdir()
+    (home / "pets/model_int8.tflite").write_bytes(b"TFL3")
+    return home
+
+
+def install(home: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The installer as the system's python3 would run it: -I -S, so the standard library
+    alone (no venv, no PYTHONPATH, no site-packages) must be enough."""
+    argv = [sys.executable, "-I", "-S", str(INSTALLER), "--user", this_user(),
+            "--workdir", str(home), "--venv", str(home / "edge"),
+            "--model", str(home / "pets/model_int8.tflite"),
+            "--env-file", str(home / ".config/edge-classify/serve.env"), *extra]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("network", [False, True])
+def test_the_written_unit_passes_systemd_analyze_verify(home, tmp_path, network):
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed here (apt install systemd): it is "
+                    "the check that systemd accepts the unit")
+    target = tmp_path / "units" / "edge-classify.service"
+    target.parent.mkdir()
+    done = install(home, "--output", str(target), *(["--network"] if network else []))
+    assert done.returncode == 0, done.stderr
+    verify = subprocess.run([analyze, "verify", str(target)], capture_output=True, text=True,
+                            timeout=120)
+    complaints = [line for line in (verify.stdout + verify.stderr).splitlines()
+                  if target.name in line]
+    assert verify.returncode == 0 and complaints == [], verify.stdout + verify.stderr
+    # the paths came through systemd's quoting and % escaping whole
+    command = exec_start(parse_unit(target.read_text()))
+    assert command[:3] == [str(home / "edge/bin/edge-classify"), "--model",
+                           str(home / "pets/model_int8.tflite")]
+    args = build_parser().parse_intermixed_args(command[1:])
+    assert args.serve == ("0.0.0.0" if network else "127.0.0.1", 8080)
+
+
+def test_network_mode_keeps_the_token_in_a_private_file_and_out_of_the_unit(home, tmp_path):
+    target = tmp_path / "edge-classify.service"
+    env_file = home / ".config/edge-classify/serve.env"
+    done = install(home, "--network", "--output", str(target))
+    assert done.returncode == 0, done.stderr
+    token = re.fullmatch(r"EDGE_SERVE_TOKEN=([\w-]{24,})\n", env_file.read_text()).group(1)
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    assert env_file.parent.stat().st_mode & 0o077 == 0
+    assert token not in target.read_text() + done.stdout + done.stderr
+    # again: the token and the unit are kept as they are
+    again = install(home, "--network", "--output", str(target))
+    assert again.returncode == 0 and "already this unit" in again.stderr
+    assert env_file.read_text() == f"EDGE_SERVE_TOKEN={token}\n"
+    # another model: the new unit, the previous one kept beside it
+    previous = target.read_text()
+    (home / "pets/other.tflite").write_bytes(b"TFL3")
+    third = install(home, "--network", "--output", str(target), "--model",
+                    str(home / "pets/other.tflite"))
+    assert third.returncode == 0, third.stderr
+    assert (tmp_path / "edge-classify.service.bak").read_text() == previous
+    assert "other.tflite" in target.read_text()
+
+
+def test_under_sudo_the_unit_is_for_the_user_who_ran_sudo(home, monkeypatch, capsys):
+    module = installer()
+    alice = pwd.struct_passwd(("alice", "x", 4242, 4242, "", str(home), "/bin/bash"))
+    monkeypatch.setattr(module.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(module.pwd, "getpwnam",
+                        lambda name: alice if name == "alice" else pwd.getpwnam(name))
+    monkeypatch.setenv("SUDO_USER", "alice")
+    # "~" is alice's home, not root's; the venv is the README's ~/edge, hers
+    assert module.main(["--model", "~/pets/model_int8.tflite", "--print"]) == 0
+    unit = parse_unit(capsys.readouterr().out)
+    assert unit["Service"]["User"] == "alice"
+    assert unit["Service"]["WorkingDirectory"].replace("%%", "%") == str(home)
+    assert exec_start(unit)[:3] == [str(home / "edge/bin/edge-classify"), "--model",
+                                    str(home / "pets/model_int8.tflite")]
+    # root without sudo, naming nobody: refused, not a unit that runs the camera as root
+    monkeypatch.delenv("SUDO_USER")
+    assert module.main(["--model", "~/pets/model_int8.tflite", "--print"]) == 2
+    assert "--user NAME" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change, message", [
+    (["--model", "/nowhere/model.tflite"], "no such file"),
+    (["--venv", "/nowhere/venv"], "/nowhere/venv/bin/edge-classify is not there"),
+    (["--workdir", "/nowhere"], "no such folder"),
+    (["--user", "no-such-user-here"], "no such account"),
+    (["--port", "0"], "1-65535"),
+])
+def test_install_usage_errors_are_one_line_and_exit_2(home, change, message):
+    done = install(home, "--print", *change)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and done.stdout == ""
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in done.stderr
+
+
+def test_installing_without_root_says_to_use_sudo(home, monkeypatch, tmp_path, capsys):
+    module = installer()
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    monkeypatch.setattr(module, "UNIT_PATH", locked / "edge-classify.service")
+    access = os.access  # root may write anywhere: pretend it may not write there
+    monkeypatch.setattr(module.os, "access",
+                        lambda path, mode: Path(path) != locked and access(path, mode))
+    code = module.main(["--user", this_user(), "--workdir", str(home), "--venv",
+                        str(home / "edge"), "--model", str(home / "pets/model_int8.tflite")])
+    assert code == 2 and not (locked / "edge-classify.service").exists()
+    assert "run it with sudo" in capsys.readouterr().err

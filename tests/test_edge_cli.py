@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -376,7 +378,9 @@ def test_unreachable_display_falls_back_to_lines(capfd, bundle, video, monkeypat
     assert "cannot open a window" in one_error_line(err)
 
 
-def test_ctrl_c_ends_a_video_run_with_a_summary_and_exit_0(bundle, images, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_ends_a_video_run_with_a_summary_and_exit_0(bundle, images, tmp_path,
+                                                                      signum):
     long_video = write_video(tmp_path / "long.avi", images[:1], frames=2000)
     # Python leaves SIGINT ignored when its parent ignored it (a background job): set the
     # handler explicitly so the child sees Ctrl-C as a terminal user would send it
@@ -389,7 +393,7 @@ def test_ctrl_c_ends_a_video_run_with_a_summary_and_exit_0(bundle, images, tmp_p
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         first = child.stdout.readline()  # frames are flowing
-        child.send_signal(signal.SIGINT)
+        child.send_signal(signum)
         # read on through the same buffered reader: communicate() reads the raw pipe and
         # would lose lines that readline() had already buffered
         rest = child.stdout.read()
@@ -417,3 +421,162 @@ def test_a_stream_leaves_a_core_to_capture_and_preprocess(capfd, bundle, images,
     code, _, err = run(capfd, "--model", bundle / "model_int8.tflite", "--camera", video,
                        "--headless", "--max-frames", "1", "--threads", "2", "-v")
     assert code == 0 and "2 threads" in err
+
+
+# ----------------------------------------------------------------------------- as a service
+
+@pytest.fixture()
+def camera_tries(monkeypatch, video):
+    """``--camera 0`` opens on the third try (the clip stands in for the camera); the list
+    holds one entry per try. Tries are 0.05 s apart instead of 1 s."""
+    from edge_runtime import cli
+    from edge_runtime.camera import FrameGrabber
+    from edge_runtime.errors import CameraError
+
+    tries: list[str] = []
+
+    def open_source(value, size=(640, 480), quiet=True, loop=False):
+        tries.append(value)
+        if len(tries) < 3 or value == "7":  # camera 7 never appears
+            raise CameraError(f"cannot open camera {value}")
+        return FrameGrabber(str(video))
+
+    monkeypatch.setattr(cli, "open_source", open_source)
+    monkeypatch.setattr(cli, "CAMERA_RETRY_S", 0.05)
+    return tries
+
+
+def test_camera_wait_tries_again_until_the_camera_appears(capfd, bundle, camera_tries):
+    code, out, err = run(capfd, "--model", bundle / "model_int8.tflite", "--camera", "0",
+                         "--camera-wait", "30", "--headless", "--json", "--max-frames", "3")
+    assert code == 0 and len(camera_tries) == 3
+    assert "camera 0 is not there yet (cannot open camera 0); trying again" in one_error_line(err)
+    assert json_lines(out)[-1]["summary"]["frames"] == 3
+
+
+def test_camera_wait_gives_up_with_exit_2(capfd, bundle, camera_tries):
+    started = time.monotonic()
+    code, out, err = run(capfd, "--model", bundle / "model_int8.tflite", "--camera", "7",
+                         "--camera-wait", "0.5", "--headless")
+    assert code == 2 and out == "" and time.monotonic() - started >= 0.5
+    waiting, error = err.strip().splitlines()  # one line for the wait, one for the end
+    assert "not there yet" in waiting and "Traceback" not in err
+    assert error == "edge-classify: error: cannot open camera 7 (after waiting 0.5 s for it)"
+    assert 3 <= len(camera_tries) <= 12
+
+
+def test_without_camera_wait_a_missing_camera_stops_at_once(capfd, bundle, camera_tries):
+    code, _, err = run(capfd, "--model", bundle / "model_int8.tflite", "--camera", "0",
+                       "--headless")
+    assert code == 2 and len(camera_tries) == 1
+    assert one_error_line(err) == "edge-classify: error: cannot open camera 0"
+
+
+def test_camera_wait_never_waits_for_a_configuration_mistake(capfd, bundle, tmp_path,
+                                                             monkeypatch):
+    from edge_runtime import cli, picamera
+    from edge_runtime.errors import CameraError
+
+    started = time.monotonic()
+    # a video file that is not there: a path to fix, not a camera still starting
+    code, _, err = run(capfd, "--model", bundle / "model_int8.tflite", "--camera",
+                       tmp_path / "missing.mp4", "--camera-wait", "30", "--headless")
+    assert code == 2 and "missing.mp4" in one_error_line(err)
+    # a model that is not there: the camera is not even tried
+    tries = []
+    monkeypatch.setattr(cli, "open_source", lambda *a, **k: tries.append(a))
+    code, _, err = run(capfd, "--model", tmp_path / "missing.tflite", "--camera", "0",
+                       "--camera-wait", "30", "--headless")
+    assert code == 2 and "missing.tflite" in one_error_line(err) and tries == []
+
+    # Picamera2 missing for picam: a library to install, not a camera still starting
+    def no_picamera2(quiet=True):
+        raise CameraError("Picamera2 is not importable here")
+
+    monkeypatch.setattr(picamera, "import_picamera2", no_picamera2)
+    code, _, err = run(capfd, "--model", bundle / "model_int8.tflite", "--camera", "picam",
+                       "--camera-wait", "30", "--headless")
+    assert code == 2 and "Picamera2" in one_error_line(err) and tries == []
+    assert time.monotonic() - started < 20
+
+
+def test_summary_every_replaces_the_line_per_frame(capfd, bundle, labels, video, monkeypatch):
+    from edge_runtime import cli
+    from edge_runtime.loops import PeriodicSummary
+
+    ticks = iter(range(1000))  # a clock one second further at each look: 1 frame = 1 s
+    monkeypatch.setattr(cli, "PeriodicSummary",
+                        lambda every_s: PeriodicSummary(every_s, clock=lambda: next(ticks)))
+    code, out, err = run(capfd, "--model", bundle / "model_int8.tflite", "--camera", video,
+                         "--headless", "--json", "--summary-every", "4")
+    assert code == 0 and err == ""
+    *periods, last = json_lines(out)
+    assert [set(p) for p in periods] == [{"period"}] * 3  # frames 1-4, 5-8, 9-12
+    for period in (p["period"] for p in periods):
+        assert set(period) == {"seconds", "frames", "fps", "inference_ms_p50", "top_label",
+                               "top_label_frames"}
+        assert period["frames"] == 4 and period["seconds"] == 4 and period["fps"] == 1.0
+        assert period["top_label"] in labels and 1 <= period["top_label_frames"] <= 4
+        assert period["inference_ms_p50"] > 0
+    assert last["summary"]["frames"] == 12
+    code, out, _ = run(capfd, "--model", bundle / "model_int8.tflite", "--camera", video,
+                       "--headless", "--summary-every", "4")
+    *periods, last = out.splitlines()
+    assert len(periods) == 3 and last.startswith(f"{video}: 12 frames in ")
+    assert all(p.startswith(f"{video}: last 4 s: 4 frames, 1.0 fps, inference p50 ")
+               and ", most often " in p for p in periods), periods
+
+
+@pytest.mark.parametrize("flag", ["--camera-wait", "--summary-every"])
+def test_camera_only_flags_refuse_files(capfd, bundle, images, flag):
+    code, _, err = run(capfd, "--model", bundle / "model_int8.tflite", images[0], flag, "5")
+    assert code == 2 and f"{flag} applies to --camera only" in one_error_line(err)
+
+
+def test_a_camera_run_stopped_before_its_first_frame_exits_0(capfd, bundle, monkeypatch):
+    # the one rule: Ctrl-C or SIGTERM (run_command raises it as KeyboardInterrupt) ends a
+    # --camera run with 0 whenever it comes, so `systemctl stop` never leaves a failed unit
+    from edge_runtime import cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "open_source", interrupted)
+    code, out, err = run(capfd, "--model", bundle / "model_int8.tflite", "--camera", "0",
+                         "--headless")
+    assert code == 0 and out == ""
+    assert one_error_line(err) == "edge-classify: stopped (Ctrl-C or SIGTERM)"
+    # a run over files interrupted is not finished: 130
+    monkeypatch.setattr(cli, "classify_files", interrupted)
+    code, _, err = run(capfd, "--model", bundle / "model_int8.tflite",
+                       bundle / "labels.txt")
+    assert code == 130 and one_error_line(err) == "edge-classify: interrupted"
+
+
+def test_sigterm_while_waiting_for_the_camera_exits_0(bundle):
+    # a network camera that refuses connections stands in for one still booting
+    launcher = ("import runpy, sys; sys.argv = ['edge-classify'] + sys.argv[1:];"
+                "runpy.run_module('edge_runtime.cli', run_name='__main__')")
+    child = subprocess.Popen([sys.executable, "-c", launcher, "--model",
+                              str(bundle / "model_int8.tflite"), "--camera",
+                              f"rtsp://127.0.0.1:{_closed_port()}/camera", "--camera-wait", "120",
+                              "--headless"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    try:
+        waiting = child.stderr.readline()
+        child.send_signal(signal.SIGTERM)
+        out, err = child.communicate(timeout=30)
+    finally:
+        child.kill()
+    assert "is not there yet" in waiting, waiting + child.stderr.read()
+    assert child.returncode == 0 and out == ""
+    assert err.strip() == "edge-classify: stopped (Ctrl-C or SIGTERM)"
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # nothing listens there once the probe is closed

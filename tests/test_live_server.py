@@ -248,6 +248,32 @@ def test_one_encoding_per_frame_whatever_the_number_of_clients(server):
     second.close()
 
 
+@pytest.mark.parametrize("failure", ["returns False", "raises"])
+def test_a_frame_that_fails_to_encode_is_skipped_not_retried(server, monkeypatch, failure):
+    import cv2
+
+    real, calls = cv2.imencode, []
+
+    def imencode(ext, image, params=None):
+        calls.append(int(image[-1, -1, 0]))
+        if image[-1, -1, 0] == 13:  # the broken frame (below the caption)
+            if failure == "raises":
+                raise cv2.error("broken frame")
+            return False, None
+        return real(ext, image, params)
+
+    monkeypatch.setattr(cv2, "imencode", imencode)
+    response = open_stream(server)
+    time.sleep(0.2)  # the handler is waiting for a frame
+    server.publish(1, grey_frame(value=13), RESULT)
+    time.sleep(1.0)  # a stream that retried the frame would encode it thousands of times here
+    assert calls == [13] and server.encode_failures == 1
+    server.publish(2, grey_frame(value=90), RESULT)  # the stream goes on with the next frame
+    assert abs(float(decode(read_part(response))[150:, 200:].mean()) - 90) < 3
+    assert calls == [13, 90] and server.frames_encoded == 1
+    response.close()
+
+
 def test_stream_rate_is_capped():
     with LiveServer("127.0.0.1", 0, stream_fps=5) as live, camera_publishing(live, 0.005):
         response = open_stream(live)
@@ -380,13 +406,78 @@ def test_busy_port_exits_2_with_one_line(capfd, bundle, video):
     (["--camera", "VIDEO", "--serve", "8080", "--serve-token", ""], "empty"),
     (["--camera", "VIDEO", "--serve", "host:port"], "[HOST:]PORT"),
     (["--camera", "VIDEO", "--serve", "8080", "--serve-fps", "0"], "positive"),
+    (["--camera", "VIDEO", "--serve-token-file", "TOKEN_FILE"], "--serve only"),
+    (["--camera", "VIDEO", "--serve", "8080", "--serve-token", "x", "--serve-token-file",
+      "TOKEN_FILE"], "not both"),
+    (["--camera", "VIDEO", "--serve", "8080", "--serve-token-file", "MISSING"], "cannot read"),
+    (["--camera", "VIDEO", "--serve", "8080", "--serve-token-file", "EMPTY"], "is empty"),
 ])
-def test_serve_usage_errors_exit_2(capfd, bundle, images, video, extra, message):
-    extra = [str(images[0]) if a == "IMAGE" else str(video) if a == "VIDEO" else a
-             for a in extra]
+def test_serve_usage_errors_exit_2(capfd, bundle, images, video, tmp_path, extra, message):
+    files = {"TOKEN_FILE": tmp_path / "token", "EMPTY": tmp_path / "empty",
+             "MISSING": tmp_path / "missing"}
+    files["TOKEN_FILE"].write_text(TOKEN + "\n")
+    files["EMPTY"].write_text(" \n")
+    extra = [str(images[0]) if a == "IMAGE" else str(video) if a == "VIDEO"
+             else str(files[a]) if a in files else a for a in extra]
     code = main(["--model", str(bundle / "model_int8.tflite"), *extra])
     _, err = capfd.readouterr()
     assert code == 2 and message in _one_line(err)
+
+
+class _Recorded(LiveServer):
+    """A LiveServer that keeps every instance the command line makes, to look at its token."""
+
+    made: list[LiveServer] = []
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.made.append(self)
+
+
+@pytest.mark.parametrize("given", ["file", "environment"])
+def test_a_token_from_a_file_or_the_environment_stays_out_of_the_log(capfd, bundle, video,
+                                                                      tmp_path, monkeypatch,
+                                                                      given):
+    from edge_runtime import cli
+
+    monkeypatch.setattr(cli, "LiveServer", _Recorded)
+    monkeypatch.setattr(_Recorded, "made", [])
+    argv = ["--model", str(bundle / "model_int8.tflite"), "--camera", str(video), "--headless",
+            "--json", "--max-frames", "2", "--serve", "127.0.0.1:0"]
+    if given == "file":
+        token_file = tmp_path / "serve-token"
+        token_file.write_text(f"{TOKEN}\n")
+        token_file.chmod(0o600)
+        argv += ["--serve-token-file", str(token_file)]
+        source = str(token_file)
+    else:
+        source = "$EDGE_SERVE_TOKEN"
+    monkeypatch.setenv("EDGE_SERVE_TOKEN", TOKEN)  # the file wins over the variable
+    code = main(argv)
+    out, err = capfd.readouterr()
+    assert code == 0 and [live.token for live in _Recorded.made] == [TOKEN]
+    assert TOKEN not in out + err
+    assert f"live view: http://127.0.0.1:{_Recorded.made[0].port}/?token=…" in err
+    assert f"the token (…) is the one in {source}" in err
+
+
+def test_an_empty_token_variable_is_a_usage_error(capfd, bundle, video, monkeypatch):
+    monkeypatch.setenv("EDGE_SERVE_TOKEN", " ")
+    code = main(["--model", str(bundle / "model_int8.tflite"), "--camera", str(video),
+                 "--headless", "--serve", "127.0.0.1:0"])
+    _, err = capfd.readouterr()
+    assert code == 2 and "EDGE_SERVE_TOKEN is set but empty" in _one_line(err)
+
+
+def test_a_token_file_others_can_read_is_warned_about(capfd, bundle, video, tmp_path):
+    token_file = tmp_path / "serve-token"
+    token_file.write_text(TOKEN)
+    token_file.chmod(0o644)
+    code = main(["--model", str(bundle / "model_int8.tflite"), "--camera", str(video),
+                 "--headless", "--max-frames", "1", "--serve", "127.0.0.1:0",
+                 "--serve-token-file", str(token_file)])
+    _, err = capfd.readouterr()
+    assert code == 0 and f"chmod 600 {token_file}" in err and TOKEN not in err
 
 
 @pytest.mark.parametrize("loop, expected", [(False, 12), (True, 30)])
