@@ -84,7 +84,7 @@ def demo_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, demo_dir) -> Path:
-    """A finished edge-train run directory (alpha 0.35, 64 px, 3 epochs)."""
+    """A finished edge-train run directory (tests/tiny_bundle.py: alpha 0.35, 64 px, 25 epochs)."""
     if NO_TENSORFLOW:
         pytest.skip(NEEDS_TENSORFLOW)
     return tiny_bundle.train_run(demo_dir, tmp_path_factory.mktemp("runs") / "tiny")

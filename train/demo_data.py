@@ -74,8 +74,16 @@ def _shape_points(kind: str, cx: float, cy: float, r: float, rot: float) -> list
     raise ValueError(kind)
 
 
-def draw_example(kind: str, rng: np.random.Generator, size: int = IMAGE_SIZE) -> Image.Image:
-    """One picture of ``kind`` (one of :data:`CLASSES`)."""
+CLASS_COLOURS = {"circle": (225, 35, 30), "cross": (35, 190, 60), "square": (30, 60, 225),
+                 "star": (235, 215, 40), "triangle": (200, 45, 205)}
+"""RGB of each class's shape in a data set drawn with ``class_colours``: red and blue belong to
+different classes, so a model that learnt them answers differently to a red/blue swap."""
+
+
+def draw_example(kind: str, rng: np.random.Generator, size: int = IMAGE_SIZE,
+                 class_colours: bool = False) -> Image.Image:
+    """One picture of ``kind`` (one of :data:`CLASSES`); with ``class_colours`` its shape has its
+    class's colour (:data:`CLASS_COLOURS`) instead of one chosen to stand out."""
     image = _background(rng, size)
     r = rng.uniform(0.25, 0.42) * size
     cx, cy = rng.uniform(r * 0.9, size - r * 0.9, 2)
@@ -85,6 +93,8 @@ def draw_example(kind: str, rng: np.random.Generator, size: int = IMAGE_SIZE) ->
     colour = np.clip(255 - backdrop + rng.normal(0, 40, 3), 0, 255)
     if abs(colour.mean() - backdrop.mean()) < 60:
         colour = np.full(3, 20.0) if backdrop.mean() > 127 else np.full(3, 235.0)
+    if class_colours:
+        colour = np.clip(np.asarray(CLASS_COLOURS[kind], np.float64) + rng.normal(0, 12, 3), 0, 255)
     layer = Image.new("RGBA", (size, size), (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
     fill = tuple(int(c) for c in colour) + (255,)
@@ -110,8 +120,9 @@ def draw_example(kind: str, rng: np.random.Generator, size: int = IMAGE_SIZE) ->
 
 
 def write_demo_dataset(root: str | os.PathLike, per_class: int = DEFAULT_PER_CLASS,
-                       seed: int = 0, size: int = IMAGE_SIZE) -> Path:
-    """Write ``root/<class>/<n>.jpg|png`` for every class in :data:`CLASSES`.
+                       seed: int = 0, size: int = IMAGE_SIZE, class_colours: bool = False) -> Path:
+    """Write ``root/<class>/<n>.jpg|png`` for every class in :data:`CLASSES` (drawn with
+    ``class_colours``: see :func:`draw_example`).
 
     The folder is built under a temporary name and renamed when complete, so
     an interrupted run never leaves a half-written dataset behind.
@@ -125,7 +136,7 @@ def write_demo_dataset(root: str | os.PathLike, per_class: int = DEFAULT_PER_CLA
             folder.mkdir()
             rng = np.random.default_rng([seed, index])
             for n in range(per_class):
-                picture = draw_example(kind, rng, size)
+                picture = draw_example(kind, rng, size, class_colours)
                 # a mix of formats, as in real photo folders
                 if n % 4 == 3:
                     picture.save(folder / f"{kind}_{n:04d}.png")
