@@ -12,9 +12,9 @@ workstation at export. Both measure top-1 accuracy and agreement with Keras, sin
 latency (p50/p90/p99/mean, invoke() alone), throughput, size, load time and peak memory (a
 fresh process per model), read the SoC temperature and throttling before and after (a
 throttled Raspberry Pi is flagged: its timings are pessimistic), and write report.md and
-report.json, plus latency.png and accuracy_size.png where matplotlib is installed. Models are timed interleaved, round-robin, so
-load from other programs spreads over all of them; results whose spread is wider than the
-difference they claim are flagged as noisy.
+report.json, plus latency.png and accuracy_size.png where matplotlib is installed. Models are
+timed interleaved, round-robin, so load from other programs spreads over all of them; results
+whose spread is wider than the difference they claim are flagged as noisy.
 
 Exit codes: 0 done; 2 bad usage, a broken run or bundle (missing or altered variant file, no
 evaluation set); 3 internal error; 130 interrupted.

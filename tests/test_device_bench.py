@@ -185,8 +185,8 @@ def test_export_keeps_each_variant_answers_on_the_eval_set(exported_run):
         np.testing.assert_array_equal(eval_set.variant_top1[name], top1, err_msg=name)
 
 
-def test_a_hot_throttled_pi_is_flagged_in_the_report_and_the_output(device_bundle, tmp_path, monkeypatch,
-                                                      capsys):
+def test_a_hot_throttled_pi_is_flagged_in_the_report_and_the_output(device_bundle, tmp_path,
+                                                                    monkeypatch, capsys):
     from benchmarks import thermal
     from tests.test_thermal import fake_sysfs, fake_vcgencmd
 
