@@ -14,6 +14,7 @@ evaluation set the bundle carries. One module per job:
 - :mod:`~benchmarks.timing` — warm-up, interleaved rounds, per-round medians
 - :mod:`~benchmarks.memory` / :mod:`~benchmarks.memprobe` — peak memory, one process per model
 - :mod:`~benchmarks.machine` — CPU, board, cores, load, versions, GPUs
+- :mod:`~benchmarks.thermal` — SoC temperature and throttle flags, before and after
 - :mod:`~benchmarks.report` / :mod:`~benchmarks.plots` — rows, verdicts, report.md/json, plots
 - :mod:`~benchmarks.demo` — building the demo run for ``--demo``
 - :mod:`~benchmarks.camera_loop` — the camera loop's stages, timed (``python -m``)

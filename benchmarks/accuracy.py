@@ -22,7 +22,8 @@ KERAS = "keras"
 def accuracy_pass(runners: dict[str, Runner], results: dict[str, ModelResult],
                   batches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
                   total: int, progress: bool = True) -> int:
-    """Fill ``accuracy`` and ``agreement`` of every result; return the number of images.
+    """Fill ``accuracy``, ``agreement`` and ``top1`` of every result; return the number of
+    images.
 
     Args:
         batches: ``(pixels uint8 (B, H, W, 3), labels (B,), keras_top1 (B,) or None)``;
@@ -31,6 +32,7 @@ def accuracy_pass(runners: dict[str, Runner], results: dict[str, ModelResult],
     """
     correct = dict.fromkeys(runners, 0)
     agree = dict.fromkeys(runners, 0)
+    answers: dict[str, list[np.ndarray]] = {name: [] for name in runners}
     n = 0
     with progress_bar(total * len(runners), "accuracy", progress) as bar:
         for pixels, labels, keras_top1 in batches:
@@ -40,8 +42,10 @@ def accuracy_pass(runners: dict[str, Runner], results: dict[str, ModelResult],
             for name in runners:
                 correct[name] += int(np.sum(top1[name] == np.asarray(labels)))
                 agree[name] += int(np.sum(top1[name] == reference))
+                answers[name].append(top1[name])
             n += len(pixels)
     for name, result in results.items():
         result.accuracy = correct[name] / n if n else 0.0
         result.agreement = agree[name] / n if n else 0.0
+        result.top1 = np.concatenate(answers[name]) if answers[name] else np.zeros(0, np.int64)
     return n

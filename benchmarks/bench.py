@@ -23,6 +23,7 @@ from benchmarks.machine import load_average, machine_info
 from benchmarks.memory import measure_memory
 from benchmarks.report import KERAS_ROWS, TFLITE_TIMING, assemble_report, write_report
 from benchmarks.runners import KerasCompiled, KerasPredict, Runner
+from benchmarks.thermal import snapshot, summarize
 from benchmarks.timing import ModelResult, TimingPlan, time_interleaved
 from common.progress import progress_bar
 from common.rundir import BENCH_DIR, EXPORT_DIR, MODEL, check_run, load_run
@@ -119,6 +120,7 @@ def benchmark(config: BenchConfig) -> BenchResult:
     runners.update(tflite)
     results.update(tflite_results)
 
+    heat_at_start = snapshot()  # after any --export: the heat it made shows in the reading
     if config.memory:
         with progress_bar(len(runners), "memory probes (one process each)",
                           config.progress) as bar:
@@ -140,9 +142,11 @@ def benchmark(config: BenchConfig) -> BenchResult:
 
     time_interleaved(runners, np.stack(timing_images), results,
                      TimingPlan(config.runs, config.warmup, config.repeats), config.progress)
+    thermal = summarize(heat_at_start, snapshot())
 
     report = assemble_report(
-        {"run": str(run)}, machine_info(threads, backend or "none", load_at_start, tf_threads),
+        {"run": str(run)},
+        machine_info(threads, backend or "none", load_at_start, tf_threads, thermal),
         config, threads, {"source": "split", "split": split, "images": n},
         {**KERAS_ROWS, "tflite": TFLITE_TIMING}, results)
     out = run / BENCH_DIR

@@ -7,12 +7,14 @@ What PATH holds decides. A run directory (edge-train + edge-export) gets the Ker
 every exported variant on the test split, into runs/pets/bench/. A bundle (a folder with
 manifest.json: the run's export/ folder, copied to a Raspberry Pi) gets every TFLite variant on
 the evaluation set export packed into it, with only the [edge] extra installed, into
-BUNDLE/bench/. Both measure top-1 accuracy and agreement with Keras, single-image latency
-(p50/p90/p99/mean, invoke() alone), throughput, size, load time and peak memory (a fresh
-process per model), and write report.md and report.json, plus latency.png and
-accuracy_size.png where matplotlib is installed. Models are timed interleaved, round-robin, so
-load from other programs spreads over all of them; results whose spread is wider than the
-difference they claim are flagged as noisy.
+BUNDLE/bench/; there each variant's answers are also compared with the ones it gave on the
+workstation at export. Both measure top-1 accuracy and agreement with Keras, single-image
+latency (p50/p90/p99/mean, invoke() alone), throughput, size, load time and peak memory (a
+fresh process per model), read the SoC temperature and throttling before and after (a
+throttled Raspberry Pi is flagged: its timings are pessimistic), and write report.md and
+report.json, plus latency.png and accuracy_size.png where matplotlib is installed. Models are
+timed interleaved, round-robin, so load from other programs spreads over all of them; results
+whose spread is wider than the difference they claim are flagged as noisy.
 
 Exit codes: 0 done; 2 bad usage, a broken run or bundle (missing or altered variant file, no
 evaluation set); 3 internal error; 130 interrupted.
@@ -78,11 +80,15 @@ def build_parser() -> Parser:
 
 def _print_result(result) -> None:
     from benchmarks.report import format_table
+    from benchmarks.thermal import throttle_warning
 
     print(format_table(result.report))
     print()
     for line in result.report["verdicts"].values():
         print(line)
+    thermal = result.report["machine"]["thermal"]
+    if thermal["throttled"]:
+        print(throttle_warning(thermal))
     print(f"report: {result.out / 'report.md'}")
 
 

@@ -3,7 +3,9 @@
 TensorFlow-free by design (a Raspberry Pi installed with ``pip install ".[edge]"`` has no
 TensorFlow): accuracy and agreement with Keras come from the evaluation set export packed into
 the bundle (``eval_set.npz``: the preprocessed uint8 pixels it verified with, their labels and
-Keras's top-1), so on the same machine type they equal what export measured. Latency
+Keras's top-1), so on the same machine type they equal what export measured. Each variant's
+answers are also compared with the ones it gave on the workstation at export (the same file):
+the check that this machine's kernels compute what export verified. Latency
 (``invoke()`` only, interleaved, after warm-up), throughput, size, peak memory and load time
 (a fresh process per variant) and the board and CPU go to ``BUNDLE/bench/``.
 """
@@ -13,13 +15,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from benchmarks.accuracy import accuracy_pass
 from benchmarks.bundle import load_bundle, open_variants
 from benchmarks.config import BenchConfig, BenchError, BenchResult, validate
 from benchmarks.machine import load_average, machine_info
 from benchmarks.memory import measure_memory
 from benchmarks.report import TFLITE_TIMING, assemble_report, write_report
-from benchmarks.timing import TimingPlan, time_interleaved
+from benchmarks.thermal import snapshot, summarize
+from benchmarks.timing import ModelResult, TimingPlan, time_interleaved
 from common.progress import progress_bar
 from common.rundir import BENCH_DIR
 from edge_runtime.errors import EdgeError
@@ -65,6 +70,16 @@ def eval_batches(eval_set: EvalSet, size: int = EVAL_BATCH):
                eval_set.keras_top1[start:stop])
 
 
+def workstation_agreement(result: ModelResult, eval_set: EvalSet) -> dict | None:
+    """``{"same", "images"}``: on how many evaluation images the variant's answer here was the
+    one it gave on the workstation at export; None for a bundle exported before those were
+    kept (or a variant they were not kept for). A difference is reported, not an error."""
+    answers = eval_set.variant_top1.get(result.model)
+    if answers is None or result.top1 is None:
+        return None
+    return {"same": int(np.sum(result.top1 == answers)), "images": len(answers)}
+
+
 def bench_bundle(config: BenchConfig) -> BenchResult:
     """Benchmark every variant of the bundle ``config.path``; write ``BUNDLE/bench/``.
 
@@ -83,6 +98,7 @@ def bench_bundle(config: BenchConfig) -> BenchResult:
     eval_set = load_eval_set(bundle, manifest)
     threads = config.threads or available_cores()
     load_at_start = load_average()
+    heat_at_start = snapshot()
     runners, results, backend = open_variants(bundle, manifest, threads, config.backend)
     log.info("benchmarking %d variant(s) of %s on %d image(s), %d thread(s), backend %s",
              len(runners), bundle, len(eval_set), threads, backend)
@@ -95,12 +111,16 @@ def bench_bundle(config: BenchConfig) -> BenchResult:
                 bar.update()
 
     accuracy_pass(runners, results, eval_batches(eval_set), len(eval_set), config.progress)
+    for result in results.values():
+        result.details["workstation_agreement"] = workstation_agreement(result, eval_set)
     time_interleaved(runners, eval_set.pixels,
                      results, TimingPlan(config.runs, config.warmup, config.repeats),
                      config.progress)
+    thermal = summarize(heat_at_start, snapshot())
 
     report = assemble_report(
-        {"bundle": str(bundle)}, machine_info(threads, backend or "none", load_at_start), config,
+        {"bundle": str(bundle)},
+        machine_info(threads, backend or "none", load_at_start, thermal=thermal), config,
         threads, {"source": "bundle", "file": manifest.eval_set.file,
                   "split": manifest.eval_set.split, "images": len(eval_set),
                   "export_images": manifest.num_eval},

@@ -89,11 +89,12 @@ def gpu_names() -> list[str]:
 
 
 def machine_info(threads: int, backend: str, load: list[float] | None,
-                 tensorflow_threads: int | None = None) -> dict:
+                 tensorflow_threads: int | None = None, thermal: dict | None = None) -> dict:
     """The machine, library and backend versions and thread settings, for the report.
 
     ``tensorflow``, ``keras``, ``tensorflow_threads`` and ``gpus`` are filled only when
-    TensorFlow is already loaded (None and [] otherwise).
+    TensorFlow is already loaded (None and [] otherwise); ``thermal`` is
+    :func:`benchmarks.thermal.summarize` of the readings before and after the measurement.
     """
     tf = sys.modules.get("tensorflow")
     keras = sys.modules.get("keras")
@@ -114,6 +115,7 @@ def machine_info(threads: int, backend: str, load: list[float] | None,
         "threads": threads,
         "tensorflow_threads": tensorflow_threads,
         "load_average": load,
+        "thermal": thermal,
     }
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.machine import describe
+from benchmarks.thermal import describe_thermal
 from benchmarks.timing import ModelResult
 from common.formatting import signed
 from edge_runtime.fileio import write_json, write_text
@@ -157,15 +158,32 @@ def _num(value, fmt: str) -> str:
     return "n/a" if value is None else format(value, fmt)
 
 
+def _same_answers(agreement: dict | None) -> str:
+    """A ``workstation_agreement`` cell: ``300/300``, ``298/300 ⚠`` or ``n/a``."""
+    if agreement is None:
+        return "n/a"
+    flag = "" if agreement["same"] == agreement["images"] else " ⚠"
+    return f"{agreement['same']}/{agreement['images']}{flag}"
+
+
+def _on_device(report: dict) -> bool:
+    """Whether the report is the device bench's (a bundle's evaluation set)."""
+    return report["eval"].get("source") == "bundle"
+
+
 def format_table(report: dict) -> str:
     """The Markdown table of report.md, also printed at the end of ``edge-bench``."""
-    header = ("model", "accuracy", "agreement", "size MB", "p50 ms", "p90 ms", "p99 ms",
-              "mean ms", "repeat medians min/med/max ms", "img/s", "peak RSS MB", "load s")
+    device = _on_device(report)
+    header = ("model", "accuracy", "agreement",
+              *(("same as workstation",) if device else ()), "size MB", "p50 ms", "p90 ms",
+              "p99 ms", "mean ms", "repeat medians min/med/max ms", "img/s", "peak RSS MB",
+              "load s")
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for row in report["rows"]:
         lat, spread = row["latency_ms"], row["spread_ms"]
         flag = " ⚠ noisy" if row["noisy"] else ""
-        cells = (row["model"], f"{row['accuracy']:.3f}", f"{row['agreement']:.3f}",
+        same = (_same_answers(row.get("workstation_agreement")),) if device else ()
+        cells = (row["model"], f"{row['accuracy']:.3f}", f"{row['agreement']:.3f}", *same,
                  _mb(row["size_bytes"]), f"{lat['p50']:.2f}", f"{lat['p90']:.2f}",
                  f"{lat['p99']:.2f}", f"{lat['mean']:.2f}",
                  f"{spread['min']:.2f} / {spread['median']:.2f} / {spread['max']:.2f}{flag}",
@@ -173,6 +191,34 @@ def format_table(report: dict) -> str:
                  _num(row["load_seconds"], ".3f"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def workstation_lines(report: dict) -> list[str]:
+    """report.md's paragraph on "same as workstation": what the column means, and each variant
+    whose answers here differ from the workstation's, or why the column is unavailable."""
+    if not _on_device(report):
+        return []
+    lines = ["**same as workstation**: on how many evaluation images each variant gave the "
+             "answer it gave on the workstation at export (the same pixels, through the same "
+             "edge runtime): the check that this machine's kernels compute what export "
+             "verified."]
+    missing = []
+    for row in report["rows"]:
+        agreement = row.get("workstation_agreement")
+        if agreement is None:
+            missing.append(row["model"])
+        elif agreement["same"] != agreement["images"]:
+            lines.append(
+                f"⚠ {row['model']}: same answers as the workstation on {agreement['same']} of "
+                f"{agreement['images']} images. Not an error: this machine's kernels round "
+                "differently from the workstation's; accuracy and agreement above show what "
+                "it costs.")
+    if missing:
+        lines.append(f"Same answers as the workstation: not available for {', '.join(missing)}"
+                     ": the bundle's evaluation set holds no workstation answers for "
+                     f"{'it' if len(missing) == 1 else 'them'} (exported by an older "
+                     "edge-export; re-export to get this check).")
+    return lines
 
 
 def _data_sentence(report: dict) -> str:
@@ -200,6 +246,7 @@ def format_markdown(report: dict) -> str:
         "",
         describe(report["machine"]),
         "",
+        *(f"{line}\n" for line in describe_thermal(report["machine"].get("thermal"))),
         f"{_data_sentence(report)} Timing: {s['warmup']} warm-up then {s['runs']} timed "
         f"single-image inferences per model, interleaved round-robin in {s['repeats']} "
         "repeats. Latency percentiles pool every timed run; speed ratios and the noise check "
@@ -208,6 +255,7 @@ def format_markdown(report: dict) -> str:
         "",
         format_table(report),
         "",
+        *(f"{line}\n" for line in workstation_lines(report)),
         "What each row times:",
         *(f"- **{name}**: {KERAS_ROWS[name]}" for name in keras_rows),
         f"- **{', '.join(tflite_rows)}**: {TFLITE_TIMING}.",

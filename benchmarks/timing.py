@@ -31,6 +31,8 @@ class ModelResult:
     size_bytes: int
     accuracy: float = 0.0
     agreement: float = 0.0
+    top1: np.ndarray | None = None
+    """The model's answer for each image of the accuracy pass, in order (not in the report)."""
     latencies_ms: list[float] = field(default_factory=list)
     repeat_medians_ms: list[float] = field(default_factory=list)
     loop_seconds: float = 0.0

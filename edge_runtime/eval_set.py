@@ -1,15 +1,19 @@
 """The evaluation set a bundle carries, so a device can measure accuracy without the dataset.
 
 ``edge-export`` saves the preprocessed pixels it verified every variant with (uint8, exactly
-what the models were fed), the true class of each image and Keras's top-1 for it. On a device,
-``edge-bench BUNDLE`` then computes accuracy and agreement with Keras from this file alone: no
-TensorFlow, no image folder, no decoding differences. A ``.npz`` archive read with numpy.
+what the models were fed), the true class of each image, Keras's top-1 for it and each
+variant's own top-1 on the workstation. On a device, ``edge-bench BUNDLE`` then computes
+accuracy, agreement with Keras and whether each variant gives the answers it gave on the
+workstation from this file alone: no TensorFlow, no image folder, no decoding differences.
+A ``.npz`` archive read with numpy: ``pixels``, ``labels``, ``keras_top1`` and one
+``answers_<variant>`` array per variant (absent in bundles exported before they were kept).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +21,8 @@ import numpy as np
 from edge_runtime.errors import ManifestError
 
 EVAL_SET_FILE = "eval_set.npz"
+ANSWERS_PREFIX = "answers_"
+"""``answers_<variant>`` in the archive: that variant's top-1 on the workstation, at export."""
 DEFAULT_SAMPLES = 300
 """How many images export puts in the bundle unless told otherwise (stratified)."""
 
@@ -31,6 +37,9 @@ class EvalSet:
     """int (N,): the true class index of each image."""
     keras_top1: np.ndarray
     """int (N,): the class the Keras model chose for each image."""
+    variant_top1: Mapping[str, np.ndarray] = field(default_factory=dict)
+    """Variant name → int (N,): the class that variant chose for each image on the
+    workstation, through the edge runtime; empty for a bundle exported before they were kept."""
 
     def __post_init__(self) -> None:
         n = len(self.pixels)
@@ -40,6 +49,9 @@ class EvalSet:
         if len(self.labels) != n or len(self.keras_top1) != n:
             raise ValueError(f"eval set: {n} images but {len(self.labels)} labels and "
                              f"{len(self.keras_top1)} Keras answers")
+        for name, answers in self.variant_top1.items():
+            if len(answers) != n:
+                raise ValueError(f"eval set: {n} images but {len(answers)} answers of {name}")
 
     def __len__(self) -> int:
         return len(self.pixels)
@@ -51,7 +63,9 @@ class EvalSet:
         def write(tmp: str) -> None:
             with open(tmp, "wb") as f:
                 np.savez_compressed(f, pixels=self.pixels, labels=self.labels,
-                                    keras_top1=self.keras_top1)
+                                    keras_top1=self.keras_top1,
+                                    **{ANSWERS_PREFIX + name: answers
+                                       for name, answers in self.variant_top1.items()})
 
         return atomic_write(path, write)
 
@@ -60,8 +74,10 @@ class EvalSet:
         """Read an eval set; raises :class:`ManifestError` when it is missing or damaged."""
         try:
             with np.load(path, allow_pickle=False) as data:
+                answers = {key[len(ANSWERS_PREFIX):]: np.asarray(data[key])
+                           for key in data.files if key.startswith(ANSWERS_PREFIX)}
                 return cls(np.asarray(data["pixels"]), np.asarray(data["labels"]),
-                           np.asarray(data["keras_top1"]))
+                           np.asarray(data["keras_top1"]), answers)
         except FileNotFoundError:
             raise ManifestError(f"{path} does not exist: re-run edge-export") from None
         except (OSError, KeyError, ValueError) as exc:

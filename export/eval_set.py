@@ -1,16 +1,27 @@
 """The evaluation set a bundle carries (``eval_set.npz``): which images, and collecting them.
 
 A stratified sample of the evaluation split, kept as the very uint8 pixels verification fed
-the models, with their true classes and Keras's top-1, so a device measures accuracy and
-agreement with Keras without TensorFlow or the image folder (:mod:`edge_runtime.eval_set`).
+the models, with their true classes, Keras's top-1 and each variant's top-1 here, so a device
+measures accuracy and agreement with Keras, and checks that its kernels give the answers the
+workstation's gave, without TensorFlow or the image folder (:mod:`edge_runtime.eval_set`).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 
+from edge_runtime.classifier import Classifier
 from edge_runtime.eval_set import EvalSet, stratified_indices
+from edge_runtime.quiet import quiet_output
 from export.images import Batch
+
+ANSWER_BATCH = 64
+"""Images converted to float32 at a time while recording answers: memory stays at a batch."""
 
 
 class EvalSetCollector:
@@ -39,3 +50,25 @@ class EvalSetCollector:
         return EvalSet(np.concatenate(self._pixels),
                        np.concatenate(self._labels).astype(np.int64),
                        np.concatenate(self._keras).astype(np.int64))
+
+
+def with_variant_answers(eval_set: EvalSet, variants: Mapping[str, Path],
+                         labels_path: str | os.PathLike, threads: int | None = None) -> EvalSet:
+    """``eval_set`` with each variant's top-1 on its images (``variant_top1``).
+
+    Each variant runs through the edge runtime's :class:`Classifier`, fed float32 pixels one
+    image at a time, as ``edge-bench BUNDLE`` feeds it on the device: the same answers on a
+    device mean its kernels compute what this machine's did.
+
+    Args:
+        variants: name → ``.tflite`` file of the bundle being built.
+        labels_path: the bundle's own ``labels.txt``.
+    """
+    answers = {}
+    for name, path in variants.items():
+        with quiet_output():  # the interpreter's "Created XNNPACK delegate" line
+            classifier = Classifier(path, labels_path=labels_path, threads=threads)
+        answers[name] = np.concatenate([
+            classifier.predict(eval_set.pixels[i:i + ANSWER_BATCH].astype(np.float32)).argmax(1)
+            for i in range(0, len(eval_set), ANSWER_BATCH)]).astype(np.int64)
+    return replace(eval_set, variant_top1=answers)

@@ -36,7 +36,7 @@ from export.bundle import LABELS_FILE, staged_bundle, write_labels, write_varian
 from export.calibration import load_calibration
 from export.convert import convert, selective_int8
 from export.errors import ExportError
-from export.eval_set import EvalSetCollector
+from export.eval_set import EvalSetCollector, with_variant_answers
 from export.formats import DEFAULT_FORMATS, FORMATS, INT8_IO_TYPES, SELECTIVE
 from export.images import iter_batches
 from export.quant_debug import REPORT_FILE, quantization_report, report_csv
@@ -187,6 +187,7 @@ def export(config: ExportConfig) -> ExportResult:
         eval_set = collector.result()
         eval_set_entry = None
         if eval_set is not None:
+            eval_set = with_variant_answers(eval_set, files, folder / LABELS_FILE, config.threads)
             eval_set.save(folder / EVAL_SET_FILE)
             eval_set_entry = EvalSet(EVAL_SET_FILE, len(eval_set), eval_split)
 

@@ -18,11 +18,21 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def benched(exported_run, tmp_path_factory):
-    """A copy of the exported tiny run after one short ``edge-bench``, and what it printed."""
+    """A copy of the exported tiny run after one short ``edge-bench``, and what it printed.
+
+    It runs on a fake Raspberry Pi that reaches its soft temperature limit during the run
+    (a thermal zone in a folder, a ``vcgencmd`` on PATH: see tests/test_thermal.py)."""
+    from benchmarks import thermal
+    from tests.test_thermal import fake_sysfs, fake_vcgencmd
+
     run = tmp_path_factory.mktemp("bench") / "tiny"
     shutil.copytree(exported_run, run)
+    fake = tmp_path_factory.mktemp("pi")
     out = io.StringIO()
-    with contextlib.redirect_stdout(out):
+    with pytest.MonkeyPatch.context() as monkeypatch, contextlib.redirect_stdout(out):
+        monkeypatch.setattr(thermal, "THERMAL_ROOT",
+                            fake_sysfs(fake / "sys", [("cpu-thermal", "79000")]))
+        fake_vcgencmd(fake / "bin", monkeypatch, "0x0", "0x80008")
         code = main([str(run), "--runs", "6", "--repeats", "2", "--warmup", "2",
                      "--no-progress"])
     return run, code, out.getvalue()
@@ -71,6 +81,22 @@ def test_report_md_has_table_verdicts_and_timing_notes(benched):
         line = next(ln for ln in text.splitlines() if ln.startswith(f"- {name}: "))
         assert " pt accuracy, " in line and "× " in line and " than " in line
     assert "| int8 |" in printed and "int8: " in printed
+
+
+def test_the_workstation_bench_flags_a_throttled_run_too(benched):
+    run, _, printed = benched
+    report = json.loads((run / "bench" / "report.json").read_text(encoding="utf-8"))
+    heat = report["machine"]["thermal"]
+    assert heat["before"]["temperature"]["celsius"] == 79.0
+    assert heat["after"]["throttled"]["now"] == ["soft_temp_limit"]
+    assert heat["throttled"] is True
+    assert heat["reason"] == "soft temperature limit at the start or end of the run"
+    text = (run / "bench" / "report.md").read_text(encoding="utf-8")
+    warning = "⚠ throttled: soft temperature limit at the start or end of the run. The timings"
+    assert warning in text and warning in printed
+    # the workstation bench runs on the test split, which has no workstation answers to check
+    assert "same as workstation" not in text
+    assert all("workstation_agreement" not in row for row in report["rows"])
 
 
 def test_plots_are_png_files(benched):

@@ -33,8 +33,10 @@ QUICK = ["--runs", "4", "--repeats", "2", "--warmup", "1", "--no-progress"]
 @pytest.fixture(scope="module")
 def device_bundle(exported_run, tmp_path_factory) -> Path:
     """The run's export/ copied away from its run, with the whole test split as its eval set
-    (as edge-export writes it: uint8 pixels, labels, Keras top-1) and each variant's sha256."""
+    (as edge-export writes it: uint8 pixels, labels, Keras top-1, each variant's top-1) and
+    each variant's sha256."""
     from common.rundir import load_run
+    from export.eval_set import with_variant_answers
 
     bundle = tmp_path_factory.mktemp("pi") / "pets"
     shutil.copytree(exported_run / "export", bundle)
@@ -45,7 +47,9 @@ def device_bundle(exported_run, tmp_path_factory) -> Path:
                        for p in splits.paths(split)])
     # the same call export makes on the same images: the same Keras answers
     keras_top1 = model.predict(pixels.astype(np.float32), batch_size=32, verbose=0).argmax(1)
-    EvalSet(pixels, np.asarray(splits.labels[split]), keras_top1).save(bundle / EVAL_SET_FILE)
+    with_variant_answers(EvalSet(pixels, np.asarray(splits.labels[split]), keras_top1),
+                         {name: bundle / v.file for name, v in manifest.variants.items()},
+                         bundle / "labels.txt").save(bundle / EVAL_SET_FILE)
     variants = {name: replace(v, sha256=sha256(bundle / v.file))
                 for name, v in manifest.variants.items()}
     replace(manifest, variants=variants,
@@ -114,6 +118,109 @@ def test_report_files_rows_and_verdicts(device_benched, device_bundle):
     assert "evaluation set" in text and "| int8 |" in text and "model.predict" not in text
     assert "Memory was not measured" in text
     assert "| int8 |" in printed and "int8: " in printed and "report: " in printed
+
+
+def test_each_variant_gives_the_answers_it_gave_on_the_workstation(device_benched,
+                                                                  device_bundle):
+    _, report, printed = device_benched
+    images = len(EvalSet.load(device_bundle / EVAL_SET_FILE))
+    for row in report["rows"]:
+        assert row["workstation_agreement"] == {"same": images, "images": images}, row["model"]
+    text = (device_bundle / "bench" / "report.md").read_text(encoding="utf-8")
+    header = next(line for line in text.splitlines() if line.startswith("| model |"))
+    assert "| agreement | same as workstation | size MB |" in header
+    int8 = next(line for line in text.splitlines() if line.startswith("| int8 |"))
+    assert int8.split(" | ")[3] == f"{images}/{images}"
+    assert "⚠ int8: same answers" not in text and "not available for" not in text
+    assert "same as workstation" in printed
+
+
+def test_a_variant_that_answers_differently_is_shown_not_an_error(device_bundle, tmp_path,
+                                                                 capsys):
+    bundle = _copy(device_bundle, tmp_path)
+    eval_set = EvalSet.load(bundle / EVAL_SET_FILE)
+    answers = dict(eval_set.variant_top1)
+    # as if the workstation had answered otherwise on two images
+    answers["int8"] = answers["int8"].copy()
+    answers["int8"][:2] = (answers["int8"][:2] + 1) % len(Manifest.load(bundle).labels)
+    replace(eval_set, variant_top1=answers).save(bundle / EVAL_SET_FILE)
+    assert main([str(bundle), *QUICK, "--no-memory"]) == 0
+    report = json.loads((bundle / "bench" / "report.json").read_text(encoding="utf-8"))
+    rows = {row["model"]: row for row in report["rows"]}
+    n = len(eval_set)
+    assert rows["int8"]["workstation_agreement"] == {"same": n - 2, "images": n}
+    assert rows["fp32"]["workstation_agreement"] == {"same": n, "images": n}
+    text = (bundle / "bench" / "report.md").read_text(encoding="utf-8")
+    assert f" | {n - 2}/{n} ⚠ | " in text
+    assert f"⚠ int8: same answers as the workstation on {n - 2} of {n} images. Not an error" \
+        in text
+    assert f"{n - 2}/{n} ⚠" in capsys.readouterr().out
+
+
+def test_an_older_bundle_without_workstation_answers_still_benches(device_bundle, tmp_path):
+    bundle = _copy(device_bundle, tmp_path)
+    eval_set = EvalSet.load(bundle / EVAL_SET_FILE)
+    # an eval_set.npz as edge-export wrote it before it kept each variant's answers
+    with (bundle / EVAL_SET_FILE).open("wb") as f:
+        np.savez_compressed(f, pixels=eval_set.pixels, labels=eval_set.labels,
+                            keras_top1=eval_set.keras_top1)
+    assert main([str(bundle), *QUICK, "--no-memory"]) == 0
+    report = json.loads((bundle / "bench" / "report.json").read_text(encoding="utf-8"))
+    assert [row["workstation_agreement"] for row in report["rows"]] == [None] * 3
+    text = (bundle / "bench" / "report.md").read_text(encoding="utf-8")
+    assert " | n/a | " in text
+    assert ("Same answers as the workstation: not available for fp32, fp16, int8: the bundle's "
+            "evaluation set holds no workstation answers for them") in text
+
+
+def test_export_keeps_each_variant_answers_on_the_eval_set(exported_run):
+    bundle = exported_run / "export"
+    manifest = Manifest.load(bundle)
+    eval_set = EvalSet.load(bundle / EVAL_SET_FILE)
+    assert set(eval_set.variant_top1) == set(manifest.variants) == {"fp32", "fp16", "int8"}
+    for name, variant in manifest.variants.items():
+        # what the device bench computes: float32 pixels through the edge runtime
+        top1 = Classifier(bundle / variant.file).predict(
+            eval_set.pixels.astype(np.float32)).argmax(1)
+        np.testing.assert_array_equal(eval_set.variant_top1[name], top1, err_msg=name)
+
+
+def test_a_hot_throttled_pi_is_flagged_in_the_report_and_the_output(device_bundle, tmp_path,
+                                                                    monkeypatch, capsys):
+    from benchmarks import thermal
+    from tests.test_thermal import fake_sysfs, fake_vcgencmd
+
+    monkeypatch.setattr(thermal, "THERMAL_ROOT",
+                        fake_sysfs(tmp_path / "sys", [("cpu-thermal", "82345")]))
+    fake_vcgencmd(tmp_path / "bin", monkeypatch, "0x0", "0x50005")
+    bundle = _copy(device_bundle, tmp_path)
+    assert main([str(bundle), *QUICK, "--no-memory"]) == 0
+    report = json.loads((bundle / "bench" / "report.json").read_text(encoding="utf-8"))
+    heat = report["machine"]["thermal"]
+    assert heat["before"]["throttled"]["value"] == "0x0"
+    assert heat["after"]["throttled"]["value"] == "0x50005"
+    assert heat["after"]["temperature"] == {"celsius": 82.3, "zone": "thermal_zone0",
+                                            "type": "cpu-thermal"}
+    assert heat["throttled"] is True
+    assert heat["reason"] == "under-voltage, throttled at the start or end of the run"
+    text = (bundle / "bench" / "report.md").read_text(encoding="utf-8")
+    assert "82.3 °C after; `vcgencmd get_throttled`: 0x0 before, 0x50005 after: throttled." \
+        in text
+    warning = ("⚠ throttled: under-voltage, throttled at the start or end of the run. The "
+               "timings are pessimistic")
+    assert warning in text and warning in capsys.readouterr().out
+
+
+def test_the_report_says_what_it_read_of_the_heat(device_benched, device_bundle):
+    _, report, _ = device_benched
+    heat = report["machine"]["thermal"]
+    assert set(heat) == {"before", "after", "throttled", "reason"}
+    text = (device_bundle / "bench" / "report.md").read_text(encoding="utf-8")
+    line = next(ln for ln in text.splitlines() if ln.startswith("Thermal: "))
+    if heat["before"]["temperature"] is None:  # this machine has no thermal zone: said so
+        assert "SoC temperature: not available" in line
+    if heat["before"]["throttled"] is None:
+        assert "throttling flags: not available" in line
 
 
 BLOCKER = textwrap.dedent('''
