@@ -195,7 +195,7 @@ def export(config: ExportConfig) -> ExportResult:
         failures = []
         for name, path in files.items():
             measured = evaluation.variants[name]
-            extra = dict(extras[name])
+            extra = {**extras[name], **evaluation.paired[name]}
             if name == SELECTIVE.name and "int8" in evaluation.variants:
                 extra["recovered_points"] = round(
                     100 * (measured["accuracy"] - evaluation.variants["int8"]["accuracy"]), 2)

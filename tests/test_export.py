@@ -17,6 +17,7 @@ from export.cli import main
 from export.errors import ExportError
 from export.exporter import ExportConfig
 from export.formats import FORMATS, parse_formats
+from export.verify import mcnemar_p
 from train.splits import Splits
 
 MANIFEST_KEYS = ("input", "labels", "variants", "keras_accuracy", "eval_split", "source")
@@ -43,6 +44,11 @@ def test_manifest_holds_the_contract_and_variants_match_it(exported_run):
         assert classifier.input_dtype.name == entry["input_dtype"] == expected_io[name]
         assert classifier.output_dtype.name == entry["output_dtype"] == expected_io[name]
         assert 0.0 <= entry["accuracy"] <= 1.0 and 0.0 <= entry["agreement"] <= 1.0
+        # the paired counts are the accuracy difference, image by image
+        won, lost = entry["variant_only_correct"], entry["keras_only_correct"]
+        assert entry["accuracy_drop_points"] == \
+            pytest.approx(100 * (lost - won) / manifest["num_eval"], abs=0.01)
+        assert entry["mcnemar_p"] == mcnemar_p(lost, won)
     assert manifest["variants"]["int8"]["input_quantization"]["scale"] > 0
     sizes = {n: e["bytes"] for n, e in manifest["variants"].items()}
     assert sizes["int8"] < sizes["fp16"] < sizes["fp32"]
@@ -101,17 +107,29 @@ def test_too_small_calibration_is_exit_2_unless_forced(run_copy, capsys):
 @pytest.mark.long
 def test_accuracy_drop_guard_fires_only_past_the_limit(run_copy, capsys, monkeypatch):
     real_evaluate = exporter.evaluate
+    seen = {}
 
     def lossy_evaluate(*args, **kwargs):
         evaluation = real_evaluate(*args, **kwargs)
-        evaluation.variants["fp16"]["accuracy"] -= 0.05  # a variant 5 points worse than Keras
+        n = seen["n"] = evaluation.num_eval  # fp16 now loses one image more than it did
+        evaluation.variants["fp16"]["accuracy"] -= 1 / n
+        paired = evaluation.paired["fp16"]
+        paired["keras_only_correct"] += 1
+        paired["mcnemar_p"] = mcnemar_p(paired["keras_only_correct"],
+                                        paired["variant_only_correct"])
+        seen["paired"] = paired
         return evaluation
 
     monkeypatch.setattr(exporter, "evaluate", lossy_evaluate)
-    assert main([str(run_copy), "--formats", "fp16", "--max-accuracy-drop", "4.9",
+    assert main([str(run_copy), "--formats", "fp16", "--max-accuracy-drop", "0",
                  "--no-progress"]) == 1
-    assert "fp16 lost more than 4.9 accuracy point" in capsys.readouterr().err
-    assert main([str(run_copy), "--formats", "fp16", "--max-accuracy-drop", "5.1",
+    err = capsys.readouterr().err
+    assert "fp16 lost more than 0 accuracy point" in err
+    won, lost = seen["paired"]["variant_only_correct"], seen["paired"]["keras_only_correct"]
+    assert f"(won {won}, lost {lost}), within noise (McNemar p = " in err  # one image is noise
+    drop = Manifest.load(run_copy / "export").variants["fp16"].accuracy_drop_points
+    assert drop > 0
+    assert main([str(run_copy), "--formats", "fp16", "--max-accuracy-drop", f"{drop + 0.1}",
                  "--no-progress"]) == 0
 
 
