@@ -56,10 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accuracy points a variant may lose against Keras; more fails the export")
     p.add_argument("--debug-quant", action="store_true",
                    help="write quant_report.csv: per-layer int8 error (QuantizationDebugger), "
-                        "worst first")
+                        "worst first, each layer signal or noise against the rounding floor")
     p.add_argument("--keep-float", type=non_negative_int, default=0, metavar="N",
-                   help="also export int8 with the N most damaged layers left in float and "
-                        "report the accuracy it recovers")
+                   help="also export int8 with at most N layers left in float, only layers "
+                        "clearly above the rounding-noise floor (none if none is), and report "
+                        "the accuracy it recovers")
     p.add_argument("--eval-samples", type=non_negative_int, default=DEFAULT_SAMPLES, metavar="N",
                    help="evaluation-split images (stratified) saved in the bundle as "
                         "eval_set.npz for on-device accuracy checks; 0: none")
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
 
         from export.exporter import ExportConfig, export
-        from export.table import format_table, guard_message
+        from export.table import format_quant_report, format_table, guard_message
 
         config = ExportConfig(run=args.run, formats=args.formats,
                               calibration_samples=args.calibration_samples,
@@ -106,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
                               eval_samples=args.eval_samples, threads=args.threads,
                               seed=args.seed, progress=args.progress)
         result = export(config)
+        if result.quant_report is not None:
+            print(format_quant_report(result.quant_report))
         print(format_table(result.manifest))
         print(f"bundle: {result.out} ({result.manifest.extra['export_seconds']:.0f} s)")
         if result.failures:  # a loss within noise fails too: the limit is the user's to set

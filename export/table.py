@@ -6,6 +6,7 @@ from __future__ import annotations
 from common.formatting import signed
 from edge_runtime.manifest import Manifest, Variant
 from export.metadata import mediapipe_line
+from export.quant_debug import NOISE_FLOOR, REPORT_FILE, SIGNAL_FACTOR, QuantReport
 from export.verify import SIGNIFICANCE_LEVEL, difference_kind
 
 PAIRED_NOTE = ("won/lost: {split} images only the variant / only Keras got right; p: exact "
@@ -81,6 +82,49 @@ def _paired(v: Variant) -> tuple[int, int, float] | None:
     if not all(k in v.extra for k in keys):
         return None
     return int(v.extra[keys[0]]), int(v.extra[keys[1]]), float(v.extra[keys[2]])
+
+
+SHOWN_SIGNAL_LAYERS = 10
+"""Signal layers listed by name in the printed report; the CSV has them all."""
+
+
+def format_quant_report(report: QuantReport) -> str:
+    """What ``--debug-quant`` and ``--keep-float`` found, for people: the layers that stand out
+    above the rounding-noise floor (or, plainly, that none does and what helps instead), and
+    which layers were kept in float."""
+    rows, signal = report.rows, report.signal
+    lines = [f"{REPORT_FILE}: {len(rows)} int8 layer(s) against the rounding-noise floor "
+             f"(rmse/scale {NOISE_FLOOR:.3f} = 1/√12; signal from {SIGNAL_FACTOR:g}× it)"]
+    noise = [r for r in rows if r not in signal]
+    if signal:
+        for r in signal[:SHOWN_SIGNAL_LAYERS]:
+            lines.append(f"  signal  {r['times_floor']:6.2f}× floor  rmse/scale "
+                         f"{r['rmse_over_scale']:.3f}  {short_tensor_name(r['tensor_name'])}")
+        if len(signal) > SHOWN_SIGNAL_LAYERS:
+            lines.append(f"  ... and {len(signal) - SHOWN_SIGNAL_LAYERS} more signal layer(s) "
+                         f"in {REPORT_FILE}")
+        if noise:
+            lines.append(f"  the other {len(noise)} layer(s) are noise (at most "
+                         f"{noise[0]['times_floor']:.2f}× the floor)")
+    elif rows:
+        low, high = rows[-1]["rmse_over_scale"], rows[0]["rmse_over_scale"]
+        lines.append(f"no layer stands out: every layer's rmse/scale is {low:.2f}–{high:.2f} "
+                     f"(at most {rows[0]['times_floor']:.2f}× the floor), rounding noise. "
+                     "Keeping layers in float will not help; what can: more calibration images "
+                     "(--calibration-samples) or quantization-aware training")
+    if report.requested:
+        kept = ", ".join(short_tensor_name(t) for t in report.float_layers)
+        asked = f"--keep-float {report.requested}"
+        if not report.float_layers:
+            lines.append(f"{asked}: no layer stands out above the noise floor, so none was kept "
+                         "in float (no int8_keepfloat variant)")
+        elif len(report.float_layers) < report.requested:
+            lines.append(f"{asked}: only {len(report.float_layers)} layer(s) stand out above "
+                         f"the noise floor; kept those in float (int8_keepfloat): {kept}")
+        else:
+            lines.append(f"{asked}: kept the {len(report.float_layers)} worst signal layer(s) "
+                         f"in float (int8_keepfloat): {kept}")
+    return "\n".join(lines)
 
 
 def short_tensor_name(name: str) -> str:

@@ -11,12 +11,13 @@ import pytest
 
 from edge_runtime.classifier import Classifier
 from edge_runtime.manifest import Manifest
-from export import exporter
+from export import exporter, quant_debug
 from export.calibration import calibration_files, check_calibration
 from export.cli import main
 from export.errors import ExportError
 from export.exporter import ExportConfig
 from export.formats import FORMATS, parse_formats
+from export.quant_debug import verdict
 from export.verify import mcnemar_p
 from train.splits import Splits
 
@@ -134,18 +135,36 @@ def test_accuracy_drop_guard_fires_only_past_the_limit(run_copy, capsys, monkeyp
 
 
 @pytest.mark.long
-def test_debug_report_and_selective_quantization(run_copy):
-    result = exporter.export(ExportConfig(run=str(run_copy), formats=("int8",),
-                                          calibration_samples=40, debug_quant=True, keep_float=2,
-                                          max_accuracy_drop=100, progress=False))
+def test_debug_report_and_selective_quantization(run_copy, capsys, monkeypatch):
+    command = [str(run_copy), "--formats", "int8", "--calibration-samples", "40", "--debug-quant",
+               "--keep-float", "2", "--max-accuracy-drop", "100", "--no-progress"]
+    assert main(command) == 0
+    out = capsys.readouterr().out
     with open(run_copy / "export" / "quant_report.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) > 10
     errors = [float(r["rmse_over_scale"]) for r in rows]
     assert errors == sorted(errors, reverse=True)
-    variants = result.manifest.to_json()["variants"]
+    assert [r["verdict"] for r in rows] == [verdict(e) for e in errors]
+    assert f"\nquant_report.csv: {len(rows)} int8 layer(s) against the rounding-noise floor" \
+        in out
+    signal = [r["tensor_name"] for r in rows if r["verdict"] == "signal"]
+    variants = Manifest.load(run_copy / "export").to_json()["variants"]
+    # the tiny model's layers measure up to about 1.6× the floor: noise, so nothing is kept
+    assert ("int8_keepfloat" in variants) == bool(signal)
+    if not signal:
+        assert "no layer stands out" in out and "none was kept in float" in out
+
+    # With the bar lowered to the floor itself the worst layers count as signal, and the
+    # selective variant is built from the two worst.
+    monkeypatch.setattr(quant_debug, "SIGNAL_THRESHOLD", quant_debug.NOISE_FLOOR)
+    assert main(command) == 0
+    with open(run_copy / "export" / "quant_report.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    variants = Manifest.load(run_copy / "export").to_json()["variants"]
     selective = variants["int8_keepfloat"]
     assert selective["float_layers"] == [r["tensor_name"] for r in rows[:2]]
+    assert rows[1]["verdict"] == "signal"
     assert "recovered_points" in selective
     assert (run_copy / "export" / selective["file"]).is_file()
     # It keeps the int8 interface the camera feeds (uint8 by default); only an
