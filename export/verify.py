@@ -12,7 +12,6 @@ chance.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,8 +72,11 @@ def mcnemar_p(keras_only: int, variant_only: int) -> float:
     if keras_only < 0 or variant_only < 0:
         raise ValueError(f"counts must be ≥ 0, got {keras_only} and {variant_only}")
     n = keras_only + variant_only
-    tail = sum(math.comb(n, i) for i in range(min(keras_only, variant_only) + 1))
-    return min(1.0, 2 * tail / 2 ** n)  # exact integers; int / int rounds once, at the end
+    term = tail = 1  # comb(n, 0); each next term from the last, in exact integers
+    for i in range(min(keras_only, variant_only)):
+        term = term * (n - i) // (i + 1)
+        tail += term
+    return min(1.0, 2 * tail / 2 ** n)  # int / int rounds once, at the end
 
 
 def difference_kind(keras_only: int, variant_only: int, p: float) -> str:
