@@ -39,7 +39,13 @@ from export.errors import ExportError
 from export.eval_set import EvalSetCollector, with_variant_answers
 from export.formats import DEFAULT_FORMATS, FORMATS, INT8_IO_TYPES, SELECTIVE
 from export.images import iter_batches
-from export.quant_debug import REPORT_FILE, quantization_report, report_csv
+from export.quant_debug import (
+    REPORT_FILE,
+    QuantReport,
+    plan_float_layers,
+    quantization_report,
+    report_csv,
+)
 from export.table import short_tensor_name
 from export.verify import evaluate
 
@@ -65,7 +71,8 @@ class ExportConfig:
     debug_quant: bool = False
     """Write ``quant_report.csv``: per-layer int8 error, worst first."""
     keep_float: int = 0
-    """Also export int8 with this many of the most damaged layers left in float."""
+    """Also export int8 with at most this many of the most damaged layers left in float: only
+    layers above the rounding-noise floor (:mod:`export.quant_debug`), none if none is."""
     eval_samples: int = DEFAULT_SAMPLES
     """Evaluation images (stratified) saved into the bundle as ``eval_set.npz``; 0: none."""
     threads: int | None = None
@@ -78,11 +85,13 @@ class ExportConfig:
 
 @dataclass
 class ExportResult:
-    """The manifest written and the variants that lost too much accuracy."""
+    """The manifest written, the variants that lost too much accuracy, the debugger's report."""
 
     out: Path
     manifest: Manifest
     failures: list[str] = field(default_factory=list)
+    quant_report: QuantReport | None = None
+    """The quantization debugger's findings, with ``--debug-quant`` or ``--keep-float``."""
 
 
 def _validate(config: ExportConfig) -> None:
@@ -156,12 +165,14 @@ def export(config: ExportConfig) -> ExportResult:
             convert_seconds[name] = round(time.time() - t0, 2)
 
         extras: dict[str, dict] = {name: {} for name in files}
+        quant = None
         if config.debug_quant or config.keep_float:
             log.info("running the quantization debugger ...")
             rows = quantization_report(model, cal_pixels)
             write_text(folder / REPORT_FILE, report_csv(rows))
-            if config.keep_float:
-                keep = [r["tensor_name"] for r in rows[:config.keep_float] if r["tensor_name"]]
+            quant = plan_float_layers(rows, config.keep_float)  # signal layers only
+            if quant.float_layers:
+                keep = list(quant.float_layers)
                 log.info("re-exporting int8 with %d layer(s) in float: %s", len(keep),
                          ", ".join(short_tensor_name(t) for t in keep))
                 t0 = time.time()
@@ -196,7 +207,7 @@ def export(config: ExportConfig) -> ExportResult:
         failures = []
         for name, path in files.items():
             measured = evaluation.variants[name]
-            extra = dict(extras[name])
+            extra = {**extras[name], **evaluation.paired[name]}
             if name == SELECTIVE.name and "int8" in evaluation.variants:
                 extra["recovered_points"] = round(
                     100 * (measured["accuracy"] - evaluation.variants["int8"]["accuracy"]), 2)
@@ -220,7 +231,7 @@ def export(config: ExportConfig) -> ExportResult:
                                                 "ai_edge_litert")})
         manifest.save(folder)  # last: the bundle is complete once it names its files
         _check_loads(folder, manifest)
-    return ExportResult(out=out, manifest=manifest, failures=failures)
+    return ExportResult(out=out, manifest=manifest, failures=failures, quant_report=quant)
 
 
 def _check_loads(folder: Path, manifest: Manifest) -> None:

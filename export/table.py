@@ -1,28 +1,129 @@
-"""The verification table ``edge-export`` prints, and the number and name formats it uses."""
+"""The verification table ``edge-export`` prints, the guard's message, and the number and name
+formats they use."""
 
 from __future__ import annotations
 
 from common.formatting import signed
-from edge_runtime.manifest import Manifest
+from edge_runtime.manifest import Manifest, Variant
 from export.metadata import mediapipe_line
+from export.quant_debug import NOISE_FLOOR, REPORT_FILE, SIGNAL_FACTOR, QuantReport
+from export.verify import SIGNIFICANCE_LEVEL, difference_kind
+
+PAIRED_NOTE = ("won/lost: {split} images only the variant / only Keras got right; p: exact "
+               f"McNemar test on them; Δ is noise at p ≥ {SIGNIFICANCE_LEVEL:g}")
 
 
 def format_table(manifest: Manifest) -> str:
-    """Each variant's size, I/O types, accuracy, loss against Keras and agreement with it."""
-    rows = [("variant", "size", "in/out", f"{manifest.eval_split} acc", "Δ pt", "agree",
-             "max|Δp|")]
+    """Each variant's size, I/O types, accuracy, loss against Keras, the images it won and lost
+    against Keras with the significance of that difference, and its agreement with Keras.
+
+    The won/lost columns are left out for a manifest written before export counted them.
+    """
+    paired = {name: _paired(v) for name, v in manifest.variants.items()}
+    with_paired = any(p is not None for p in paired.values())
+    rows = [("variant", "size", "in/out", f"{manifest.eval_split} acc", "Δ pt")
+            + (("won/lost", "p", "Δ is") if with_paired else ()) + ("agree", "max|Δp|")]
     keras = manifest.keras_accuracy
-    rows.append(("keras", "", "float32", f"{keras:.3f}" if keras is not None else "", "",
-                 "1.000", ""))
+    rows.append(("keras", "", "float32", f"{keras:.3f}" if keras is not None else "", "")
+                + ("", "", "") * with_paired + ("1.000", ""))
     for name, v in manifest.variants.items():
         drop = v.accuracy_drop_points
+        cells = ("", "", "")
+        if paired[name] is not None:
+            keras_only, variant_only, p_value = paired[name]
+            cells = (f"{variant_only}/{keras_only}", format_p(p_value),
+                     difference_kind(keras_only, variant_only, p_value))
         rows.append((name, f"{v.bytes / 1e6:.2f} MB", f"{v.input_dtype}/{v.output_dtype}",
-                     f"{v.accuracy:.3f}", signed(-drop) if drop is not None else "",
-                     f"{v.agreement:.3f}", f"{v.max_abs_diff:.3f}"))
+                     f"{v.accuracy:.3f}", signed(-drop) if drop is not None else "")
+                    + cells * with_paired + (f"{v.agreement:.3f}", f"{v.max_abs_diff:.3f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    if with_paired:
+        lines.append(PAIRED_NOTE.format(split=manifest.eval_split))
     lines.append(mediapipe_line({n: v.input_dtype for n, v in manifest.variants.items()}))
+    return "\n".join(lines)
+
+
+def guard_message(manifest: Manifest, failures: list[str], limit: float) -> str:
+    """The one line saying which variants lost more than ``limit`` points and, for each,
+    whether that loss is significant or within noise (McNemar, see :mod:`export.verify`),
+    e.g. ``int8 lost more than 1 accuracy point(s) against Keras: int8 −1.50 pt on 400 test
+    images (won 3, lost 9), within noise (McNemar p = 0.146 ≥ 0.05: ...)``.
+    """
+    verdicts = []
+    for name in failures:
+        v = manifest.variants[name]
+        text = f"{name} {signed(-(v.accuracy_drop_points or 0.0), 2)} pt"
+        paired = _paired(v)
+        if paired is not None:
+            keras_only, variant_only, p_value = paired
+            text += (f" on {manifest.num_eval} {manifest.eval_split} images (won {variant_only}, "
+                     f"lost {keras_only}), ")
+            if difference_kind(keras_only, variant_only, p_value) == "loss":
+                text += f"a significant loss (McNemar p = {format_p(p_value)})"
+            else:
+                text += (f"within noise (McNemar p = {format_p(p_value)} ≥ "
+                         f"{SIGNIFICANCE_LEVEL:g}: more evaluation images would tell)")
+        verdicts.append(text)
+    return (f"{', '.join(failures)} lost more than {limit:g} accuracy point(s) against Keras: "
+            + "; ".join(verdicts))
+
+
+def format_p(p: float) -> str:
+    """A p-value for people: three decimals, or ``<0.001``."""
+    return f"{p:.3f}" if p >= 0.001 else "<0.001"
+
+
+def _paired(v: Variant) -> tuple[int, int, float] | None:
+    """(keras_only_correct, variant_only_correct, mcnemar_p), or None for a manifest written
+    before export counted them."""
+    keys = ("keras_only_correct", "variant_only_correct", "mcnemar_p")
+    if not all(k in v.extra for k in keys):
+        return None
+    return int(v.extra[keys[0]]), int(v.extra[keys[1]]), float(v.extra[keys[2]])
+
+
+SHOWN_SIGNAL_LAYERS = 10
+"""Signal layers listed by name in the printed report; the CSV has them all."""
+
+
+def format_quant_report(report: QuantReport) -> str:
+    """What ``--debug-quant`` and ``--keep-float`` found, for people: the layers that stand out
+    above the rounding-noise floor (or, plainly, that none does and what helps instead), and
+    which layers were kept in float."""
+    rows, signal = report.rows, report.signal
+    lines = [f"{REPORT_FILE}: {len(rows)} int8 layer(s) against the rounding-noise floor "
+             f"(rmse/scale {NOISE_FLOOR:.3f} = 1/√12; signal from {SIGNAL_FACTOR:g}× it)"]
+    noise = [r for r in rows if r not in signal]
+    if signal:
+        for r in signal[:SHOWN_SIGNAL_LAYERS]:
+            lines.append(f"  signal  {r['times_floor']:6.2f}× floor  rmse/scale "
+                         f"{r['rmse_over_scale']:.3f}  {short_tensor_name(r['tensor_name'])}")
+        if len(signal) > SHOWN_SIGNAL_LAYERS:
+            lines.append(f"  ... and {len(signal) - SHOWN_SIGNAL_LAYERS} more signal layer(s) "
+                         f"in {REPORT_FILE}")
+        if noise:
+            lines.append(f"  the other {len(noise)} layer(s) are noise (at most "
+                         f"{noise[0]['times_floor']:.2f}× the floor)")
+    elif rows:
+        low, high = rows[-1]["rmse_over_scale"], rows[0]["rmse_over_scale"]
+        lines.append(f"no layer stands out: every layer's rmse/scale is {low:.2f}–{high:.2f} "
+                     f"(at most {rows[0]['times_floor']:.2f}× the floor), rounding noise. "
+                     "Keeping layers in float will not help; what can: more calibration images "
+                     "(--calibration-samples) or quantization-aware training")
+    if report.requested:
+        kept = ", ".join(short_tensor_name(t) for t in report.float_layers)
+        asked = f"--keep-float {report.requested}"
+        if not report.float_layers:
+            lines.append(f"{asked}: no layer stands out above the noise floor, so none was kept "
+                         "in float (no int8_keepfloat variant)")
+        elif len(report.float_layers) < report.requested:
+            lines.append(f"{asked}: only {len(report.float_layers)} layer(s) stand out above "
+                         f"the noise floor; kept those in float (int8_keepfloat): {kept}")
+        else:
+            lines.append(f"{asked}: kept the {len(report.float_layers)} worst signal layer(s) "
+                         f"in float (int8_keepfloat): {kept}")
     return "\n".join(lines)
 
 
@@ -33,5 +134,3 @@ def short_tensor_name(name: str) -> str:
     'block_10_project_BN/add'
     """
     return "/".join(name.split(";")[0].split("/")[-2:])
-
-

@@ -3,6 +3,11 @@ compared with Keras on the same pixels.
 
 One pass over the images serves Keras and all variants: each batch is read once, as uint8,
 and memory stays bounded by the batch whatever the size of the split.
+
+Whether a variant's loss is real or noise is a paired question (the same images went through
+both), so each variant also counts the images it alone got right and those Keras alone got
+right, and the exact McNemar test (:func:`mcnemar_p`) says whether that difference could be
+chance.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from edge_runtime.quiet import quiet_output
 from export.errors import ExportError
 from export.images import Batch
 
+SIGNIFICANCE_LEVEL = 0.05
+"""A difference with McNemar's p below this is called significant; at or above it, noise."""
+
 Observer = Callable[[Batch, np.ndarray], None]
 """Called with each batch and Keras's top-1 for it (e.g. to keep the bundle's eval set)."""
 
@@ -30,6 +38,8 @@ class _Tally:
     correct: int = 0
     agree: int = 0
     max_abs_diff: float = 0.0
+    keras_only: int = 0
+    variant_only: int = 0
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,41 @@ class Evaluation:
     variants: dict[str, dict] = field(default_factory=dict)
     """Variant name → the :class:`edge_runtime.manifest.Variant` fields measured: I/O types
     and quantization, ``accuracy``, ``agreement``, ``max_abs_diff``, ``backend``."""
+    paired: dict[str, dict] = field(default_factory=dict)
+    """Variant name → ``keras_only_correct`` (images Keras got right and the variant wrong),
+    ``variant_only_correct`` (the reverse) and ``mcnemar_p`` (:func:`mcnemar_p` of the two)."""
+
+
+def mcnemar_p(keras_only: int, variant_only: int) -> float:
+    """Two-sided exact McNemar p-value of a paired comparison.
+
+    Only the discordant images tell two classifiers apart: under "no difference" each of
+    the ``keras_only + variant_only`` of them is equally likely to fall either way, so the
+    smaller count is binomial(n, 1/2); the p-value is twice its tail, at most 1.
+
+    >>> mcnemar_p(5, 0)  # 2 / 2**5
+    0.0625
+    >>> mcnemar_p(0, 0)
+    1.0
+    """
+    if keras_only < 0 or variant_only < 0:
+        raise ValueError(f"counts must be ≥ 0, got {keras_only} and {variant_only}")
+    n = keras_only + variant_only
+    term = tail = 1  # comb(n, 0); each next term from the last, in exact integers
+    for i in range(min(keras_only, variant_only)):
+        term = term * (n - i) // (i + 1)
+        tail += term
+    return min(1.0, 2 * tail / 2 ** n)  # int / int rounds once, at the end
+
+
+def difference_kind(keras_only: int, variant_only: int, p: float) -> str:
+    """``"loss"`` or ``"gain"`` (significant at :data:`SIGNIFICANCE_LEVEL`), ``"noise"``
+    (a difference chance explains), or ``"same"`` (no image told them apart)."""
+    if keras_only == variant_only == 0:
+        return "same"
+    if p >= SIGNIFICANCE_LEVEL:
+        return "noise"
+    return "loss" if keras_only > variant_only else "gain"
 
 
 def keras_probabilities(model, pixels: np.ndarray) -> np.ndarray:
@@ -87,14 +132,17 @@ def evaluate(model, variants: Mapping[str, Path], labels_path: Path, batches: It
             probs = np.stack([tally.classifier.probabilities(p.astype(np.float32))
                               for p in batch.pixels])
             top1 = probs.argmax(1)
-            tally.correct += int(np.sum(top1 == labels))
+            right, keras_right = top1 == labels, keras_top1 == labels
+            tally.correct += int(np.sum(right))
+            tally.keras_only += int(np.sum(keras_right & ~right))
+            tally.variant_only += int(np.sum(right & ~keras_right))
             tally.agree += int(np.sum(top1 == keras_top1))
             tally.max_abs_diff = max(tally.max_abs_diff, float(np.max(np.abs(probs - keras))))
         for observe in observers:
             observe(batch, keras_top1)
     if not seen:
         raise ExportError("no readable image in the evaluation split to verify against")
-    measured = {}
+    measured, paired = {}, {}
     for name, tally in tallies.items():
         c = tally.classifier
         measured[name] = {
@@ -106,4 +154,8 @@ def evaluate(model, variants: Mapping[str, Path], labels_path: Path, batches: It
             "accuracy": tally.correct / seen, "agreement": tally.agree / seen,
             "max_abs_diff": tally.max_abs_diff, "backend": c.backend,
         }
-    return Evaluation(num_eval=seen, keras_accuracy=keras_correct / seen, variants=measured)
+        paired[name] = {"keras_only_correct": tally.keras_only,
+                        "variant_only_correct": tally.variant_only,
+                        "mcnemar_p": mcnemar_p(tally.keras_only, tally.variant_only)}
+    return Evaluation(num_eval=seen, keras_accuracy=keras_correct / seen, variants=measured,
+                      paired=paired)

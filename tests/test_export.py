@@ -11,12 +11,14 @@ import pytest
 
 from edge_runtime.classifier import Classifier
 from edge_runtime.manifest import Manifest
-from export import exporter
+from export import exporter, quant_debug
 from export.calibration import calibration_files, check_calibration
 from export.cli import main
 from export.errors import ExportError
 from export.exporter import ExportConfig
 from export.formats import FORMATS, parse_formats
+from export.quant_debug import verdict
+from export.verify import mcnemar_p
 from train.splits import Splits
 
 MANIFEST_KEYS = ("input", "labels", "variants", "keras_accuracy", "eval_split", "source")
@@ -43,6 +45,11 @@ def test_manifest_holds_the_contract_and_variants_match_it(exported_run):
         assert classifier.input_dtype.name == entry["input_dtype"] == expected_io[name]
         assert classifier.output_dtype.name == entry["output_dtype"] == expected_io[name]
         assert 0.0 <= entry["accuracy"] <= 1.0 and 0.0 <= entry["agreement"] <= 1.0
+        # the paired counts are the accuracy difference, image by image
+        won, lost = entry["variant_only_correct"], entry["keras_only_correct"]
+        assert entry["accuracy_drop_points"] == \
+            pytest.approx(100 * (lost - won) / manifest["num_eval"], abs=0.01)
+        assert entry["mcnemar_p"] == mcnemar_p(lost, won)
     assert manifest["variants"]["int8"]["input_quantization"]["scale"] > 0
     sizes = {n: e["bytes"] for n, e in manifest["variants"].items()}
     assert sizes["int8"] < sizes["fp16"] < sizes["fp32"]
@@ -101,33 +108,63 @@ def test_too_small_calibration_is_exit_2_unless_forced(run_copy, capsys):
 @pytest.mark.long
 def test_accuracy_drop_guard_fires_only_past_the_limit(run_copy, capsys, monkeypatch):
     real_evaluate = exporter.evaluate
+    seen = {}
 
     def lossy_evaluate(*args, **kwargs):
         evaluation = real_evaluate(*args, **kwargs)
-        evaluation.variants["fp16"]["accuracy"] -= 0.05  # a variant 5 points worse than Keras
+        n = seen["n"] = evaluation.num_eval  # fp16 now loses one image more than it did
+        evaluation.variants["fp16"]["accuracy"] -= 1 / n
+        paired = evaluation.paired["fp16"]
+        paired["keras_only_correct"] += 1
+        paired["mcnemar_p"] = mcnemar_p(paired["keras_only_correct"],
+                                        paired["variant_only_correct"])
+        seen["paired"] = paired
         return evaluation
 
     monkeypatch.setattr(exporter, "evaluate", lossy_evaluate)
-    assert main([str(run_copy), "--formats", "fp16", "--max-accuracy-drop", "4.9",
+    assert main([str(run_copy), "--formats", "fp16", "--max-accuracy-drop", "0",
                  "--no-progress"]) == 1
-    assert "fp16 lost more than 4.9 accuracy point" in capsys.readouterr().err
-    assert main([str(run_copy), "--formats", "fp16", "--max-accuracy-drop", "5.1",
+    err = capsys.readouterr().err
+    assert "fp16 lost more than 0 accuracy point" in err
+    won, lost = seen["paired"]["variant_only_correct"], seen["paired"]["keras_only_correct"]
+    assert f"(won {won}, lost {lost}), within noise (McNemar p = " in err  # one image is noise
+    drop = Manifest.load(run_copy / "export").variants["fp16"].accuracy_drop_points
+    assert drop > 0
+    assert main([str(run_copy), "--formats", "fp16", "--max-accuracy-drop", f"{drop + 0.1}",
                  "--no-progress"]) == 0
 
 
 @pytest.mark.long
-def test_debug_report_and_selective_quantization(run_copy):
-    result = exporter.export(ExportConfig(run=str(run_copy), formats=("int8",),
-                                          calibration_samples=40, debug_quant=True, keep_float=2,
-                                          max_accuracy_drop=100, progress=False))
+def test_debug_report_and_selective_quantization(run_copy, capsys, monkeypatch):
+    command = [str(run_copy), "--formats", "int8", "--calibration-samples", "40", "--debug-quant",
+               "--keep-float", "2", "--max-accuracy-drop", "100", "--no-progress"]
+    assert main(command) == 0
+    out = capsys.readouterr().out
     with open(run_copy / "export" / "quant_report.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) > 10
     errors = [float(r["rmse_over_scale"]) for r in rows]
     assert errors == sorted(errors, reverse=True)
-    variants = result.manifest.to_json()["variants"]
+    assert [r["verdict"] for r in rows] == [verdict(e) for e in errors]
+    assert f"\nquant_report.csv: {len(rows)} int8 layer(s) against the rounding-noise floor" \
+        in out
+    signal = [r["tensor_name"] for r in rows if r["verdict"] == "signal"]
+    variants = Manifest.load(run_copy / "export").to_json()["variants"]
+    # the tiny model's layers measure up to about 1.6× the floor: noise, so nothing is kept
+    assert ("int8_keepfloat" in variants) == bool(signal)
+    if not signal:
+        assert "no layer stands out" in out and "none was kept in float" in out
+
+    # With the bar lowered to the floor itself the worst layers count as signal, and the
+    # selective variant is built from the two worst.
+    monkeypatch.setattr(quant_debug, "SIGNAL_THRESHOLD", quant_debug.NOISE_FLOOR)
+    assert main(command) == 0
+    with open(run_copy / "export" / "quant_report.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    variants = Manifest.load(run_copy / "export").to_json()["variants"]
     selective = variants["int8_keepfloat"]
     assert selective["float_layers"] == [r["tensor_name"] for r in rows[:2]]
+    assert rows[1]["verdict"] == "signal"
     assert "recovered_points" in selective
     assert (run_copy / "export" / selective["file"]).is_file()
     # It keeps the int8 interface the camera feeds (uint8 by default); only an
