@@ -9,8 +9,9 @@ size and sha256. The bundle is built aside and swapped in whole: an
 interrupted export leaves the previous one as it was.
 
 Exit codes: 0 ok; 1 a variant lost more than --max-accuracy-drop points
-(named); 2 bad usage or an unreadable run; 3 an internal error (traceback
-saved); 130 interrupted.
+(named); 2 bad usage, an unreadable run, or an export/ that is a file or
+holds files edge-export did not write (named: nothing is deleted); 3 an
+internal error (traceback saved); 130 interrupted.
 """
 
 from __future__ import annotations
