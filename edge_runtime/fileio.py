@@ -3,10 +3,12 @@ and file hashes."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import secrets
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,10 +54,17 @@ def is_temp_of(name: str, target: str) -> bool:
 
 
 def fsync(path: str | os.PathLike) -> None:
-    """Flush a file's bytes, or a folder's entries (a rename), from the page cache to the disk."""
+    """Flush a file's bytes, or a folder's entries (a rename), from the page cache to the disk.
+
+    Some file systems (network shares, FUSE) cannot flush a folder; there the rename stands as
+    the file system makes it. A file that cannot be flushed is an error.
+    """
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP) or not stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise
     finally:
         os.close(fd)
 

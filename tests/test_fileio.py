@@ -3,6 +3,7 @@ without ever changing it, the old file kept when the write fails."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -61,6 +62,31 @@ def test_a_write_by_path_is_synced_too(tmp_path, events):
     # Keras and matplotlib write by path: the bytes must still reach the disk before the rename
     fileio.atomic_write(tmp_path / "model.keras", lambda tmp: Path(tmp).write_bytes(b"zip"))
     assert events == [("fsync", "file"), ("replace", "model.keras"), ("fsync", "dir")]
+
+
+def test_a_file_system_that_cannot_flush_folders_still_gets_the_file(tmp_path, monkeypatch):
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "Invalid argument")  # as on some FUSE and SMB mounts
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    assert fileio.write_text(tmp_path / "a.txt", "new").read_text() == "new"
+
+
+def test_a_file_that_cannot_be_flushed_is_an_error_and_the_old_one_stays(tmp_path, monkeypatch):
+    (tmp_path / "a.txt").write_text("old")
+
+    def fsync(fd):
+        raise OSError(errno.EIO, "Input/output error")  # a failing SD card
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(OSError, match="Input/output error"):
+        fileio.write_text(tmp_path / "a.txt", "new")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+    assert (tmp_path / "a.txt").read_text() == "old"
 
 
 def test_the_umask_is_read_without_being_changed(tmp_path, no_umask):
