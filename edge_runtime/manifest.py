@@ -154,11 +154,10 @@ class Quantization:
         return {"scale": self.scale, "zero_point": self.zero_point}
 
     @classmethod
-    def from_json(cls, data: Any, where: str = MANIFEST_FILE) -> Quantization:
+    def from_json(cls, data: Mapping | None, where: str = MANIFEST_FILE) -> Quantization:
         """Parse one ``*_quantization`` object (None: float); ``where`` names it in errors."""
         if data is None:
             return cls()
-        _check(data, where.rsplit(": ", 1)[-1], Mapping, where)
         return cls(_number(data, "scale", where, 0.0), _optional(data, "zero_point", int, where, 0))
 
 

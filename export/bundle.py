@@ -120,8 +120,8 @@ def staged_bundle(out: Path) -> Iterator[Path]:
     """
     out.parent.mkdir(parents=True, exist_ok=True)
     for path in leftovers(out.parent):
-        log.warning("%s is left from an export that was killed; look inside, then delete it",
-                    path)
+        log.warning("%s is left from an earlier export (killed, or kept for files of yours); "
+                    "look inside, then delete it", path)
     staging = create_temp(out.parent, STAGING_PREFIX, directory=True)
     try:
         yield staging
@@ -163,7 +163,10 @@ def swap_in(new: Path, out: Path) -> None:
         raise
     fsync(out.parent)
     if retired is not None:
-        discard(retired)
+        try:
+            discard(retired)
+        except OSError as exc:  # the new bundle is in place; only tidying up failed
+            log.warning("could not delete the previous bundle %s (%s); delete it", retired, exc)
 
 
 def discard(old: Path) -> None:

@@ -327,3 +327,21 @@ def test_discarding_an_old_bundle_removes_only_what_export_and_edge_bench_write(
     (old / "notes.txt").unlink()
     bundle.discard(old)
     assert not old.exists()
+
+
+def test_a_failure_to_delete_the_old_bundle_leaves_the_new_one_in_place(tmp_path, monkeypatch,
+                                                                       caplog):
+    from export import bundle
+
+    out = tmp_path / "export"
+    out.mkdir()
+    (out / "labels.txt").write_text("old\n")
+
+    def discard(old):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(bundle, "discard", discard)
+    with caplog.at_level(logging.WARNING), bundle.staged_bundle(out) as folder:
+        (folder / "labels.txt").write_text("new\n")
+    assert (out / "labels.txt").read_text() == "new\n"
+    assert "could not delete the previous bundle" in caplog.text
