@@ -19,6 +19,9 @@ HISTORY = "history.csv"
 METRICS = "metrics.json"
 EXPORT_DIR = "export"
 BENCH_DIR = "bench"
+BENCH_FILES = ("report.json", "report.md", "latency.png", "accuracy_size.png")
+"""What edge-bench writes into ``bench/`` (of a run, or of a bundle, where a re-export deletes
+them with the models they describe)."""
 
 
 class RunError(UserError):

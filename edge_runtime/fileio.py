@@ -1,35 +1,92 @@
-"""Atomic file writes (a crash or Ctrl-C never leaves a half-written artifact) and file hashes."""
+"""Atomic file writes (a crash, Ctrl-C or a pulled plug never leaves a half-written artifact)
+and file hashes."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 
+def create_temp(folder: str | os.PathLike, prefix: str, suffix: str = "", *,
+                directory: bool = False) -> Path:
+    """Create a new file (or, with ``directory``, a folder) with a random name in ``folder``.
+
+    Unlike :mod:`tempfile` (0600/0700), it gets the permissions of any new file, 0666 (0777)
+    less the umask, which the kernel applies: the umask is never read or changed, so threads
+    that create files meanwhile are not affected.
+
+    Raises:
+        OSError: the folder is not writable.
+    """
+    for _ in range(100):
+        path = Path(folder) / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        try:
+            if directory:
+                os.mkdir(path, 0o777)
+            else:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name {prefix}*{suffix} in {folder}")
+
+
+def temp_affixes(name: str) -> tuple[str, str]:
+    """Prefix and suffix of :func:`atomic_write`'s temporary names for a file called ``name``:
+    hidden, and ending like the target (Keras and matplotlib pick formats by suffix)."""
+    path = Path(name)
+    return f".{path.stem}.", "".join(path.suffixes)
+
+
+def is_temp_of(name: str, target: str) -> bool:
+    """Whether ``name`` is a temporary file of :func:`atomic_write` for a file called ``target``
+    (left behind when a process was killed mid-write)."""
+    prefix, suffix = temp_affixes(target)
+    return (name.startswith(prefix) and name.endswith(suffix)
+            and len(name) > len(prefix) + len(suffix))
+
+
+def fsync(path: str | os.PathLike) -> None:
+    """Flush a file's bytes, or a folder's entries (a rename), from the page cache to the disk.
+
+    Some file systems (network shares, FUSE) cannot flush a folder; there the rename stands as
+    the file system makes it. A file that cannot be flushed is an error.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP) or not stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
     """Call ``write(tmp_path)`` then rename the temporary file onto ``path``.
 
-    The temporary file sits in the same folder (so the rename is atomic) and
-    keeps the target's suffix (Keras and matplotlib pick formats by suffix).
+    The temporary file sits in the same folder (so the rename is atomic) and keeps the
+    target's suffix. Its bytes are flushed to the disk before the rename and the folder after
+    it, so a power cut leaves the old file or the new one, never an empty one. Permissions
+    follow the umask (see :func:`create_temp`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix="".join(path.suffixes),
-                               dir=path.parent)
-    os.close(fd)
+    tmp = create_temp(path.parent, *temp_affixes(path.name))
     try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from other users
+        write(str(tmp))
+        fsync(tmp)
         os.replace(tmp, path)
+        fsync(path.parent)
     finally:
-        if os.path.exists(tmp):
+        if os.path.lexists(tmp):
             os.unlink(tmp)
     return path
 

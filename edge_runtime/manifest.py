@@ -41,13 +41,46 @@ PIXEL_RANGE = (0, 255)
 """The value range of the pixels the models take (they normalise in-graph)."""
 
 
+NUMBER = (int, float)
+_KIND_NAMES = {int: "an integer", NUMBER: "a number", str: "a string", Mapping: "an object"}
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check(value: Any, key: str, kind: type | tuple[type, ...], where: str):
+    """``value`` when it is of ``kind`` (never a bool); else a ManifestError naming ``key``."""
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ManifestError(f"{where}: '{key}' is {_shown(value)}, not {_KIND_NAMES[kind]}")
+    return value
+
+
 def _require(data: Mapping, key: str, kind: type | tuple[type, ...], where: str):
     if key not in data:
         raise ManifestError(f"{where}: '{key}' is missing")
-    value = data[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise ManifestError(f"{where}: '{key}' is {value!r}, not a {getattr(kind, '__name__', kind)}")
-    return value
+    return _check(data[key], key, kind, where)
+
+
+def _optional(data: Mapping, key: str, kind: type | tuple[type, ...], where: str,
+              default: Any = None):
+    """``data[key]`` checked like :func:`_require`; ``default`` when it is absent or null."""
+    value = data.get(key)
+    return default if value is None else _check(value, key, kind, where)
+
+
+def _number(data: Mapping, key: str, where: str, default: float | None = None) -> float | None:
+    value = _optional(data, key, NUMBER, where)
+    return default if value is None else float(value)
+
+
+def _file_name(data: Mapping, where: str) -> str:
+    """``data["file"]``: a file name inside the bundle, never a path that leads out of it."""
+    name = _require(data, "file", str, where)
+    if name in ("", ".", "..") or "/" in name or "\\" in name:
+        raise ManifestError(f"{where}: 'file' is {name!r}, not a file name in the bundle")
+    return name
 
 
 def _split(data: Mapping, known: set[str]) -> dict:
@@ -97,17 +130,17 @@ class InputSpec:
     @classmethod
     def from_json(cls, data: Any) -> InputSpec:
         where = f"{MANIFEST_FILE}: input"
-        if not isinstance(data, Mapping):
-            raise ManifestError(f"{where} is not an object")
+        _check(data, "input", Mapping, MANIFEST_FILE)
         value_range = data.get("range", list(PIXEL_RANGE))
         if not isinstance(value_range, list | tuple) or len(value_range) != 2:
             raise ManifestError(f"{where}: range {value_range!r} is not [low, high]")
         return cls(height=_require(data, "height", int, where),
                    width=_require(data, "width", int, where),
-                   channels=int(data.get("channels", 3)), color=str(data.get("color", "RGB")),
+                   channels=_optional(data, "channels", int, where, 3),
+                   color=_optional(data, "color", str, where, "RGB"),
                    range=(value_range[0], value_range[1]),
-                   resize=str(data.get("resize", RESIZE_METHOD)),
-                   dtype=str(data.get("dtype", "float32")))
+                   resize=_optional(data, "resize", str, where, RESIZE_METHOD),
+                   dtype=_optional(data, "dtype", str, where, "float32"))
 
 
 @dataclass(frozen=True)
@@ -121,10 +154,11 @@ class Quantization:
         return {"scale": self.scale, "zero_point": self.zero_point}
 
     @classmethod
-    def from_json(cls, data: Any) -> Quantization:
-        if not isinstance(data, Mapping):
+    def from_json(cls, data: Mapping | None, where: str = MANIFEST_FILE) -> Quantization:
+        """Parse one ``*_quantization`` object (None: float); ``where`` names it in errors."""
+        if data is None:
             return cls()
-        return cls(float(data.get("scale", 0.0)), int(data.get("zero_point", 0)))
+        return cls(_number(data, "scale", where, 0.0), _optional(data, "zero_point", int, where, 0))
 
 
 @dataclass(frozen=True)
@@ -165,21 +199,23 @@ class Variant:
     @classmethod
     def from_json(cls, name: str, data: Any) -> Variant:
         where = f"{MANIFEST_FILE}: variant {name}"
-        if not isinstance(data, Mapping):
-            raise ManifestError(f"{where} is not an object")
+        _check(data, name, Mapping, f"{MANIFEST_FILE}: variants")
+        quantization = {
+            key: Quantization.from_json(_optional(data, key, Mapping, where), f"{where}: {key}")
+            for key in ("input_quantization", "output_quantization")}
         known = {f.name for f in fields(cls)}
-        return cls(file=_require(data, "file", str, where),
-                   bytes=int(data.get("bytes", 0)),
-                   input_dtype=str(data.get("input_dtype", "")),
-                   output_dtype=str(data.get("output_dtype", "")),
-                   accuracy=float(data.get("accuracy", 0.0)),
-                   agreement=float(data.get("agreement", 0.0)),
-                   max_abs_diff=float(data.get("max_abs_diff", 0.0)),
-                   sha256=data.get("sha256"),
-                   input_quantization=Quantization.from_json(data.get("input_quantization")),
-                   output_quantization=Quantization.from_json(data.get("output_quantization")),
-                   accuracy_drop_points=data.get("accuracy_drop_points"),
-                   backend=data.get("backend"), convert_seconds=data.get("convert_seconds"),
+        return cls(file=_file_name(data, where),
+                   bytes=_optional(data, "bytes", int, where, 0),
+                   input_dtype=_optional(data, "input_dtype", str, where, ""),
+                   output_dtype=_optional(data, "output_dtype", str, where, ""),
+                   accuracy=_number(data, "accuracy", where, 0.0),
+                   agreement=_number(data, "agreement", where, 0.0),
+                   max_abs_diff=_number(data, "max_abs_diff", where, 0.0),
+                   sha256=_optional(data, "sha256", str, where),
+                   **quantization,
+                   accuracy_drop_points=_number(data, "accuracy_drop_points", where),
+                   backend=_optional(data, "backend", str, where),
+                   convert_seconds=_number(data, "convert_seconds", where),
                    extra=_split(data, known))
 
 
@@ -196,11 +232,13 @@ class EvalSet:
 
     @classmethod
     def from_json(cls, data: Any) -> EvalSet | None:
-        if not isinstance(data, Mapping):
+        """Parse the ``eval_set`` object; None (an export without one) stays None."""
+        if data is None:
             return None
+        _check(data, "eval_set", Mapping, MANIFEST_FILE)
         where = f"{MANIFEST_FILE}: eval_set"
-        return cls(_require(data, "file", str, where), int(data.get("samples", 0)),
-                   str(data.get("split", "test")))
+        return cls(_file_name(data, where), _optional(data, "samples", int, where, 0),
+                   _optional(data, "split", str, where, "test"))
 
 
 @dataclass(frozen=True)
@@ -232,21 +270,24 @@ class Manifest:
         """Parse and validate; raises :class:`ManifestError` naming what is wrong."""
         if not isinstance(data, Mapping):
             raise ManifestError(f"{MANIFEST_FILE} is not a JSON object")
-        version = data.get("format_version", 1)  # the unversioned files had this layout
-        if not isinstance(version, int) or version > FORMAT_VERSION:
+        where = MANIFEST_FILE
+        version = _optional(data, "format_version", int, where, 1)  # unversioned: this layout
+        if version > FORMAT_VERSION:
             raise ManifestError(f"{MANIFEST_FILE}: format_version {version!r} is newer than this "
                                 f"edge-toolchain reads ({FORMAT_VERSION}); upgrade it")
         labels = data.get("labels", [])
         if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-            raise ManifestError(f"{MANIFEST_FILE}: 'labels' is not a list of names")
-        variants = data.get("variants", {})
-        if not isinstance(variants, Mapping):
-            raise ManifestError(f"{MANIFEST_FILE}: 'variants' is not an object")
+            raise ManifestError(f"{MANIFEST_FILE}: 'labels' is {_shown(labels)}, not a list of "
+                                "names")
+        variants = _optional(data, "variants", Mapping, where, {})
         known = {f.name for f in fields(cls)}
-        return cls(input=InputSpec.from_json(data.get("input")), labels=tuple(labels),
+        return cls(input=InputSpec.from_json(_require(data, "input", Mapping, where)),
+                   labels=tuple(labels),
                    variants={name: Variant.from_json(name, v) for name, v in variants.items()},
-                   keras_accuracy=data.get("keras_accuracy"), eval_split=data.get("eval_split"),
-                   num_eval=data.get("num_eval"), eval_set=EvalSet.from_json(data.get("eval_set")),
+                   keras_accuracy=_number(data, "keras_accuracy", where),
+                   eval_split=_optional(data, "eval_split", str, where),
+                   num_eval=_optional(data, "num_eval", int, where),
+                   eval_set=EvalSet.from_json(data.get("eval_set")),
                    format_version=version, extra=_split(data, known))
 
     @classmethod

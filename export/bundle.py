@@ -2,7 +2,11 @@
 
 An interrupted or failed export leaves the previous bundle exactly as it was, and a new bundle
 never keeps a file of an earlier one (a ``model_dynamic.tflite`` or ``quant_report.csv`` that
-its manifest does not name). Every variant's bytes go through :func:`write_variant`.
+its manifest does not name). Export deletes only what it can tell it wrote: the bundle's own
+file names (:func:`own_names`) and ``edge-bench``'s report in ``bench/``, which describes the
+old models. Anything else in ``export/`` (a user's ``notes.txt``), or an ``export`` that is a
+file or a link, makes it refuse before it converts anything, leaving all as it was. Every
+variant's bytes go through :func:`write_variant`.
 """
 
 from __future__ import annotations
@@ -12,13 +16,18 @@ import logging
 import os
 import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from edge_runtime.fileio import write_bytes, write_text
+from common.rundir import BENCH_DIR, BENCH_FILES
+from edge_runtime.errors import ManifestError
+from edge_runtime.eval_set import EVAL_SET_FILE
+from edge_runtime.fileio import create_temp, fsync, is_temp_of, write_bytes, write_text
 from edge_runtime.labels import labels_text
-from export.formats import ExportFormat
+from edge_runtime.manifest import MANIFEST_FILE, Manifest
+from export.errors import ExportError
+from export.formats import FORMATS, SELECTIVE, ExportFormat
+from export.quant_debug import REPORT_FILE
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +36,11 @@ STAGING_PREFIX = ".export-tmp-"
 RETIRED_PREFIX = ".export-old-"
 """Name prefix the previous bundle takes for the moment of the swap."""
 LABELS_FILE = "labels.txt"
+BUNDLE_FILES = (LABELS_FILE, MANIFEST_FILE, EVAL_SET_FILE, REPORT_FILE,
+                *(f.file for f in (*FORMATS.values(), SELECTIVE)))
+"""Every file name edge-export writes into a bundle."""
+SHOWN = 5
+"""Foreign names an error lists before it says how many more there are."""
 
 
 def leftovers(parent: Path) -> list[Path]:
@@ -37,33 +51,108 @@ def leftovers(parent: Path) -> list[Path]:
                   if p.is_dir() and p.name.startswith((STAGING_PREFIX, RETIRED_PREFIX)))
 
 
+def own_names(folder: Path) -> set[str]:
+    """The file names export may delete in a bundle ``folder``: :data:`BUNDLE_FILES` and the
+    models and evaluation set its manifest names (a variant of an older toolchain), when the
+    manifest reads."""
+    names = set(BUNDLE_FILES)
+    with contextlib.suppress(ManifestError):
+        manifest = Manifest.load(folder / MANIFEST_FILE)
+        names.update(v.file for v in manifest.variants.values() if v.file.endswith(".tflite"))
+        if manifest.eval_set and manifest.eval_set.file.endswith(".npz"):
+            names.add(manifest.eval_set.file)
+    return names
+
+
+def _ours(entry: Path, names: set[str]) -> bool:
+    """A regular file (not a link) with one of ``names``, or one's interrupted atomic write."""
+    return (entry.is_file() and not entry.is_symlink()
+            and any(entry.name == n or is_temp_of(entry.name, n) for n in names))
+
+
+def foreign_entries(folder: Path) -> list[str]:
+    """What in a bundle ``folder`` edge-export and edge-bench did not write, as paths relative to
+    it (a foreign folder is named, not its contents), sorted."""
+    names = own_names(folder)
+    foreign = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name == BENCH_DIR and entry.is_dir() and not entry.is_symlink():
+            foreign += [f"{BENCH_DIR}/{e.name}" for e in sorted(entry.iterdir())
+                        if not _ours(e, set(BENCH_FILES))]
+        elif not _ours(entry, names):
+            foreign.append(entry.name + ("/" if entry.is_dir() else ""))
+    return foreign
+
+
+def check_replaceable(out: Path) -> None:
+    """Refuse to replace ``out`` unless it is absent or a folder holding only what export and
+    edge-bench wrote.
+
+    Raises:
+        ExportError: ``out`` is a file, a symbolic link, or holds a foreign file, naming it and
+            what to do.
+    """
+    if out.is_symlink():
+        raise ExportError(f"{out} is a symbolic link; edge-export writes a folder there: "
+                          "remove the link (its target is not touched) and run edge-export again")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ExportError(f"{out} is a file, not an export folder; move it away and run "
+                          "edge-export again")
+    foreign = foreign_entries(out)
+    if foreign:
+        shown = ", ".join(foreign[:SHOWN]) + (f" and {len(foreign) - SHOWN} more"
+                                              if len(foreign) > SHOWN else "")
+        raise ExportError(f"{out} holds {shown}, which edge-export did not write and would "
+                          f"delete when it replaces the folder: move them out of {out} and run "
+                          "edge-export again")
+
+
 @contextlib.contextmanager
 def staged_bundle(out: Path) -> Iterator[Path]:
     """An empty folder beside ``out`` to build the bundle in, swapped in for ``out`` when the
     block ends normally and deleted when it raises (Ctrl-C included), ``out`` untouched.
+
+    Raises:
+        ExportError: see :func:`check_replaceable`, checked at the swap (call it first too, to
+            fail before the work).
     """
     out.parent.mkdir(parents=True, exist_ok=True)
     for path in leftovers(out.parent):
-        log.warning("%s is left from an export that was killed; delete it", path)
-    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out.parent))
+        log.warning("%s is left from an earlier export (killed, or kept for files of yours); "
+                    "look inside, then delete it", path)
+    staging = create_temp(out.parent, STAGING_PREFIX, directory=True)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700 would hide the bundle from others
         yield staging
         swap_in(staging, out)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)  # only export has written there
         raise
+
+
+def _sync_tree(folder: Path) -> None:
+    """Flush every file and folder under ``folder`` (and itself) to the disk."""
+    for path in sorted(folder.rglob("*"), key=lambda p: -len(p.parts)):
+        if not path.is_symlink():
+            fsync(path)
+    fsync(folder)
 
 
 def swap_in(new: Path, out: Path) -> None:
     """Put folder ``new`` in place of ``out``: the old one is renamed aside, ``new`` renamed in,
-    then the old one deleted. Renames within one folder are atomic; should the second fail,
-    the old bundle is put back.
+    then what export wrote of the old one deleted (:func:`discard`). ``new`` is flushed to the
+    disk before the renames and the parent folder after them, so a power cut leaves the old
+    bundle or the new one. Renames within one folder are atomic; should the second fail, the
+    old bundle is put back.
+
+    Raises:
+        ExportError: ``out`` is no longer replaceable (a file was put into it meanwhile).
     """
+    check_replaceable(out)
+    _sync_tree(new)
     retired = None
-    if out.exists() or out.is_symlink():
+    if out.exists():
         retired = out.with_name(f"{RETIRED_PREFIX}{secrets.token_hex(4)}")
         os.rename(out, retired)
     try:
@@ -72,11 +161,35 @@ def swap_in(new: Path, out: Path) -> None:
         if retired is not None:
             os.rename(retired, out)
         raise
+    fsync(out.parent)
     if retired is not None:
-        if retired.is_dir() and not retired.is_symlink():
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            retired.unlink()
+        try:
+            discard(retired)
+        except OSError as exc:  # the new bundle is in place; only tidying up failed
+            log.warning("could not delete the previous bundle %s (%s); delete it", retired, exc)
+
+
+def discard(old: Path) -> None:
+    """Delete what export and edge-bench wrote in a replaced bundle ``old``, then the folder.
+
+    Anything else (a file put there between the check and the swap) is kept, with the folder,
+    and a warning names it: export deletes by name, never a whole tree.
+    """
+    names = own_names(old)
+    for entry in old.iterdir():
+        if entry.name == BENCH_DIR and entry.is_dir() and not entry.is_symlink():
+            for report in entry.iterdir():
+                if _ours(report, set(BENCH_FILES)):
+                    report.unlink()
+            with contextlib.suppress(OSError):
+                entry.rmdir()
+        elif _ours(entry, names):
+            entry.unlink()
+    try:
+        old.rmdir()
+    except OSError:
+        log.warning("%s holds %s, which edge-export did not write; it was kept: move them "
+                    "back into place and delete %s", old, ", ".join(foreign_entries(old)), old)
 
 
 def write_variant(folder: Path, fmt: ExportFormat, flatbuffer: bytes, *, run_name: str,

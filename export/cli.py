@@ -13,9 +13,10 @@ it won and lost against Keras and whether that difference is significant
 (exact McNemar test) or within noise.
 
 Exit codes: 0 ok; 1 a variant lost more than --max-accuracy-drop points
-(named, and whether that loss is significant or within noise); 2 bad usage
-or an unreadable run; 3 an internal error (traceback saved); 130
-interrupted.
+(named, and whether that loss is significant or within noise); 2 bad usage,
+an unreadable run, or an export/ that is a file or holds files edge-export
+did not write (named: nothing is deleted); 3 an internal error (traceback
+saved); 130 interrupted.
 """
 
 from __future__ import annotations

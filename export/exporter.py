@@ -32,7 +32,7 @@ from edge_runtime.fileio import sha256, write_text
 from edge_runtime.image import RESIZE_METHOD, RESIZE_METHODS
 from edge_runtime.manifest import EvalSet, InputSpec, Manifest, Variant
 from edge_runtime.quiet import quiet_output
-from export.bundle import LABELS_FILE, staged_bundle, write_labels, write_variant
+from export.bundle import LABELS_FILE, check_replaceable, staged_bundle, write_labels, write_variant
 from export.calibration import load_calibration
 from export.convert import convert, selective_int8
 from export.errors import ExportError
@@ -129,11 +129,13 @@ def export(config: ExportConfig) -> ExportResult:
     Raises:
         RunError: a missing or broken run.
         ExportError: bad settings, an untrustworthy calibration set, no readable
-            evaluation image.
+            evaluation image, an ``export`` that is a file or holds files export did not write.
     """
     _validate(config)
     started = time.time()
     run = Path(config.run)
+    out = run / EXPORT_DIR
+    check_replaceable(out)  # before minutes of work; checked again at the swap
     model, splits, labels = load_run(run)
     method = resize_method(run)
     size = (int(model.input_shape[1]), int(model.input_shape[2]))
@@ -150,7 +152,6 @@ def export(config: ExportConfig) -> ExportResult:
     # what every variant's embedded TFLite metadata says (export/metadata.py)
     described = dict(run_name=run.name, version=sha256(run / MODEL)[:12], labels=labels,
                      input_spec=spec.to_json())
-    out = run / EXPORT_DIR
     with staged_bundle(out) as folder:
         write_labels(folder, labels)
         files: dict[str, Path] = {}

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +30,12 @@ from train.splits import Splits
 
 def _contents(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def _tree(folder: Path) -> dict[str, bytes | None]:
+    """Every path under ``folder`` with its bytes (None for a folder)."""
+    return {str(p.relative_to(folder)): None if p.is_dir() else p.read_bytes()
+            for p in sorted(folder.rglob("*"))}
 
 
 def _leftovers(run: Path) -> list[str]:
@@ -192,3 +201,147 @@ def test_a_bad_resize_in_the_run_config_is_exit_2(run_copy, capsys):
     err = capsys.readouterr().err.strip()
     assert "resize 'cubicle'" in err and "\n" not in err
     assert not (run_copy / "export").exists()
+
+
+def test_a_re_export_refuses_to_delete_files_it_did_not_write(exported_copy, capsys):
+    bundle = exported_copy / "export"
+    (bundle / "notes.txt").write_text("my notes")
+    (bundle / "photos").mkdir()
+    (bundle / "photos" / "cat.jpg").write_bytes(b"a photo")
+    (bundle / "bench").mkdir()
+    (bundle / "bench" / "pi4.txt").write_text("my measurements")
+    before = _tree(bundle)
+    assert main([str(exported_copy), "--formats", "fp32", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    for name in ("notes.txt", "photos", "bench/pi4.txt"):
+        assert name in err
+    assert "move them out" in err
+    assert _tree(bundle) == before and _leftovers(exported_copy) == []
+
+
+@pytest.mark.parametrize("kind", ["file", "symlink"])
+def test_an_export_that_is_not_a_folder_is_refused_and_left_untouched(run_copy, tmp_path,
+                                                                     capsys, kind):
+    out = run_copy / "export"
+    if kind == "file":
+        out.write_text("mine")
+    else:
+        (tmp_path / "elsewhere").mkdir()
+        (tmp_path / "elsewhere" / "notes.txt").write_text("mine")
+        out.symlink_to(tmp_path / "elsewhere")
+    assert main([str(run_copy), "--formats", "fp32", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(out) in err and f"is a {kind.replace('symlink', 'symbolic link')}" in err
+    if kind == "file":
+        assert out.is_file() and not out.is_symlink() and out.read_text() == "mine"
+    else:
+        assert out.is_symlink() and (out / "notes.txt").read_text() == "mine"
+    assert _leftovers(run_copy) == []
+
+
+def test_a_file_put_into_export_during_the_export_is_kept(exported_copy, monkeypatch, capsys):
+    bundle = exported_copy / "export"
+    real_evaluate = exporter.evaluate
+
+    def user_adds_a_file(*args, **kwargs):  # after the first check, before the swap
+        (bundle / "notes.txt").write_text("my notes")
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(exporter, "evaluate", user_adds_a_file)
+    assert main([str(exported_copy), "--formats", "fp32", "--eval-samples", "0",
+                 "--no-progress"]) == 2
+    assert "notes.txt" in capsys.readouterr().err
+    assert (bundle / "notes.txt").read_text() == "my notes"
+    assert (bundle / "model_int8.tflite").is_file()  # the old bundle, untouched
+    assert _leftovers(exported_copy) == []
+
+
+def test_a_re_export_drops_what_export_and_edge_bench_wrote_before(exported_copy):
+    from benchmarks.cli import main as bench_main
+
+    bundle = exported_copy / "export"
+    # edge-bench's report on the old variants: stale once they are replaced
+    assert bench_main([str(bundle), "--runs", "2", "--repeats", "1", "--warmup", "0",
+                       "--no-memory", "--no-progress"]) == 0
+    assert (bundle / "bench" / "report.json").is_file()
+    (bundle / "bench" / ".report.1a2b3c4d.md").write_text("half")  # a bench killed mid-write
+    # a variant an older toolchain wrote, named by its manifest
+    manifest = Manifest.load(bundle)
+    old = replace(manifest.variants["fp32"], file="model_old.tflite")
+    replace(manifest, variants={**manifest.variants, "old": old}).save(bundle)
+    (bundle / "model_old.tflite").write_bytes(b"an old variant")
+    (bundle / "quant_report.csv").write_text("op_name\nold\n")
+    (bundle / ".manifest.5e6f7a8b.json").write_text("{")  # a write killed halfway
+    exporter.export(ExportConfig(run=str(exported_copy), formats=("fp32",), eval_samples=0,
+                                 max_accuracy_drop=100, progress=False))
+    assert sorted(_tree(bundle)) == ["labels.txt", "manifest.json", "model_fp32.tflite"]
+    assert _leftovers(exported_copy) == []
+
+
+def test_the_swap_syncs_the_new_files_before_the_rename_and_the_parent_after(tmp_path,
+                                                                             monkeypatch):
+    from export import bundle
+
+    out = tmp_path / "run" / "export"
+    out.mkdir(parents=True)
+    (out / "labels.txt").write_text("old\n")
+    events: list[tuple[str, int | str]] = []
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def fsync(fd):
+        events.append(("fsync", os.fstat(fd).st_ino))
+        real_fsync(fd)
+
+    def rename(src, dst):
+        events.append(("rename", Path(src).name))
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    with bundle.staged_bundle(out) as folder:
+        (folder / "model_fp32.tflite").write_bytes(b"written without a flush")
+        (folder / "bench").mkdir()
+        (folder / "bench" / "report.md").write_text("nested")
+        staging = folder.name
+    synced_before = {ino for what, ino in events[:events.index(("rename", staging))]
+                     if what == "fsync"}
+    for path in (out, out / "model_fp32.tflite", out / "bench", out / "bench" / "report.md"):
+        assert path.stat().st_ino in synced_before, path
+    assert ("fsync", out.parent.stat().st_ino) in events[events.index(("rename", staging)) + 1:]
+
+
+def test_discarding_an_old_bundle_removes_only_what_export_and_edge_bench_write(tmp_path,
+                                                                                caplog):
+    from export import bundle
+
+    old = tmp_path / ".export-old-1234"
+    (old / "bench").mkdir(parents=True)
+    for name in ("labels.txt", "manifest.json", "model_int8.tflite", "bench/report.json"):
+        (old / name).write_text("ours")
+    (old / "notes.txt").write_text("theirs")
+    with caplog.at_level(logging.WARNING):
+        bundle.discard(old)
+    assert _tree(old) == {"notes.txt": b"theirs"}
+    assert "notes.txt" in caplog.text
+    (old / "notes.txt").unlink()
+    bundle.discard(old)
+    assert not old.exists()
+
+
+def test_a_failure_to_delete_the_old_bundle_leaves_the_new_one_in_place(tmp_path, monkeypatch,
+                                                                       caplog):
+    from export import bundle
+
+    out = tmp_path / "export"
+    out.mkdir()
+    (out / "labels.txt").write_text("old\n")
+
+    def discard(old):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(bundle, "discard", discard)
+    with caplog.at_level(logging.WARNING), bundle.staged_bundle(out) as folder:
+        (folder / "labels.txt").write_text("new\n")
+    assert (out / "labels.txt").read_text() == "new\n"
+    assert "could not delete the previous bundle" in caplog.text

@@ -13,9 +13,29 @@ from edge_runtime.classifier import Classifier
 from edge_runtime.errors import ManifestError, ModelError
 from edge_runtime.eval_set import EvalSet, stratified_indices
 from edge_runtime.manifest import FORMAT_VERSION, InputSpec, Manifest
+from tests.helpers import demo_images
 
 # the edge extra alone runs these (no TensorFlow): make pi-check runs them on arm64
 pytestmark = pytest.mark.edge
+
+MISSING = object()
+DAMAGED = [  # (where in manifest.json, what is put there): each is exit 2 naming the key
+    (("input", "height"), "abc"),
+    (("input", "width"), None),
+    (("input", "channels"), "three"),
+    (("input",), MISSING),
+    (("input",), [64, 64]),
+    (("labels",), 5),
+    (("variants",), []),
+    (("variants", "fp32", "file"), "../../elsewhere.tflite"),
+    (("variants", "fp32", "accuracy"), "high"),
+    (("variants", "fp32", "bytes"), "many"),
+    (("variants", "fp32", "input_quantization", "scale"), "x"),
+    (("eval_set", "samples"), "many"),
+    (("eval_set",), "eval_set.npz"),
+    (("keras_accuracy",), "good"),
+    (("num_eval",), [1]),
+]
 
 
 def test_an_exported_manifest_round_trips_unchanged(bundle):
@@ -100,3 +120,39 @@ def test_stratified_indices_take_classes_in_turn():
     assert len(chosen) == 10 and list(chosen) == sorted(chosen)
     assert (picked == 2).sum() == 1 and (picked == 1).sum() >= 4  # the rare classes are kept
     assert list(stratified_indices(labels, 500)) == list(range(100))
+
+
+def _damage(bundle, tmp_path, where: tuple[str, ...], value):
+    copy = shutil.copytree(bundle, tmp_path / "bundle")
+    data = json.loads((copy / "manifest.json").read_text())
+    parent = data
+    for key in where[:-1]:
+        parent = parent[key]
+    if value is MISSING:
+        del parent[where[-1]]
+    else:
+        parent[where[-1]] = value
+    (copy / "manifest.json").write_text(json.dumps(data))
+    return copy
+
+
+@pytest.mark.parametrize("where, value", DAMAGED,
+                         ids=[".".join(w) + ("=missing" if v is MISSING else f"={v!r}")
+                              for w, v in DAMAGED])
+def test_a_damaged_manifest_is_exit_2_naming_the_key(tmp_path, bundle, demo_dir, capfd, where,
+                                                     value):
+    from benchmarks.cli import main as bench_main
+    from edge_runtime.cli import main as classify_main
+
+    copy = _damage(bundle, tmp_path, where, value)
+    with pytest.raises(ManifestError, match=f"'{where[-1]}'"):
+        Manifest.load(copy)
+    image = demo_images(demo_dir)[0]
+    for command in (["--model", str(copy / "model_fp32.tflite"), str(image)],
+                    [str(copy), "--runs", "1", "--repeats", "1", "--warmup", "0", "--no-memory",
+                     "--no-progress"]):
+        main = bench_main if command[0] == str(copy) else classify_main
+        code = main(command)
+        err = capfd.readouterr().err.strip()
+        assert code == 2, err
+        assert "\n" not in err and f"'{where[-1]}'" in err and "manifest.json" in err
