@@ -285,9 +285,14 @@ def stand_in_deb(out: Path) -> Path:
     """``python3-picamera2`` as a Debian package: the tests' Picamera2 stand-in in apt's
     ``dist-packages``, importing :data:`ABI_MODULE` first as the real one imports simplejpeg,
     and depending on apt's numpy and that module as the real one does."""
+    future = "from __future__ import annotations\n"
     stand_in = STAND_IN.read_text()
-    source = (f"import {ABI_MODULE}  # noqa: F401  (pi-check: stands for simplejpeg, built by apt "
-              f"against apt's numpy)\n{stand_in}")
+    if future not in stand_in:
+        raise Usage(f"{STAND_IN} no longer has {future.strip()!r}, after which pi-check adds its "
+                    "import")
+    source = stand_in.replace(future, f"{future}\nimport {ABI_MODULE}  # noqa: F401  (pi-check: "
+                                      "stands for simplejpeg, built by apt against apt's numpy)\n",
+                              1)
     version = "0.3.99+pichk" + hashlib.sha256(source.encode()).hexdigest()[:8]
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "pkg"
