@@ -272,6 +272,16 @@ class FrameSource(ABC):
         self.stop()
 
 
+def opencv_log_level(cv2):
+    """(get, set) of OpenCV's own log level (0 is silent): ``cv2.utils.logging`` in OpenCV 5,
+    ``cv2.getLogLevel``/``cv2.setLogLevel`` in the 4.x wheels Raspberry Pi OS Bookworm gets (its
+    numpy 1.x rules out opencv-python 4.12 and later), which have no ``cv2.utils.logging``."""
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is not None:
+        return logging.getLogLevel, logging.setLogLevel
+    return cv2.getLogLevel, cv2.setLogLevel
+
+
 def open_capture(source: int | str, quiet: bool = True, size: tuple[int, int] | None = None):
     """Open ``source`` with OpenCV and return the ``cv2.VideoCapture``.
 
@@ -291,10 +301,10 @@ def open_capture(source: int | str, quiet: bool = True, size: tuple[int, int] | 
     if isinstance(source, str) and not url and not Path(source).is_file():
         raise CameraError(f"video file {source} does not exist "
                           "(give a camera index such as --camera 0, a video file or a URL)")
-    logging = cv2.utils.logging
-    previous = logging.getLogLevel()
+    get_level, set_level = opencv_log_level(cv2)
+    previous = get_level()
     if quiet:
-        logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+        set_level(0)  # LOG_LEVEL_SILENT
     try:
         capture = cv2.VideoCapture(source, cv2.CAP_FFMPEG) if url else cv2.VideoCapture(source)
         opened = capture.isOpened()
@@ -302,7 +312,7 @@ def open_capture(source: int | str, quiet: bool = True, size: tuple[int, int] | 
             capture.set(cv2.CAP_PROP_FRAME_WIDTH, size[0])
             capture.set(cv2.CAP_PROP_FRAME_HEIGHT, size[1])
     finally:
-        logging.setLogLevel(previous)
+        set_level(previous)
     if not opened:
         capture.release()
         what = (f"camera {source}" if isinstance(source, int)

@@ -242,6 +242,23 @@ def test_grabber_that_cannot_open_raises_camera_error(tmp_path, monkeypatch, sou
         FrameGrabber(source)
 
 
+def test_opencv_4_without_utils_logging_is_quieted_and_restored(tmp_path, monkeypatch):
+    # opencv-python 4.11, which Raspberry Pi OS Bookworm gets, has cv2.setLogLevel and no
+    # cv2.utils.logging (OpenCV 5 the other way round): opening must work with either
+    import types
+
+    import cv2
+
+    levels = [3]
+    monkeypatch.setattr(cv2, "utils", types.SimpleNamespace())
+    monkeypatch.setattr(cv2, "getLogLevel", lambda: levels[-1], raising=False)
+    monkeypatch.setattr(cv2, "setLogLevel", levels.append, raising=False)
+    (tmp_path / "junk.avi").write_bytes(np.random.default_rng(0).bytes(4000))
+    with pytest.raises(CameraError, match="junk.avi"):
+        FrameGrabber(str(tmp_path / "junk.avi"))
+    assert levels == [3, 0, 3]  # silent while opening, then as it was
+
+
 def test_display_detection_follows_display_variables(monkeypatch):
     monkeypatch.setattr(sys, "platform", "linux")
     monkeypatch.delenv("DISPLAY", raising=False)
