@@ -13,8 +13,9 @@ it): the README's Pi install lines *as written* (read from README.md, the block 
 3. numpy upgraded by hand (Bookworm: numpy 2 over apt's 1.24): ``--list-cameras`` and
    ``--camera picam`` say what is wrong in one line, exit 2, no traceback,
 4. the edge test subset (``pytest -m edge``) on a prebuilt tiny data set and bundle,
-5. ``edge-classify`` on the tiny run's test split: one result per image, labels from the bundle,
-   accuracy well above chance, top-1 equal to this machine's,
+5. ``edge-classify`` on the tiny data set with fp32 and int8: one result per image, labels from
+   the bundle, accuracy well above chance, top-1 equal to this machine's (int8: on 90 % of images,
+   since ARM and x86 int8 kernels round differently),
 6. ``edge-bench BUNDLE_DIR`` (the TensorFlow-free device bench) on a copy of the bundle.
 
 Correctness only: emulated timings mean nothing.
@@ -327,35 +328,53 @@ def check_tests(_: Path, __: str) -> str:
     return summary
 
 
+INT8_AGREEMENT = 0.9
+"""The share of images on which the int8 model's top-1 on arm64 must equal this machine's. Float
+kernels agree to rounding; int8 ones requantize differently on ARM and x86 (seen here: the tiny
+model's int8 answered 0.62 triangle on arm64 and 0.59 star on x86 for the same pixels), so a
+borderline image may flip. A bug in the Pi's kernels or preprocessing flips far more."""
+
+
 def check_classify(tiny: Path, _: str) -> str:
-    """edge-classify with the int8 model on the tiny run's test split: a result for each image,
-    labels from the bundle, accuracy well above chance (so equal answers mean something), and
-    the same top-1 as this machine gives."""
+    """edge-classify with the fp32 and int8 models on every image of the tiny data set: a result
+    for each image, labels from the bundle, accuracy well above chance (so equal answers mean
+    something), and the top-1 this machine gives: the same for fp32 on every image, for int8 on
+    at least :data:`INT8_AGREEMENT` of them."""
     labels = (tiny / "run" / "export" / "labels.txt").read_text().split()
-    images = test_split(tiny)
-    guest_paths = [f"{WORK}/data/{path}" for path, _ in images]
-    arm = classify_json(["--model", f"{WORK}/bundle/model_int8.tflite", *guest_paths], ROOT)
-    x86 = classify_json(["--model", tiny / "run" / "export" / "model_int8.tflite",
-                         *[tiny / "data" / path for path, _ in images]], None)
-    if [r["source"] for r in arm] != guest_paths:
-        raise Failed(f"edge-classify: {len(arm)} results for {len(images)} images")
-    for result in arm:
-        for prediction in result["top_k"]:
-            if labels[prediction["index"]] != prediction["label"]:
-                raise Failed(f"edge-classify: {prediction} does not match labels.txt")
-    top = [r["top_k"][0]["label"] for r in arm]
-    accuracy = sum(t == truth for t, (_, truth) in zip(top, images)) / len(images)
-    chance = 1 / len(labels)
-    if accuracy < 2 * chance:
-        raise Failed(f"the tiny model's accuracy on its test split is {accuracy:.2f} (chance "
-                     f"{chance:.2f}): it does not discriminate, so equal answers prove little")
-    differ = [f"{p}: arm64 {a}, here {b['top_k'][0]['label']}"
-              for (p, _), a, b in zip(images, top, x86) if a != b["top_k"][0]["label"]]
-    if differ:
-        raise Failed("edge-classify: the int8 model's top-1 differs between arm64 and this "
-                     f"machine on {len(differ)} of {len(images)} images: {'; '.join(differ)}")
-    return (f"{len(images)} test images, accuracy {accuracy:.2f} (chance {chance:.2f}), "
-            "top-1 equal to this machine's on every one")
+    images = sorted(str(p.relative_to(tiny / "data")) for p in (tiny / "data").rglob("*")
+                    if p.suffix in (".jpg", ".png"))
+    truth = [Path(path).parent.name for path in images]
+    guest_paths = [f"{WORK}/data/{path}" for path in images]
+    shown = []
+    for variant in ("fp32", "int8"):
+        arm = classify_json(["--model", f"{WORK}/bundle/model_{variant}.tflite", *guest_paths],
+                            ROOT)
+        x86 = classify_json(["--model", tiny / "run" / "export" / f"model_{variant}.tflite",
+                             *[tiny / "data" / path for path in images]], None)
+        if [r["source"] for r in arm] != guest_paths:
+            raise Failed(f"edge-classify: {len(arm)} results for {len(images)} images")
+        for result in arm:
+            for prediction in result["top_k"]:
+                if labels[prediction["index"]] != prediction["label"]:
+                    raise Failed(f"edge-classify: {prediction} does not match labels.txt")
+        top = [r["top_k"][0]["label"] for r in arm]
+        accuracy = sum(t == c for t, c in zip(top, truth)) / len(images)
+        chance = 1 / len(labels)
+        if accuracy < 2 * chance:
+            raise Failed(f"the tiny {variant} model's accuracy is {accuracy:.2f} (chance "
+                         f"{chance:.2f}): it does not discriminate, so equal answers prove little")
+        differ = [f"{p}: arm64 {a} {r['top_k'][0]['score']:.2f}, here "
+                  f"{b['top_k'][0]['label']} {b['top_k'][0]['score']:.2f}"
+                  for p, a, r, b in zip(images, top, arm, x86) if a != b["top_k"][0]["label"]]
+        same = 1 - len(differ) / len(images)
+        if differ and (variant != "int8" or same < INT8_AGREEMENT):
+            raise Failed(f"edge-classify: the {variant} model's top-1 differs between arm64 and "
+                         f"this machine on {len(differ)} of {len(images)} images: "
+                         f"{'; '.join(differ[:8])}")
+        shown.append(f"{variant}: accuracy {accuracy:.2f} (chance {chance:.2f}), top-1 as here on "
+                     f"{len(images) - len(differ)}/{len(images)}"
+                     + (f" (differs: {'; '.join(differ[:3])})" if differ else ""))
+    return f"{len(images)} images (the tiny data set, train split included): " + "; ".join(shown)
 
 
 def check_bench(_: Path, __: str) -> str:

@@ -14,6 +14,7 @@ import pytest
 
 from common.errors import UserError
 from edge_runtime.image import load_image, to_model_input
+from tests import tiny_bundle
 from train import model as model_lib
 from train.callbacks import ResumableEarlyStopping
 from train.config import TrainConfig
@@ -41,7 +42,9 @@ def test_run_directory_holds_every_contract_file_and_key(tiny_run):
     assert matrix.shape == (len(classes), len(classes)) and matrix.sum() == metrics["num_test"]
     assert set(metrics["per_class_accuracy"]) == set(classes)
     history = read_history(tiny_run / "history.csv")
-    assert [(r["epoch"], r["phase"]) for r in history] == [(1, 1), (2, 1), (3, 2)]
+    head, fine = tiny_bundle.TINY["epochs"], tiny_bundle.TINY["fine_tune_epochs"]
+    assert [(r["epoch"], r["phase"]) for r in history] == (
+        [(e, 1) for e in range(1, head + 1)] + [(head + e, 2) for e in range(1, fine + 1)])
     assert all(r[k] is not None for r in history for k in ("loss", "accuracy", "val_loss",
                                                            "val_accuracy"))
     config = json.loads((tiny_run / "config.json").read_text())
