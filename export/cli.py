@@ -98,7 +98,12 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
 
         from export.exporter import ExportConfig, export
-        from export.table import format_quant_report, format_table, guard_message
+        from export.table import (
+            calibration_line,
+            format_quant_report,
+            format_table,
+            guard_message,
+        )
 
         config = ExportConfig(run=args.run, formats=args.formats,
                               calibration_samples=args.calibration_samples,
@@ -108,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
                               eval_samples=args.eval_samples, threads=args.threads,
                               seed=args.seed, progress=args.progress)
         result = export(config)
+        settled = calibration_line(result.manifest.extra.get("calibration"))
+        if settled:
+            print(settled)
         if result.quant_report is not None:
             print(format_quant_report(result.quant_report))
         print(format_table(result.manifest))

@@ -46,6 +46,7 @@ from export.quant_debug import (
     quantization_report,
     report_csv,
 )
+from export.ranges import calibration_settledness
 from export.table import short_tensor_name
 from export.verify import evaluate
 
@@ -147,6 +148,8 @@ def export(config: ExportConfig) -> ExportResult:
         calibration = load_calibration(splits, labels, config.calibration_samples, size, method,
                                        seed=config.seed, force=config.force_calibration,
                                        progress=config.progress)
+        log.info("measuring how settled the calibration ranges are ...")
+        calibration.info["ranges"] = calibration_settledness(model, calibration.pixels).to_json()
     cal_pixels = calibration.pixels if calibration else None
 
     # what every variant's embedded TFLite metadata says (export/metadata.py)

@@ -3,10 +3,13 @@ formats they use."""
 
 from __future__ import annotations
 
+import math
+
 from common.formatting import signed
 from edge_runtime.manifest import Manifest, Variant
 from export.metadata import mediapipe_line
 from export.quant_debug import NOISE_FLOOR, REPORT_FILE, SIGNAL_FACTOR, QuantReport
+from export.ranges import SETTLED_WIDENING
 from export.verify import SIGNIFICANCE_LEVEL, difference_kind
 
 PAIRED_NOTE = ("won/lost: {split} images only the variant / only Keras got right; p: exact "
@@ -82,6 +85,29 @@ def _paired(v: Variant) -> tuple[int, int, float] | None:
     if not all(k in v.extra for k in keys):
         return None
     return int(v.extra[keys[0]]), int(v.extra[keys[1]]), float(v.extra[keys[2]])
+
+
+def calibration_line(calibration: dict | None) -> str | None:
+    """One line on how settled the calibration ranges were (the manifest's ``calibration``
+    entry, see :mod:`export.ranges`), e.g. ``calibration: 200 train images; the last 100
+    widened no layer's range by more than 3 % (settled)``; None without a measurement.
+
+    A larger set is suggested only when the train split holds more images.
+    """
+    ranges = (calibration or {}).get("ranges")
+    if not ranges:
+        return None
+    images, last = ranges["images"], ranges["images"] - ranges["first_half"]
+    percent = math.ceil(100 * ranges["widening"])
+    head = f"calibration: {images} train images; "
+    if ranges["settled"]:
+        return (head + f"the last {last} widened no layer's range by more than {percent} % "
+                       "(settled)")
+    available = calibration.get("train_images", images)
+    more = (f"try --calibration-samples {min(4 * images, available)}" if available > images
+            else "the train split holds no more images: more training images would")
+    return (head + f"warning: the last {last} widened {ranges['layer']}'s range by {percent} % "
+                   f"(≥ {100 * SETTLED_WIDENING:g} %): ranges had not settled; {more}")
 
 
 SHOWN_SIGNAL_LAYERS = 10

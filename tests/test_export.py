@@ -73,6 +73,12 @@ def test_calibration_images_come_only_from_the_train_split(exported_run):
     assert used and used <= set(splits.files["train"])
     assert not used & (set(splits.files["test"]) | set(splits.files["val"]))
     assert len(manifest["calibration"]["per_class"]) == len(splits.classes)  # stratified
+    # how settled the ranges were, over the images in the order the converter was fed them
+    ranges = manifest["calibration"]["ranges"]
+    assert ranges["images"] == manifest["calibration"]["samples"] == len(used)
+    assert ranges["first_half"] == len(used) // 2 and ranges["layers"] > 30  # MobileNetV2's
+    assert 0.0 <= ranges["widening"] <= 1.0 and ranges["layer"]
+    assert ranges["settled"] == (ranges["widening"] < ranges["threshold"])
 
 
 def test_calibration_sample_is_stratified_round_robin(tiny_run):
