@@ -35,7 +35,8 @@ class Calibration:
     pixels: np.ndarray
     """uint8 (N, H, W, 3) model input."""
     info: dict
-    """``{"split", "samples", "per_class", "files"}`` for the manifest."""
+    """``{"split", "samples", "train_images", "per_class", "files"}`` for the manifest (and
+    ``"ranges"``, :meth:`export.ranges.Settledness.to_json`, once measured)."""
 
 
 def calibration_files(splits: Splits, n: int, seed: int = 0) -> list[Path]:
@@ -101,7 +102,7 @@ def load_calibration(splits: Splits, classes: list[str], n: int, size: tuple[int
     labels = [label_of[files[i]] for i in kept]
     for warning in check_calibration(pixels, labels, classes, n, force):
         log.warning(warning)
-    info = {"split": "train", "samples": len(pixels),
+    info = {"split": "train", "samples": len(pixels), "train_images": len(splits.files["train"]),
             "per_class": {classes[k]: v for k, v in sorted(Counter(labels).items())},
             "files": [files[i].relative_to(splits.root).as_posix() for i in kept]}
     return Calibration(pixels, info)

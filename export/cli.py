@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also export int8 with at most N layers left in float, only layers "
                         "clearly above the rounding-noise floor (none if none is), and report "
                         "the accuracy it recovers")
+    p.add_argument("--int8-target-drop", type=non_negative_float, default=None,
+                   metavar="POINTS",
+                   help="if int8 loses more than POINTS against Keras on the validation split, "
+                        "keep signal layers in float one at a time while validation accuracy "
+                        "rises, up to the target; model_int8.tflite is the model chosen")
     p.add_argument("--eval-samples", type=non_negative_int, default=DEFAULT_SAMPLES, metavar="N",
                    help="evaluation-split images (stratified) saved in the bundle as "
                         "eval_set.npz for on-device accuracy checks; 0: none")
@@ -98,18 +103,30 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
 
         from export.exporter import ExportConfig, export
-        from export.table import format_quant_report, format_table, guard_message
+        from export.table import (
+            calibration_line,
+            format_auto_float,
+            format_quant_report,
+            format_table,
+            guard_message,
+        )
 
         config = ExportConfig(run=args.run, formats=args.formats,
                               calibration_samples=args.calibration_samples,
                               force_calibration=args.force_calibration,
                               max_accuracy_drop=args.max_accuracy_drop, int8_io=args.int8_io,
                               debug_quant=args.debug_quant, keep_float=args.keep_float,
+                              int8_target_drop=args.int8_target_drop,
                               eval_samples=args.eval_samples, threads=args.threads,
                               seed=args.seed, progress=args.progress)
         result = export(config)
+        settled = calibration_line(result.manifest.extra.get("calibration"))
+        if settled:
+            print(settled)
         if result.quant_report is not None:
             print(format_quant_report(result.quant_report))
+        if result.auto_float is not None:
+            print(format_auto_float(result.auto_float))
         print(format_table(result.manifest))
         print(f"bundle: {result.out} ({result.manifest.extra['export_seconds']:.0f} s)")
         if result.failures:  # a loss within noise fails too: the limit is the user's to set

@@ -16,6 +16,7 @@ evaluation set (:mod:`export.eval_set`) and building the bundle (:mod:`export.bu
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from edge_runtime.fileio import sha256, write_text
 from edge_runtime.image import RESIZE_METHOD, RESIZE_METHODS
 from edge_runtime.manifest import EvalSet, InputSpec, Manifest, Variant
 from edge_runtime.quiet import quiet_output
+from export.auto_float import AutoFloat, search_float_layers
 from export.bundle import LABELS_FILE, check_replaceable, staged_bundle, write_labels, write_variant
 from export.calibration import load_calibration
 from export.convert import convert, selective_int8
@@ -46,6 +48,7 @@ from export.quant_debug import (
     quantization_report,
     report_csv,
 )
+from export.ranges import calibration_settledness
 from export.table import short_tensor_name
 from export.verify import evaluate
 
@@ -70,6 +73,10 @@ class ExportConfig:
     """Input/output type of the int8 model: uint8 (camera frames), int8 or float32."""
     debug_quant: bool = False
     """Write ``quant_report.csv``: per-layer int8 error, worst first."""
+    int8_target_drop: float | None = None
+    """Accuracy points int8 may lose against Keras on the validation split: past it, signal
+    layers are kept in float one at a time while validation accuracy rises
+    (:mod:`export.auto_float`), and the int8 variant written is the one chosen. None: off."""
     keep_float: int = 0
     """Also export int8 with at most this many of the most damaged layers left in float: only
     layers above the rounding-noise floor (:mod:`export.quant_debug`), none if none is."""
@@ -92,6 +99,8 @@ class ExportResult:
     failures: list[str] = field(default_factory=list)
     quant_report: QuantReport | None = None
     """The quantization debugger's findings, with ``--debug-quant`` or ``--keep-float``."""
+    auto_float: AutoFloat | None = None
+    """What ``--int8-target-drop`` tried and kept."""
 
 
 def _validate(config: ExportConfig) -> None:
@@ -107,6 +116,11 @@ def _validate(config: ExportConfig) -> None:
         raise ExportError(f"--eval-samples {config.eval_samples}: must be ≥ 0")
     if config.max_accuracy_drop < 0:
         raise ExportError(f"--max-accuracy-drop {config.max_accuracy_drop}: must be ≥ 0")
+    if config.int8_target_drop is not None:
+        if config.int8_target_drop < 0:
+            raise ExportError(f"--int8-target-drop {config.int8_target_drop}: must be ≥ 0")
+        if "int8" not in config.formats:
+            raise ExportError("--int8-target-drop chooses the int8 variant: add int8 to --formats")
     if config.keep_float < 0:
         raise ExportError(f"--keep-float {config.keep_float}: must be ≥ 0")
     if config.threads is not None and config.threads < 1:
@@ -147,6 +161,8 @@ def export(config: ExportConfig) -> ExportResult:
         calibration = load_calibration(splits, labels, config.calibration_samples, size, method,
                                        seed=config.seed, force=config.force_calibration,
                                        progress=config.progress)
+        log.info("measuring how settled the calibration ranges are ...")
+        calibration.info["ranges"] = calibration_settledness(model, calibration.pixels).to_json()
     cal_pixels = calibration.pixels if calibration else None
 
     # what every variant's embedded TFLite metadata says (export/metadata.py)
@@ -167,6 +183,7 @@ def export(config: ExportConfig) -> ExportResult:
 
         extras: dict[str, dict] = {name: {} for name in files}
         quant = None
+        rows: list[dict] | None = None
         if config.debug_quant or config.keep_float:
             log.info("running the quantization debugger ...")
             rows = quantization_report(model, cal_pixels)
@@ -182,6 +199,16 @@ def export(config: ExportConfig) -> ExportResult:
                     **described)
                 convert_seconds[SELECTIVE.name] = round(time.time() - t0, 2)
                 extras[SELECTIVE.name] = {"float_layers": keep}
+
+        auto = None
+        if config.int8_target_drop is not None:
+            t0 = time.time()
+            auto = _auto_float(config, model, splits, size, method, cal_pixels, files["int8"],
+                               folder / LABELS_FILE, rows)
+            if auto.float_layers:
+                files["int8"] = write_variant(folder, FORMATS["int8"], auto.model, **described)
+            extras["int8"]["float_layers"] = list(auto.float_layers)
+            convert_seconds["int8"] = round(convert_seconds["int8"] + time.time() - t0, 2)
 
         # Verified in the staging folder with its own labels.txt; no manifest.json is there
         # yet, so nothing stale can steer the Classifier.
@@ -225,6 +252,7 @@ def export(config: ExportConfig) -> ExportResult:
             eval_split=eval_split, num_eval=evaluation.num_eval, eval_set=eval_set_entry,
             extra={"max_accuracy_drop": config.max_accuracy_drop,
                    "calibration": calibration.info if calibration else None,
+                   "int8_target_drop": auto.to_json("val") if auto else None,
                    "source": {"model_sha256": sha256(run / MODEL), "run": str(run.resolve())},
                    "export_seconds": round(time.time() - started, 2),
                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -232,7 +260,51 @@ def export(config: ExportConfig) -> ExportResult:
                                                 "ai_edge_litert")})
         manifest.save(folder)  # last: the bundle is complete once it names its files
         _check_loads(folder, manifest)
-    return ExportResult(out=out, manifest=manifest, failures=failures, quant_report=quant)
+    return ExportResult(out=out, manifest=manifest, failures=failures, quant_report=quant,
+                        auto_float=auto)
+
+
+def _auto_float(config: ExportConfig, model, splits, size: tuple[int, int], method: str,
+                calibration: np.ndarray, plain_file: Path, labels_file: Path,
+                rows: list[dict] | None) -> AutoFloat:
+    """``--int8-target-drop``: the int8 model chosen on the validation split (never the test
+    split); candidates are written to a temporary folder outside the bundle."""
+    paths = splits.paths("val")
+    if not paths:
+        raise ExportError("--int8-target-drop measures int8 on the validation split, and this "
+                          "run has no validation images")
+    if splits.eval_split() == "val":
+        log.warning("--int8-target-drop: this run has no test split, so the layers are chosen "
+                    "on the same val images the table reports: its int8 row is optimistic")
+    truth = np.asarray(splits.labels["val"])
+
+    def evaluation(file: Path):
+        with progress_bar(len(paths), "measuring int8 on val", config.progress) as bar:
+            return evaluate(model, {"int8": file}, labels_file,
+                            iter_batches(paths, size, method, bar=bar), truth, config.threads)
+
+    with tempfile.TemporaryDirectory(prefix="edge-export-int8-") as scratch:
+        candidate = Path(scratch) / FORMATS["int8"].file
+
+        def measure(flatbuffer: bytes) -> float:
+            candidate.write_bytes(flatbuffer)
+            return evaluation(candidate).variants["int8"]["accuracy"]
+
+        def report() -> list[dict]:
+            log.info("int8 misses --int8-target-drop on val: running the quantization "
+                     "debugger ...")
+            return rows if rows is not None else quantization_report(model, calibration)
+
+        def keep(layers: list[str]) -> bytes:
+            log.info("trying int8 with %d layer(s) in float: %s", len(layers),
+                     ", ".join(short_tensor_name(t) for t in layers))
+            return selective_int8(model, calibration, config.int8_io, layers)
+
+        log.info("measuring int8 against Keras on %d val image(s) ...", len(paths))
+        plain = evaluation(plain_file)
+        return search_float_layers(config.int8_target_drop, plain.keras_accuracy,
+                                   plain.variants["int8"]["accuracy"], plain_file.read_bytes(),
+                                   measure, report, keep)
 
 
 def _check_loads(folder: Path, manifest: Manifest) -> None:

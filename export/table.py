@@ -3,10 +3,14 @@ formats they use."""
 
 from __future__ import annotations
 
+import math
+
 from common.formatting import signed
 from edge_runtime.manifest import Manifest, Variant
+from export.auto_float import NO_SIGNAL, WITHIN, AutoFloat
 from export.metadata import mediapipe_line
 from export.quant_debug import NOISE_FLOOR, REPORT_FILE, SIGNAL_FACTOR, QuantReport
+from export.ranges import SETTLED_WIDENING
 from export.verify import SIGNIFICANCE_LEVEL, difference_kind
 
 PAIRED_NOTE = ("won/lost: {split} images only the variant / only Keras got right; p: exact "
@@ -84,6 +88,29 @@ def _paired(v: Variant) -> tuple[int, int, float] | None:
     return int(v.extra[keys[0]]), int(v.extra[keys[1]]), float(v.extra[keys[2]])
 
 
+def calibration_line(calibration: dict | None) -> str | None:
+    """One line on how settled the calibration ranges were (the manifest's ``calibration``
+    entry, see :mod:`export.ranges`), e.g. ``calibration: 200 train images; the last 100
+    widened no layer's range by more than 3 % (settled)``; None without a measurement.
+
+    A larger set is suggested only when the train split holds more images.
+    """
+    ranges = (calibration or {}).get("ranges")
+    if not ranges:
+        return None
+    images, last = ranges["images"], ranges["images"] - ranges["first_half"]
+    percent = math.ceil(100 * ranges["widening"])
+    head = f"calibration: {images} train images; "
+    if ranges["settled"]:
+        return (head + f"the last {last} widened no layer's range by more than {percent} % "
+                       "(settled)")
+    available = calibration.get("train_images", images)
+    more = (f"try --calibration-samples {min(4 * images, available)}" if available > images
+            else "the train split holds no more images: more training images would")
+    return (head + f"warning: the last {last} widened {ranges['layer']}'s range by {percent} % "
+                   f"(≥ {100 * SETTLED_WIDENING:g} %): ranges had not settled; {more}")
+
+
 SHOWN_SIGNAL_LAYERS = 10
 """Signal layers listed by name in the printed report; the CSV has them all."""
 
@@ -110,8 +137,7 @@ def format_quant_report(report: QuantReport) -> str:
         low, high = rows[-1]["rmse_over_scale"], rows[0]["rmse_over_scale"]
         lines.append(f"no layer stands out: every layer's rmse/scale is {low:.2f}–{high:.2f} "
                      f"(at most {rows[0]['times_floor']:.2f}× the floor), rounding noise. "
-                     "Keeping layers in float will not help; what can: more calibration images "
-                     "(--calibration-samples) or quantization-aware training")
+                     f"Keeping layers in float will not help; what can: {REMEDY}")
     if report.requested:
         kept = ", ".join(short_tensor_name(t) for t in report.float_layers)
         asked = f"--keep-float {report.requested}"
@@ -124,6 +150,41 @@ def format_quant_report(report: QuantReport) -> str:
         else:
             lines.append(f"{asked}: kept the {len(report.float_layers)} worst signal layer(s) "
                          f"in float (int8_keepfloat): {kept}")
+    return "\n".join(lines)
+
+
+REMEDY = "more calibration images (--calibration-samples) or quantization-aware training"
+"""What helps int8 when keeping layers in float does not."""
+
+
+def format_auto_float(auto: AutoFloat, split: str = "val") -> str:
+    """What ``--int8-target-drop`` did, for people: plain int8's loss on ``split``, each layer
+    tried, what was kept and what it cost in size, or plainly that nothing was kept and why."""
+    head = f"--int8-target-drop {auto.target:g}: "
+    plain_drop = 100 * (auto.keras_accuracy - auto.plain_accuracy)
+    loss = (f"int8 {signed(-plain_drop, 2)} pt against Keras on {split} "
+            f"({auto.plain_accuracy:.3f} vs {auto.keras_accuracy:.3f})")
+    if auto.outcome == WITHIN:
+        return head + loss + ": within the target, plain int8 kept"
+    if auto.outcome == NO_SIGNAL:
+        return (head + loss + ": no layer stands out above the rounding-noise floor, so none "
+                "was kept in float (plain int8): the loss is rounding noise spread over the layers, "
+                f"which float layers cannot fix; what can: {REMEDY}")
+    lines = [head + loss + "; signal layers tried worst first:"]
+    for step in auto.steps:
+        lines.append(f"  {'kept   ' if step.kept else 'dropped'}  {split} acc {step.accuracy:.3f}"
+                     f"  {short_tensor_name(step.layer)}")
+    if not auto.float_layers:
+        lines.append(f"no signal layer raised {split} accuracy: plain int8 kept; what can help "
+                     f"instead: {REMEDY}")
+        return "\n".join(lines)
+    extra = len(auto.model) - auto.plain_bytes
+    status = "target reached" if auto.drop <= auto.target + 0.005 else "target not reached"
+    lines.append(f"kept {len(auto.float_layers)} layer(s) in float in model_int8.tflite "
+                 f"({status}): {split} {signed(-auto.drop, 2)} pt (was {signed(-plain_drop, 2)});"
+                 f" size {auto.plain_bytes:,} → {len(auto.model):,} bytes "
+                 f"({'+' if extra >= 0 else '−'}{abs(extra):,}, "
+                 f"{signed(100 * extra / auto.plain_bytes, 1)} %)")
     return "\n".join(lines)
 
 

@@ -73,6 +73,12 @@ def test_calibration_images_come_only_from_the_train_split(exported_run):
     assert used and used <= set(splits.files["train"])
     assert not used & (set(splits.files["test"]) | set(splits.files["val"]))
     assert len(manifest["calibration"]["per_class"]) == len(splits.classes)  # stratified
+    # how settled the ranges were, over the images in the order the converter was fed them
+    ranges = manifest["calibration"]["ranges"]
+    assert ranges["images"] == manifest["calibration"]["samples"] == len(used)
+    assert ranges["first_half"] == len(used) // 2 and ranges["layers"] > 30  # MobileNetV2's
+    assert 0.0 <= ranges["widening"] <= 1.0 and ranges["layer"]
+    assert ranges["settled"] == (ranges["widening"] < ranges["threshold"])
 
 
 def test_calibration_sample_is_stratified_round_robin(tiny_run):
@@ -231,9 +237,15 @@ def test_int8_io_types_and_the_dynamic_format(run_copy, exported_run, int8_io, f
 @pytest.mark.parametrize("flag, value", [
     ("--calibration-samples", "0"), ("--eval-samples", "-1"), ("--threads", "0"),
     ("--max-accuracy-drop", "-0.5"), ("--keep-float", "-1"), ("--threads", "two"),
+    ("--int8-target-drop", "-1"),
 ])
 def test_bad_numbers_are_one_line_usage_errors(tmp_path, capsys, flag, value):
     assert main([str(tmp_path), flag, value]) == 2
     err = capsys.readouterr().err.strip()
     assert flag in err and "\n" not in err
 
+
+
+def test_int8_target_drop_needs_the_int8_variant(tmp_path):
+    with pytest.raises(ExportError, match="add int8 to --formats"):
+        exporter.export(ExportConfig(run=str(tmp_path), formats=("fp32",), int8_target_drop=0.5))

@@ -1,0 +1,154 @@
+"""--int8-target-drop keeps signal layers in float one at a time, only while validation accuracy
+rises, and says plainly when nothing stands out; on a planted outlier it finds that layer.
+
+The models are tests/test_quant_debug.py's tiny CNNs; labels are Keras's own answers, so Keras
+is right on every image and int8's accuracy is its agreement with Keras.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from export.auto_float import EXHAUSTED, NO_GAIN, NO_SIGNAL, REACHED, WITHIN, search_float_layers
+from export.table import format_auto_float, short_tensor_name
+from tests.test_quant_debug import OUTLIER, _row, _tiny_cnn
+
+
+def _search(rows, accuracies: dict[tuple[str, ...], float], target: float = 0.5):
+    """The search over fake conversions: a "model" is the tuple of float layers, encoded."""
+    tried = []
+
+    def convert(layers):
+        tried.append(tuple(layers))
+        return "|".join(layers).encode()
+
+    def measure(model: bytes) -> float:
+        return accuracies[tuple(model.decode().split("|"))]
+
+    return search_float_layers(target, 0.90, accuracies[("",)], b"", measure, lambda: rows,
+                               convert), tried
+
+
+def test_search_adds_signal_layers_worst_first_and_stops_at_the_target():
+    rows = [_row("a", 2.0), _row("b", 0.9), _row("c", 0.8), _row("d", 0.3)]
+    a, b = "m/a/conv", "m/b/conv"
+    auto, tried = _search(rows, {("",): 0.80, (a,): 0.85, (a, b): 0.897})
+    assert tried == [(a,), (a, b)]  # c is signal too, but the target is met before it
+    assert auto.outcome == REACHED and auto.float_layers == (a, b)
+    assert auto.accuracy == 0.897 and auto.model == f"{a}|{b}".encode()
+
+
+def test_search_keeps_a_layer_only_while_accuracy_rises_and_never_tries_noise():
+    rows = [_row("a", 2.0), _row("b", 0.9), _row("d", 0.3)]
+    a, b = "m/a/conv", "m/b/conv"
+    auto, tried = _search(rows, {("",): 0.80, (a,): 0.85, (a, b): 0.85})
+    assert tried == [(a,), (a, b)] and auto.outcome == NO_GAIN
+    assert auto.float_layers == (a,) and auto.accuracy == 0.85
+    assert [(s.layer, s.kept) for s in auto.steps] == [(a, True), (b, False)]
+    auto, tried = _search(rows, {("",): 0.80, (a,): 0.81, (a, b): 0.82})
+    assert tried == [(a,), (a, b)] and auto.outcome == EXHAUSTED  # d is noise: never tried
+    auto, tried = _search(rows, {("",): 0.80, (a,): 0.79})
+    assert auto.outcome == NO_GAIN and auto.float_layers == () and auto.model == b""
+
+
+def test_search_does_nothing_within_the_target_or_without_signal():
+    def fail():
+        raise AssertionError("the debugger runs only when int8 misses the target")
+
+    auto = search_float_layers(0.5, 0.90, 0.896, b"plain", fail, fail, fail)
+    assert auto.outcome == WITHIN and auto.float_layers == () and auto.model == b"plain"
+    auto, tried = _search([_row("c", 0.5), _row("d", 0.3)], {("",): 0.80})
+    assert auto.outcome == NO_SIGNAL and tried == [] and auto.float_layers == ()
+
+
+@pytest.fixture(scope="module")
+def images() -> tuple[np.ndarray, np.ndarray]:
+    """(calibration, validation) random 8×8 images."""
+    rng = np.random.default_rng(0)
+    return (rng.integers(0, 256, (64, 8, 8, 3)).astype(np.uint8),
+            rng.integers(0, 256, (200, 8, 8, 3)).astype(np.uint8))
+
+
+def _auto_export(model, images, tmp_path, target: float):
+    """What the exporter does for --int8-target-drop, on in-memory validation images."""
+    from export.convert import convert, selective_int8
+    from export.formats import FORMATS
+    from export.images import Batch
+    from export.quant_debug import quantization_report
+    from export.verify import evaluate
+
+    calibration, val = images
+    truth = np.asarray(model.predict_on_batch(val.astype(np.float32))).argmax(1)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a\nb\nc\nd\n")
+
+    def measure(flatbuffer: bytes) -> float:
+        path = tmp_path / "candidate.tflite"
+        path.write_bytes(flatbuffer)
+        batches = [Batch(val[i:i + 32], np.arange(i, min(i + 32, len(val))))
+                   for i in range(0, len(val), 32)]
+        evaluation = evaluate(model, {"int8": path}, labels, batches, truth)
+        assert evaluation.keras_accuracy == 1.0
+        return evaluation.variants["int8"]["accuracy"]
+
+    plain = convert(model, FORMATS["int8"], calibration, "uint8", progress=False)
+    return search_float_layers(
+        target, 1.0, measure(plain), plain, measure,
+        lambda: quantization_report(model, calibration),
+        lambda keep: selective_int8(model, calibration, "uint8", keep))
+
+
+def test_without_an_outlier_layer_nothing_is_kept_and_it_says_so(images, tmp_path):
+    auto = _auto_export(_tiny_cnn(outlier=False), images, tmp_path, target=0.0)
+    print(format_auto_float(auto))
+    assert auto.plain_accuracy < 1.0  # int8 does lose against Keras on these images...
+    assert auto.outcome == NO_SIGNAL and auto.float_layers == () and auto.steps == ()
+    assert auto.model and len(auto.model) == auto.plain_bytes  # ...and plain int8 stays
+    text = format_auto_float(auto)
+    assert "no layer stands out above the rounding-noise floor, so none was kept in float " \
+           "(plain int8)" in text
+    assert "--calibration-samples" in text and "quantization-aware training" in text
+
+
+def test_a_planted_outlier_is_the_one_layer_kept_and_validation_accuracy_recovers(images,
+                                                                                 tmp_path):
+    # target 15: the random-weight model without an outlier loses 15.5 points on these images
+    # (noise of near-uniform probabilities); the outlier adds the rest, 100 points
+    auto = _auto_export(_tiny_cnn(outlier=True), images, tmp_path, target=15.0)
+    print(format_auto_float(auto))
+    assert len(auto.float_layers) == 1 and f"/{OUTLIER}" in auto.float_layers[0]
+    assert [s.layer for s in auto.steps] == list(auto.float_layers)  # the first try was it
+    assert auto.plain_accuracy < 0.1  # the outlier wrecks plain int8 ...
+    assert auto.outcome == REACHED and auto.accuracy >= 0.85  # ... and float brings it back
+    assert len(auto.model) > auto.plain_bytes  # a float layer costs bytes
+    lines = format_auto_float(auto).splitlines()
+    assert lines[1].split() == ["kept", "val", "acc", f"{auto.accuracy:.3f}",
+                                short_tensor_name(auto.float_layers[0])]
+    assert lines[-1].startswith("kept 1 layer(s) in float in model_int8.tflite (target reached)")
+    assert "bytes (+" in lines[-1]
+
+
+def test_the_report_names_the_steps_and_the_cost():
+    from export.auto_float import AutoFloat, Step
+
+    auto = AutoFloat(target=0.5, keras_accuracy=0.9, plain_accuracy=0.8, plain_bytes=1000,
+                     outcome=REACHED, steps=(Step("m/net/a/conv", 0.85, True),
+                                             Step("m/net/b/conv", 0.897, True)),
+                     float_layers=("m/net/a/conv", "m/net/b/conv"), accuracy=0.897,
+                     model=b"x" * 1100)
+    assert format_auto_float(auto).splitlines() == [
+        "--int8-target-drop 0.5: int8 −10.00 pt against Keras on val (0.800 vs 0.900); signal "
+        "layers tried worst first:",
+        "  kept     val acc 0.850  a/conv",
+        "  kept     val acc 0.897  b/conv",
+        "kept 2 layer(s) in float in model_int8.tflite (target reached): val −0.30 pt (was "
+        "−10.00); size 1,000 → 1,100 bytes (+100, +10.0 %)"]
+    within = AutoFloat(target=0.5, keras_accuracy=0.9, plain_accuracy=0.9, plain_bytes=1000,
+                       outcome=WITHIN, accuracy=0.9, model=b"x" * 1000)
+    assert format_auto_float(within) == ("--int8-target-drop 0.5: int8 +0.00 pt against Keras "
+                                         "on val (0.900 vs 0.900): within the target, plain "
+                                         "int8 kept")
+    entry = auto.to_json("val")
+    assert entry["float_layers"] == ["m/net/a/conv", "m/net/b/conv"]
+    assert (entry["plain_bytes"], entry["bytes"], entry["split"]) == (1000, 1100, "val")
