@@ -14,7 +14,7 @@ it): the README's Pi install lines *as written* (read from README.md, the block 
    ``--camera picam`` say what is wrong in one line, exit 2, no traceback,
 4. the edge test subset (``pytest -m edge``) on a prebuilt tiny data set and bundle,
 5. ``edge-classify`` on the tiny data set with fp32 and int8: one result per image, labels from
-   the bundle, accuracy well above chance, top-1 equal to this machine's (int8: on 90 % of images,
+   the bundle, accuracy well above chance, top-1 equal to this machine's (int8: on 75 % of images,
    since ARM and x86 int8 kernels round differently),
 6. ``edge-bench BUNDLE_DIR`` (the TensorFlow-free device bench) on a copy of the bundle.
 
@@ -328,11 +328,13 @@ def check_tests(_: Path, __: str) -> str:
     return summary
 
 
-INT8_AGREEMENT = 0.9
+INT8_AGREEMENT = 0.75
 """The share of images on which the int8 model's top-1 on arm64 must equal this machine's. Float
-kernels agree to rounding; int8 ones requantize differently on ARM and x86 (seen here: the tiny
-model's int8 answered 0.62 triangle on arm64 and 0.59 star on x86 for the same pixels), so a
-borderline image may flip. A bug in the Pi's kernels or preprocessing flips far more."""
+kernels agree to rounding (fp32 must match on every image); int8 ones requantize differently on
+ARM and x86, and in a tiny model trained from scratch on 70 images, with calibration ranges that
+have not settled, that moves borderline answers: seen here, 3 and 10 of 100 images in two
+trainings (the same pixels gave 0.62 square on arm64, 0.54 triangle on x86). A real fault (the
+kernels, the preprocessing, the colour order) answers near chance, 20-40 % of images."""
 
 
 def check_classify(tiny: Path, _: str) -> str:
