@@ -18,4 +18,5 @@ evaluation set the bundle carries. One module per job:
 - :mod:`~benchmarks.report` / :mod:`~benchmarks.plots` — rows, verdicts, report.md/json, plots
 - :mod:`~benchmarks.demo` — building the demo run for ``--demo``
 - :mod:`~benchmarks.camera_loop` — the camera loop's stages, timed (``python -m``)
+- :mod:`~benchmarks.calibration_study` — int8 against the number of calibration images, on val (``python -m``)
 """

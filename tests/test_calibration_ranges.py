@@ -35,7 +35,7 @@ def test_one_late_image_that_widens_a_range_is_named_with_its_share():
 
 def test_widening_just_under_the_threshold_is_settled_and_constant_layers_are_left_out():
     minima, maxima = np.zeros((10, 2)), np.ones((10, 2))
-    maxima[7, 0] = 1 / (1 - SETTLED_WIDENING) - 1e-6  # just under 10 % of the final range
+    maxima[7, 0] = 1 / (1 - SETTLED_WIDENING) - 1e-6  # just under the threshold's share of the final range
     maxima[:, 1] = minima[:, 1] = 4.0                 # a constant output: no range at all
     s = settledness(["a", "const"], minima, maxima)
     assert s.layer == "a" and s.widening < SETTLED_WIDENING and s.settled
@@ -97,7 +97,7 @@ def test_the_printed_line_says_settled_or_what_to_do():
                                               "settled": False}}
     assert calibration_line(loose) == (
         "calibration: 200 train images; warning: the last 100 widened block_12_add's range by "
-        "42 % (≥ 10 %): ranges had not settled; try --calibration-samples 800")
+        "42 % (≥ 15 %): ranges had not settled; try --calibration-samples 800")
     loose["train_images"] = 500
     assert calibration_line(loose).endswith("try --calibration-samples 500")
     loose["train_images"] = 200  # every train image was used: no bigger set to suggest
