@@ -197,19 +197,24 @@ print(json.dumps({{"numpy": numpy.__version__, "from": numpy.__file__,
 """
 
 
+def apt_numpy() -> str:
+    """The version of apt's numpy in the userland (Debian's, with its epoch: ``1:1.24.2-1``)."""
+    return in_guest(ROOT, ["dpkg-query", "-W", "-f", "${Version}", "python3-numpy"],
+                    capture=True).stdout
+
+
 def check_apt_modules(_: Path, install_output: str) -> str:
     """Picamera2 (apt) and the module it imports still import from the venv: the venv's numpy
     is one apt's modules were built for."""
-    apt = in_guest(ROOT, ["dpkg-query", "-W", "-f", "${Version}", "python3-numpy"], capture=True)
+    apt = apt_numpy()
     done = guest(["python", "-c", APT_MODULES], capture=True)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["?"])[-1]
-        raise Failed(f"import picamera2 fails in the README's venv (apt's numpy {apt.stdout}): "
-                     f"{last}")
+        raise Failed(f"import picamera2 fails in the README's venv (apt's numpy {apt}): {last}")
     found = json.loads(done.stdout)
     where = "apt's" if found["from"].startswith("/usr/lib/python3/") else "the venv's"
     return (f"picamera2 from {found['picamera2']} imports; numpy {found['numpy']} is {where} "
-            f"(apt has {apt.stdout})")
+            f"(apt has {apt})")
 
 
 def check_list_cameras(_: Path, install_output: str) -> str:
@@ -243,7 +248,8 @@ def check_picam(tiny: Path, _: str) -> str:
     """``--camera picam`` on the stand-in camera showing a test picture: its frames score as the
     same picture read from a file, and not as the picture with red and blue swapped (of the test
     pictures, the one whose swap changes the scores most, chosen on this machine)."""
-    pictures = sorted(ROOT.joinpath(str(WORK).lstrip("/"), "camera").glob("*[!d].png"))
+    pictures = sorted(p for p in ROOT.joinpath(str(WORK).lstrip("/"), "camera").glob("*.png")
+                      if not p.stem.endswith("-swapped"))
     model = tiny / "run" / "export" / "model_int8.tflite"
     here = classify_json(["--model", model, "--top-k", "5", *pictures,
                           *[p.with_name(p.stem + "-swapped.png") for p in pictures]], None)
@@ -282,8 +288,7 @@ NUMPY_2 = Path("/root/edge-numpy2")
 def check_numpy_by_hand(_: Path, __: str) -> str:
     """numpy upgraded by hand past apt's major version: the camera commands say what is wrong
     and how to fix it in one line (exit 2), with no traceback and no other camera instead."""
-    apt = in_guest(ROOT, ["dpkg-query", "-W", "-f", "${Version}", "python3-numpy"],
-                   capture=True).stdout
+    apt = apt_numpy()
     if not apt.split(":")[-1].startswith("1."):
         raise userland.Skipped(f"apt's numpy is {apt}: a numpy 2 from pip is of the same major "
                                "version, nothing to break")
