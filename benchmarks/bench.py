@@ -25,10 +25,11 @@ from benchmarks.report import KERAS_ROWS, TFLITE_TIMING, assemble_report, write_
 from benchmarks.runners import KerasCompiled, KerasPredict, Runner
 from benchmarks.thermal import snapshot, summarize
 from benchmarks.timing import ModelResult, TimingPlan, time_interleaved
+from common.fileio import sha256
 from common.progress import progress_bar
-from common.rundir import BENCH_DIR, EXPORT_DIR, MODEL, check_run, load_run
-from edge_runtime.fileio import sha256
+from common.rundir import BENCH_DIR, EXPORT_DIR, MODEL, check_run
 from edge_runtime.interpreter import available_cores
+from train.saved_run import load_run
 
 __all__ = ["BenchConfig", "BenchError", "BenchResult", "benchmark"]
 

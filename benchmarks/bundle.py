@@ -9,8 +9,8 @@ from pathlib import Path
 from benchmarks.config import BenchError
 from benchmarks.runners import TFLiteRunner
 from benchmarks.timing import ModelResult
+from common.fileio import sha256
 from edge_runtime.errors import EdgeError
-from edge_runtime.fileio import sha256
 from edge_runtime.manifest import MANIFEST_FILE, Manifest
 
 
@@ -58,8 +58,8 @@ def open_variants(folder: Path, manifest: Manifest, threads: int, backend: str |
     Raises:
         BenchError: a variant the interpreter cannot load, or no backend at all.
     """
+    from common.quiet import quiet_output
     from edge_runtime.classifier import Classifier
-    from edge_runtime.quiet import quiet_output
 
     runners: dict[str, TFLiteRunner] = {}
     results: dict[str, ModelResult] = {}

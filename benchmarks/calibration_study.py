@@ -24,8 +24,8 @@ import numpy as np
 
 from common.argtypes import Parser, parse_command_line
 from common.command import run_command
+from common.fileio import atomic_write
 from common.progress import progress_bar
-from edge_runtime.fileio import atomic_write
 
 SIZES = (25, 50, 100, 200, 400, 800, 1600, 3200)
 """Calibration sizes tried (those below the train split's size), then the whole train split."""
@@ -40,7 +40,6 @@ def study_sizes(train_images: int, sizes: Sequence[int] = SIZES) -> list[int]:
 
 def measure(run: Path, sizes: Sequence[int] | None = None, progress: bool = True) -> dict:
     """int8 with each calibration size, measured on the validation split: the report's rows."""
-    from common.rundir import load_run
     from export.calibration import load_calibration
     from export.convert import convert
     from export.exporter import resize_method
@@ -48,6 +47,7 @@ def measure(run: Path, sizes: Sequence[int] | None = None, progress: bool = True
     from export.images import iter_batches
     from export.ranges import calibration_settledness
     from export.verify import difference_kind, evaluate
+    from train.saved_run import load_run
 
     model, splits, labels = load_run(run)
     method = resize_method(run)

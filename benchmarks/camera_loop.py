@@ -28,9 +28,9 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
+from common.fileio import write_json
 from edge_runtime.camera import CameraError, FrameGrabber, frame_to_image
 from edge_runtime.classifier import Classifier
-from edge_runtime.fileio import write_json
 from edge_runtime.interpreter import (
     BACKENDS,
     BackendError,

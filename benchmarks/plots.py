@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from edge_runtime.fileio import atomic_write
+from common.fileio import atomic_write
 
 KERAS_COLOR = "#7f7f7f"
 TFLITE_COLOR = "#1f77b4"

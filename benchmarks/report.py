@@ -17,8 +17,8 @@ import numpy as np
 from benchmarks.machine import describe
 from benchmarks.thermal import describe_thermal
 from benchmarks.timing import ModelResult
+from common.fileio import write_json, write_text
 from common.formatting import signed
-from edge_runtime.fileio import write_json, write_text
 
 KERAS_ROWS = {
     "keras": "`model.predict(x[None], verbose=0)` on one image: how most scripts call Keras; "

@@ -92,7 +92,7 @@ def setup_logging(verbose: bool = False, quiet: bool = False,
 
 def import_tensorflow_quietly(prog: str) -> bool:
     """Import TensorFlow without its start-up log (which ignores TF_CPP_MIN_LOG_LEVEL)."""
-    from edge_runtime.quiet import quiet_output
+    from common.quiet import quiet_output
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:

@@ -2,7 +2,7 @@
 and absent (not an error) where tqdm is not installed.
 
 The converter and the interpreter print straight to file descriptors 1 and 2, so the commands
-run them under :func:`edge_runtime.quiet.quiet_output`, which points fd 2 at a scratch file. A
+run them under :func:`common.quiet.quiet_output`, which points fd 2 at a scratch file. A
 bar created there would find no terminal and switch itself off (as the calibration bar once
 did); these bars write to their own copy of the terminal's fd 2, taken when the bar is made.
 tqdm comes with the workstation extra; a device installed with ``[edge]`` alone has none, and

@@ -1,7 +1,7 @@
-"""The run directory ``edge-train`` writes: its file names, and loading it with clear errors.
+"""The run directory ``edge-train`` writes: its file names, and checking it with clear errors.
 
-``edge-export`` and ``edge-bench`` read a run through :func:`load_run`; its errors say what is
-missing and which command makes it.
+``check_run`` answers before TensorFlow starts; ``train.saved_run.load_run`` loads the model.
+The errors say what is missing and which command makes it.
 """
 
 from __future__ import annotations
@@ -53,36 +53,3 @@ def read_config(run: Path) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RunError(f"{path}: unreadable ({exc})") from None
-
-
-def load_run(run: Path):
-    """The run's Keras model, splits and labels: ``(model, Splits, list[str])``.
-
-    The model is loaded with Keras's safe mode on: a ``.keras`` file that carries Python code
-    (a Lambda layer) is refused rather than executed. Imports Keras (workstation only).
-
-    Raises:
-        RunError: anything missing, unreadable, or inconsistent (labels vs outputs).
-    """
-    import keras
-
-    from edge_runtime.labels import read_labels
-    from edge_runtime.quiet import quiet_output
-    from train.splits import Splits
-
-    check_run(run)
-    try:
-        with quiet_output():
-            model = keras.models.load_model(run / MODEL, safe_mode=True, compile=False)
-    except Exception as exc:  # Keras raises many types for a damaged or foreign file
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise RunError(f"{run / MODEL} cannot be loaded ({reason})") from None
-    try:
-        splits = Splits.load(run / SPLITS)
-        labels = read_labels(run / LABELS)
-    except (OSError, ValueError, KeyError) as exc:
-        raise RunError(f"{run}: unreadable {SPLITS} or {LABELS} ({exc})") from None
-    if int(model.output_shape[-1]) != len(labels):
-        raise RunError(f"{LABELS} has {len(labels)} labels but the model has "
-                       f"{model.output_shape[-1]} outputs")
-    return model, splits, labels

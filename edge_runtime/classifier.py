@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from common.labels import read_labels
 from edge_runtime.errors import ModelError
 from edge_runtime.image import RESIZE_METHOD, load_image, to_model_input, to_model_pixels
 from edge_runtime.interpreter import available_cores, make_interpreter
-from edge_runtime.labels import read_labels
 from edge_runtime.manifest import InputSpec, Manifest
 from edge_runtime.model_metadata import ModelMetadata, read_model_metadata
 

@@ -43,6 +43,7 @@ from common.argtypes import (
 )
 from common.command import run_command, say
 from common.errors import EXIT_OK, UsageError
+from common.quiet import quiet_output
 from edge_runtime.camera import FrameSource
 from edge_runtime.classifier import Classifier, Prediction
 from edge_runtime.errors import CameraError
@@ -50,7 +51,6 @@ from edge_runtime.inputs import expand_inputs
 from edge_runtime.interpreter import BACKENDS, stream_threads
 from edge_runtime.live_server import LiveServer, is_loopback, parse_address
 from edge_runtime.loops import PeriodicSummary, classify_files, classify_stream
-from edge_runtime.quiet import quiet_output
 from edge_runtime.results import ResultWriter, result_json
 from edge_runtime.sources import camera_size, list_cameras, open_source, parse_camera
 from edge_runtime.window import open_window

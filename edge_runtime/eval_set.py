@@ -58,7 +58,7 @@ class EvalSet:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically (compressed: preprocessed pictures compress well)."""
-        from edge_runtime.fileio import atomic_write
+        from common.fileio import atomic_write
 
         def write(tmp: str) -> None:
             with open(tmp, "wb") as f:

@@ -315,7 +315,7 @@ class Manifest:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically to ``path`` (a file, or a bundle folder)."""
-        from edge_runtime.fileio import write_json
+        from common.fileio import write_json
 
         path = Path(path)
         if path.is_dir():

@@ -18,9 +18,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.labels import parse_labels
 from edge_runtime.errors import ModelError
 from edge_runtime.interpreter import TFLITE_MAGIC
-from edge_runtime.labels import parse_labels
 from edge_runtime.tflite_metadata_schema import metadata_schema_generated as meta_fb
 from edge_runtime.tflite_metadata_schema import model_schema_subset_generated as model_fb
 

@@ -19,11 +19,11 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from common.fileio import create_temp, fsync, is_temp_of, write_bytes, write_text
+from common.labels import labels_text
 from common.rundir import BENCH_DIR, BENCH_FILES
 from edge_runtime.errors import ManifestError
 from edge_runtime.eval_set import EVAL_SET_FILE
-from edge_runtime.fileio import create_temp, fsync, is_temp_of, write_bytes, write_text
-from edge_runtime.labels import labels_text
 from edge_runtime.manifest import MANIFEST_FILE, Manifest
 from export.errors import ExportError
 from export.formats import FORMATS, SELECTIVE, ExportFormat

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from common.progress import progress_bar
-from edge_runtime.quiet import quiet_output
+from common.quiet import quiet_output
 from export.errors import ExportError
 from export.formats import SELECTIVE, ExportFormat
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from common.quiet import quiet_output
 from edge_runtime.classifier import Classifier
 from edge_runtime.eval_set import EvalSet, stratified_indices
-from edge_runtime.quiet import quiet_output
 from export.images import Batch
 
 ANSWER_BATCH = 64

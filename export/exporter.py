@@ -23,16 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
+from common.fileio import sha256, write_text
 from common.progress import progress_bar
-from common.rundir import EXPORT_DIR, MODEL, RunError, load_run, read_config
+from common.quiet import quiet_output
+from common.rundir import EXPORT_DIR, MODEL, RunError, read_config
 from common.versions import library_versions
 from edge_runtime.classifier import Classifier
 from edge_runtime.errors import ModelError
 from edge_runtime.eval_set import DEFAULT_SAMPLES, EVAL_SET_FILE
-from edge_runtime.fileio import sha256, write_text
 from edge_runtime.image import RESIZE_METHOD, RESIZE_METHODS
 from edge_runtime.manifest import EvalSet, InputSpec, Manifest, Variant
-from edge_runtime.quiet import quiet_output
 from export.auto_float import AutoFloat, search_float_layers
 from export.bundle import LABELS_FILE, check_replaceable, staged_bundle, write_labels, write_variant
 from export.calibration import load_calibration
@@ -51,6 +51,7 @@ from export.quant_debug import (
 from export.ranges import calibration_settledness
 from export.table import short_tensor_name
 from export.verify import evaluate
+from train.saved_run import load_run
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 
 import flatbuffers
 
-from edge_runtime.labels import labels_text
+from common.labels import labels_text
 from edge_runtime.model_metadata import (
     INPUT_CONTRACT_FILE,
     LABELS_FILE,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_runtime.quiet import quiet_output
+from common.quiet import quiet_output
 from export.convert import make_converter, representative_dataset
 from export.formats import FORMATS
 

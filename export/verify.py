@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from common.quiet import quiet_output
 from edge_runtime.classifier import Classifier
 from edge_runtime.errors import ModelError
 from edge_runtime.manifest import Quantization
-from edge_runtime.quiet import quiet_output
 from export.errors import ExportError
 from export.images import Batch
 

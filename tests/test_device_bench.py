@@ -18,9 +18,9 @@ import pytest
 
 from benchmarks.cli import main
 from benchmarks.machine import board, cpu_model, describe, machine_info
+from common.fileio import sha256
 from edge_runtime.classifier import Classifier
 from edge_runtime.eval_set import EVAL_SET_FILE, EvalSet
-from edge_runtime.fileio import sha256
 from edge_runtime.image import load_model_input
 from edge_runtime.interpreter import available_cores
 from edge_runtime.manifest import EvalSet as EvalSetEntry
@@ -35,8 +35,8 @@ def device_bundle(exported_run, tmp_path_factory) -> Path:
     """The run's export/ copied away from its run, with the whole test split as its eval set
     (as edge-export writes it: uint8 pixels, labels, Keras top-1, each variant's top-1) and
     each variant's sha256."""
-    from common.rundir import load_run
     from export.eval_set import with_variant_answers
+    from train.saved_run import load_run
 
     bundle = tmp_path_factory.mktemp("pi") / "pets"
     shutil.copytree(exported_run / "export", bundle)

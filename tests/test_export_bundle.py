@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.labels import read_labels
 from edge_runtime.classifier import Classifier
 from edge_runtime.errors import ManifestError, ModelError
 from edge_runtime.eval_set import EvalSet
 from edge_runtime.image import load_model_input
-from edge_runtime.labels import read_labels
 from edge_runtime.manifest import EvalSet as EvalSetEntry
 from edge_runtime.manifest import InputSpec, Manifest
 from export import exporter, images

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_runtime import fileio
+from common import fileio
 
 # the edge extra alone runs these (no TensorFlow): make pi-check runs them on arm64
 pytestmark = pytest.mark.edge

@@ -27,11 +27,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.rundir import load_run
 from edge_runtime.classifier import Classifier
 from export.exporter import ExportConfig, export
 from export.images import load_images
 from tests.helpers import demo_images
+from train.saved_run import load_run
 
 pytestmark = pytest.mark.mediapipe
 

@@ -12,10 +12,9 @@ import shutil
 import numpy as np
 import pytest
 
-from common.rundir import load_run
+from common.fileio import sha256
 from edge_runtime.classifier import Classifier
 from edge_runtime.cli import main
-from edge_runtime.fileio import sha256
 from edge_runtime.image import load_image
 from edge_runtime.interpreter import ModelError
 from edge_runtime.manifest import Manifest
@@ -34,6 +33,7 @@ from export.images import load_images
 from export.metadata import MIN_PARSER_VERSION, add_metadata, mediapipe_line
 from export.table import format_table
 from tests.helpers import demo_images
+from train.saved_run import load_run
 
 CONTRACT = {"height": 64, "width": 64, "channels": 3, "color": "RGB", "range": [0, 255],
             "resize": "bilinear", "dtype": "float32"}

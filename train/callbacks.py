@@ -9,7 +9,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from edge_runtime.fileio import atomic_write, write_json
+from common.fileio import atomic_write, write_json
 from train.checkpoints import BEST_WEIGHTS, CHECKPOINT_DIR, LAST_CHECKPOINT, STATE_FILE
 from train.report import read_history, write_history
 

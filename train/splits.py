@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.errors import DataError
-from edge_runtime.fileio import write_json
+from common.fileio import write_json
 from edge_runtime.image import ImageError, is_image_file, load_image
 
 SPLIT_NAMES = ("train", "val", "test")

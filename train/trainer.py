@@ -22,10 +22,10 @@ import keras
 import tensorflow as tf
 
 from common.errors import UserError
+from common.fileio import atomic_write, write_json, write_text
+from common.labels import labels_text
 from common.versions import library_versions
-from edge_runtime.fileio import atomic_write, write_json, write_text
 from edge_runtime.image import RESIZE_METHOD
-from edge_runtime.labels import labels_text
 from train import model as model_lib
 from train.callbacks import ResumableEarlyStopping, RunCheckpoint
 from train.checkpoints import (
