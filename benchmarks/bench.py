@@ -21,7 +21,13 @@ from benchmarks.bundle import is_bundle, load_bundle, open_variants
 from benchmarks.config import BenchConfig, BenchError, BenchResult, validate
 from benchmarks.machine import load_average, machine_info
 from benchmarks.memory import measure_memory
-from benchmarks.report import KERAS_ROWS, TFLITE_TIMING, assemble_report, write_report
+from benchmarks.report import (
+    KERAS_ROWS,
+    TFLITE_TIMING,
+    assemble_report,
+    model_name,
+    write_report,
+)
 from benchmarks.runners import KerasCompiled, KerasPredict, Runner
 from benchmarks.thermal import snapshot, summarize
 from benchmarks.timing import ModelResult, TimingPlan, time_interleaved
@@ -146,7 +152,7 @@ def benchmark(config: BenchConfig) -> BenchResult:
     thermal = summarize(heat_at_start, snapshot())
 
     report = assemble_report(
-        {"run": str(run)},
+        {"run": str(run), "network": model_name(manifest)},
         machine_info(threads, backend or "none", load_at_start, tf_threads, thermal),
         config, threads, {"source": "split", "split": split, "images": n},
         {**KERAS_ROWS, "tflite": TFLITE_TIMING}, results)

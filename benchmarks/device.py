@@ -22,7 +22,7 @@ from benchmarks.bundle import load_bundle, open_variants
 from benchmarks.config import BenchConfig, BenchError, BenchResult, validate
 from benchmarks.machine import load_average, machine_info
 from benchmarks.memory import measure_memory
-from benchmarks.report import TFLITE_TIMING, assemble_report, write_report
+from benchmarks.report import TFLITE_TIMING, assemble_report, model_name, write_report
 from benchmarks.thermal import snapshot, summarize
 from benchmarks.timing import ModelResult, TimingPlan, time_interleaved
 from common.progress import progress_bar
@@ -119,7 +119,7 @@ def bench_bundle(config: BenchConfig) -> BenchResult:
     thermal = summarize(heat_at_start, snapshot())
 
     report = assemble_report(
-        {"bundle": str(bundle)},
+        {"bundle": str(bundle), "network": model_name(manifest)},
         machine_info(threads, backend or "none", load_at_start, thermal=thermal), config,
         threads, {"source": "bundle", "file": manifest.eval_set.file,
                   "split": manifest.eval_set.split, "images": len(eval_set),

@@ -237,6 +237,8 @@ def format_markdown(report: dict) -> str:
     tflite_rows = [r["model"] for r in report["rows"] if r["kind"] == "tflite"]
     title = (f"# Device benchmark of {report['bundle']}" if report.get("bundle")
              else f"# Benchmark of {report['run']}")
+    if report.get("network"):
+        title += f" ({report['network']})"
     memory = ("Peak RSS and load time come from a fresh process per model"
               + (" (TensorFlow's own footprint included for the Keras rows)." if keras_rows
                  else ", which imports only the edge runtime, as an application would.")
@@ -287,11 +289,19 @@ def _plot_problem() -> str | None:
     return None
 
 
+def model_name(manifest) -> str | None:
+    """The network the bundle was exported from ("MobileNetV3-Small 1.0/160"), as export
+    records it in the manifest's ``model``; None for a bundle from before that key."""
+    model = manifest.extra.get("model")
+    return model.get("name") if isinstance(model, dict) else None
+
+
 def assemble_report(subject: dict, machine: dict, config, threads: int, eval_info: dict,
                     timing: dict, results: dict) -> dict:
     """The whole of report.json for the measured ``results`` (model name → ModelResult).
 
-    ``subject`` names what was measured (``{"run": ...}`` or ``{"bundle": ...}``); ``config``
+    ``subject`` names what was measured (``{"run": ...}`` or ``{"bundle": ...}``, and
+    ``"network"``: :func:`model_name`); ``config``
     is the bench's settings (a dataclass), ``timing`` what each row times.
     """
     rows = build_rows(results, config.repeats)

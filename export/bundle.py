@@ -193,11 +193,12 @@ def discard(old: Path) -> None:
 
 
 def write_variant(folder: Path, fmt: ExportFormat, flatbuffer: bytes, *, run_name: str,
-                  version: str, labels: list[str], input_spec: dict) -> Path:
+                  version: str, labels: list[str], input_spec: dict, model: str) -> Path:
     """Write one variant into the bundle (atomically) with its TFLite metadata; every variant
     passes here.
 
-    The metadata (:mod:`export.metadata`: name, description, class names, the input contract)
+    The metadata (:mod:`export.metadata`: name, description naming the ``model`` (e.g.
+    "MobileNetV3-Small 1.0/160"), class names, the input contract)
     makes the file a model on its own. Verification, hashes and sizes all read the file
     written here, so they cover the metadata too.
     """
@@ -205,7 +206,7 @@ def write_variant(folder: Path, fmt: ExportFormat, flatbuffer: bytes, *, run_nam
 
     return write_bytes(folder / fmt.file, add_variant_metadata(
         flatbuffer, fmt, run_name=run_name, version=version, labels=labels,
-        input_spec=input_spec))
+        input_spec=input_spec, model=model))
 
 
 def write_labels(folder: Path, labels: list[str]) -> Path:

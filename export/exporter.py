@@ -51,6 +51,7 @@ from export.quant_debug import (
 from export.ranges import calibration_settledness
 from export.table import short_tensor_name
 from export.verify import evaluate
+from train.backbones import run_model
 from train.saved_run import load_run
 
 log = logging.getLogger(__name__)
@@ -166,9 +167,10 @@ def export(config: ExportConfig) -> ExportResult:
         calibration.info["ranges"] = calibration_settledness(model, calibration.pixels).to_json()
     cal_pixels = calibration.pixels if calibration else None
 
+    trained = run_model(read_config(run))  # the backbone, as a person names it
     # what every variant's embedded TFLite metadata says (export/metadata.py)
     described = dict(run_name=run.name, version=sha256(run / MODEL)[:12], labels=labels,
-                     input_spec=spec.to_json())
+                     input_spec=spec.to_json(), model=trained["name"])
     with staged_bundle(out) as folder:
         write_labels(folder, labels)
         files: dict[str, Path] = {}
@@ -254,6 +256,7 @@ def export(config: ExportConfig) -> ExportResult:
             extra={"max_accuracy_drop": config.max_accuracy_drop,
                    "calibration": calibration.info if calibration else None,
                    "int8_target_drop": auto.to_json("val") if auto else None,
+                   "model": trained,
                    "source": {"model_sha256": sha256(run / MODEL), "run": str(run.resolve())},
                    "export_seconds": round(time.time() - started, 2),
                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

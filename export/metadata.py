@@ -105,10 +105,11 @@ def add_metadata(tflite: bytes, *, name: str, description: str, version: str,
 
 
 def add_variant_metadata(tflite: bytes, fmt: ExportFormat, *, run_name: str, version: str,
-                         labels: list[str], input_spec: dict) -> bytes:
-    """:func:`add_metadata` with the name and description of one exported variant."""
+                         labels: list[str], input_spec: dict, model: str) -> bytes:
+    """:func:`add_metadata` with the name and description of one exported variant; ``model``
+    names the network (``train.backbones.run_model``: "MobileNetV3-Small 1.0/160")."""
     shown = ", ".join(labels[:8]) + (f" and {len(labels) - 8} more" if len(labels) > 8 else "")
-    description = (f"Image classifier of {len(labels)} classes ({shown}), {fmt.name}: "
+    description = (f"{model} image classifier of {len(labels)} classes ({shown}), {fmt.name}: "
                    f"{fmt.description}. Input: {input_spec['height']}x{input_spec['width']} "
                    f"{input_spec.get('color', 'RGB')} pixels 0-255, resized "
                    f"{input_spec.get('resize', '')}; output: class probabilities.")

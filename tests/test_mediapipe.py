@@ -11,7 +11,9 @@ picture, so top-1 agreement on it would prove nothing about preprocessing. These
 tests export, with the real ``export()``, a small CNN trained here for a few seconds
 whose answers do depend on the picture, and compare MediaPipe's top-1 with our
 :class:`Classifier`'s on every demo image at its own size (64 px: no resizing) and
-upscaled to 160 px (both sides resize, each its own way).
+upscaled to 160 px (both sides resize, each its own way). Each backbone's int8
+(``test_mediapipe_loads_each_backbones_int8``: MobileNetV3's hard-swish included) is
+checked on its scores, which must be ours, class for class.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from edge_runtime.classifier import Classifier
 from export.exporter import ExportConfig, export
 from export.images import load_images
 from tests.helpers import demo_images
+from train import backbones
 from train.saved_run import load_run
 
 pytestmark = pytest.mark.mediapipe
@@ -161,3 +164,51 @@ def test_mediapipe_refuses_int8_io_models(mediapipe_python, bundles, pictures):
     assert Classifier(model).input_dtype.name == "int8"
     report = _mediapipe(mediapipe_python, [model], pictures["64px"][:1])["models"]
     assert "uint8/float32" in report[str(model)].get("error", ""), report
+
+
+@pytest.fixture(scope="module")
+def backbone_bundles(tiny_run, tmp_path_factory) -> dict[str, Path]:
+    """An int8 ``export/`` of each backbone at 64 px (alpha 0.35, trained for three epochs from
+    scratch, the run's ``config.json`` naming the backbone)."""
+    import keras
+
+    from train import model as model_lib
+
+    root = tmp_path_factory.mktemp("backbones")
+    found = {}
+    for backbone in backbones.BACKBONES:
+        run = root / backbone
+        shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("export", "checkpoints"))
+        _, splits, labels = load_run(run)
+        images, kept = load_images(splits.paths("train"), (64, 64))
+        keras.utils.set_random_seed(0)
+        model = model_lib.build_model(len(labels), img_size=64, alpha=0.35, weights="none",
+                                      backbone=backbone)
+        model_lib.compile_model(model, 3e-3)
+        model.fit(images.astype(np.float32), np.asarray(splits.labels["train"])[kept],
+                  epochs=3, batch_size=16, verbose=0)
+        model.save(run / "model.keras")
+        config = json.loads((run / "config.json").read_text())
+        (run / "config.json").write_text(json.dumps({**config, "backbone": backbone}))
+        export(ExportConfig(run=str(run), formats=("int8",), calibration_samples=40,
+                            max_accuracy_drop=100.0, progress=False))
+        found[backbone] = run / "export"
+    return found
+
+
+def test_mediapipe_loads_each_backbones_int8(mediapipe_python, backbone_bundles, pictures):
+    images = pictures["64px"]  # the model's own size: both sides see the same pixels
+    for backbone, bundle in backbone_bundles.items():
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        assert manifest["model"]["backbone"] == backbone
+        labels = (bundle / "labels.txt").read_text().split()
+        model = bundle / "model_int8.tflite"
+        answer = _mediapipe(mediapipe_python, [model], images)["models"][str(model)]
+        assert "error" not in answer, f"MediaPipe refused {backbone}: {answer.get('error')}"
+        ours = Classifier(model)
+        for image, categories in zip(images, answer["results"], strict=True):
+            theirs = {c["label"]: c["score"] for c in categories}
+            assert sorted(theirs) == sorted(labels), backbone
+            mine = {p.label: p.score for p in ours.classify_file(image, k=len(labels))[0]}
+            for label in labels:
+                assert abs(theirs[label] - mine[label]) < 1e-3, (backbone, image.name, label)

@@ -82,4 +82,18 @@ def imagenet_problem(backbone: str, alpha: float, img_size: int) -> str | None:
 
 def describe(backbone: str, alpha: float, img_size: int) -> str:
     """``"MobileNetV3-Small 1.0/160"``: the model as a person names it."""
-    return f"{spec(backbone).title} {float(alpha)}/{img_size}"
+    return run_model({"backbone": spec(backbone).name, "alpha": alpha, "img_size": img_size})["name"]
+
+
+def run_model(config: dict) -> dict:
+    """The model of a run, from its ``config.json`` contents: ``{"backbone", "alpha",
+    "img_size", "name"}`` (what export writes into the manifest). A config without
+    ``backbone`` is from before the choice: a MobileNetV2 run. ``alpha`` and ``img_size`` are
+    None (and left out of the name) for a run without ``config.json``; a backbone this version
+    does not know is named as it is written.
+    """
+    backbone = config.get("backbone", DEFAULT_BACKBONE)
+    alpha, img_size = config.get("alpha"), config.get("img_size")
+    title = SPECS[backbone].title if backbone in SPECS else str(backbone)
+    name = f"{title} {float(alpha)}/{img_size}" if alpha is not None and img_size else title
+    return {"backbone": backbone, "alpha": alpha, "img_size": img_size, "name": name}

@@ -85,12 +85,19 @@ def _backbone(backbone: str, img_size: int, alpha: float, weights: str) -> keras
     path = Path(weights).expanduser()
     if not path.is_file():
         raise UserError(f"--weights {weights}: expected imagenet, none, or an existing weights file")
-    try:
-        return _application(backbone, img_size, alpha, str(path))
-    except (ValueError, OSError) as exc:
-        reason = str(exc).splitlines()[0][:160]
-        raise UserError(f"--weights {weights}: does not fit {title} ({backbone}) alpha={alpha} "
-                        f"at {img_size} px ({reason})") from None
+    fits = f"does not fit {title} ({backbone}) alpha={alpha} at {img_size} px"
+    with warnings.catch_warnings(record=True) as caught:
+        # a file of another network: Keras warns for each part it skips, then raises; those
+        # warnings would bury the one line that says so
+        warnings.simplefilter("always")
+        try:
+            base = _application(backbone, img_size, alpha, str(path))
+        except (ValueError, OSError) as exc:
+            reason = str(exc).splitlines()[0][:160]
+            raise UserError(f"--weights {weights}: {fits} ({reason})") from None
+    for w in caught:  # a load that worked: its warnings are news
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return base
 
 
 def backbone_of(model: keras.Model) -> keras.Model:
