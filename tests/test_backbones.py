@@ -35,7 +35,9 @@ HEAD = ["pool", "dropout", "predictions"]
 def _application(backbone: str, size: int, alpha: float) -> keras.Model:
     """The bare Keras application, built here independently of ``train.model``."""
     kwargs = {} if backbone == "mobilenet_v2" else {"include_preprocessing": False}
-    constructor = getattr(keras.applications, backbones.SPECS[backbone].application)
+    constructor = {"mobilenet_v2": keras.applications.MobileNetV2,
+                   "mobilenet_v3_small": keras.applications.MobileNetV3Small,
+                   "mobilenet_v3_large": keras.applications.MobileNetV3Large}[backbone]
     return constructor(input_shape=(size, size, 3), alpha=alpha, include_top=False, weights=None,
                        **kwargs)
 
@@ -169,6 +171,25 @@ def test_v3_imagenet_download_failure_names_the_backbone(backbone, monkeypatch):
         model_lib.build_model(2, img_size=32, alpha=0.75, weights="imagenet", backbone=backbone)
     title = backbones.SPECS[backbone].title
     assert f"--weights FILE (a {title} backbone weights file) or --weights none" in str(info.value)
+
+
+@pytest.mark.parametrize("backbone, alpha, size", [("mobilenet_v2", 0.5, 96),
+                                                   ("mobilenet_v3_small", 0.75, 64),
+                                                   ("mobilenet_v3_large", 1.0, 160)])
+def test_the_imagenet_file_named_for_offline_machines_is_the_one_keras_fetches(
+        backbone, alpha, size, monkeypatch):
+    from keras.src.utils import file_utils
+
+    asked = []
+
+    def offline(fname, *args, **kwargs):
+        asked.append(fname)
+        raise Exception("offline")  # as Keras's own download error: a bare Exception
+
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    with pytest.raises(model_lib.WeightsUnavailable):
+        model_lib.build_model(2, img_size=size, alpha=alpha, weights="imagenet", backbone=backbone)
+    assert asked == [backbones.SPECS[backbone].imagenet_file.format(alpha=alpha, size=size)]
 
 
 # --- each backbone through the whole pipeline (long: each trains and exports its own) ---

@@ -23,6 +23,12 @@ class BackboneSpec:
     """What a person reads (export metadata, manifest, reports)."""
     application: str
     """The ``keras.applications`` constructor."""
+    builtin_preprocessing: bool
+    """Whether the constructor takes ``include_preprocessing`` (MobileNetV3: a Rescaling layer
+    of its own, left out: the classifier's "preprocess" layer does the same, once)."""
+    imagenet_file: str
+    """The file Keras caches the ImageNet weights (no top) under, ``{alpha}``/``{size}`` filled
+    in: the file to fetch elsewhere for an offline machine's ``--weights FILE``."""
     imagenet_alphas: tuple[float, ...]
     """Width multipliers Keras has ImageNet weights for."""
     imagenet_sizes: tuple[int, ...] | None
@@ -38,15 +44,21 @@ class BackboneSpec:
 
 SPECS: dict[str, BackboneSpec] = {spec.name: spec for spec in (
     # 100 of 154 layers: the Keras transfer-learning tutorial's choice, kept for old runs
-    BackboneSpec("mobilenet_v2", "MobileNetV2", "MobileNetV2",
+    BackboneSpec("mobilenet_v2", "MobileNetV2", "MobileNetV2", builtin_preprocessing=False,
+                 imagenet_file=("mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_{size}"
+                                "_no_top.h5"),
                  imagenet_alphas=(0.35, 0.5, 0.75, 1.0, 1.3, 1.4),
                  imagenet_sizes=(96, 128, 160, 192, 224), layers=154,
                  fine_tune_at=100, fine_tune_layer="block_11_expand_relu"),
     # the V3s the same way: about the top third of the layers, from the start of a block
     BackboneSpec("mobilenet_v3_small", "MobileNetV3-Small", "MobileNetV3Small",
+                 builtin_preprocessing=True,
+                 imagenet_file="weights_mobilenet_v3_small_224_{alpha}_float_no_top_v2.h5",
                  imagenet_alphas=(0.75, 1.0), imagenet_sizes=None, layers=156,
                  fine_tune_at=108, fine_tune_layer="expanded_conv_8_expand"),
     BackboneSpec("mobilenet_v3_large", "MobileNetV3-Large", "MobileNetV3Large",
+                 builtin_preprocessing=True,
+                 imagenet_file="weights_mobilenet_v3_large_224_{alpha}_float_no_top_v2.h5",
                  imagenet_alphas=(0.75, 1.0), imagenet_sizes=None, layers=186,
                  fine_tune_at=123, fine_tune_layer="expanded_conv_11_expand"),
 )}

@@ -30,17 +30,10 @@ class WeightsUnavailable(UserError):
     """ImageNet weights could not be downloaded (offline machine)."""
 
 
-def _imagenet_file(backbone: str, alpha: float, img_size: int) -> str:
-    """The file name Keras caches the backbone's ImageNet weights under (no top)."""
-    if backbone == "mobilenet_v2":
-        return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_{img_size}_no_top.h5"
-    size = backbone.rsplit("_", 1)[1]  # small | large
-    return f"weights_mobilenet_v3_{size}_224_{float(alpha)}_float_no_top_v2.h5"
-
-
 def _imagenet_cached(backbone: str, alpha: float, img_size: int) -> bool:
     keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
-    return (keras_home / "models" / _imagenet_file(backbone, alpha, img_size)).is_file()
+    name = backbones.spec(backbone).imagenet_file.format(alpha=float(alpha), size=img_size)
+    return (keras_home / "models" / name).is_file()
 
 
 def _application(backbone: str, img_size: int, alpha: float, weights: str | None) -> keras.Model:
@@ -49,9 +42,10 @@ def _application(backbone: str, img_size: int, alpha: float, weights: str | None
     built-in Rescaling, the same x / 127.5 - 1, is left out so it is applied once)."""
     kwargs = {"input_shape": (img_size, img_size, 3), "alpha": alpha, "include_top": False,
               "weights": weights}
-    if backbone != "mobilenet_v2":
+    spec = backbones.spec(backbone)
+    if spec.builtin_preprocessing:
         kwargs["include_preprocessing"] = False
-    constructor = getattr(keras.applications, backbones.spec(backbone).application)
+    constructor = getattr(keras.applications, spec.application)
     with warnings.catch_warnings():
         # MobileNetV3's ImageNet weights were trained at 224 and fit any size: its warning
         # that "weights for input shape (224, 224) will be loaded" says nothing to act on
