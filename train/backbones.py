@@ -35,7 +35,10 @@ class BackboneSpec:
     """Input sides Keras has ImageNet weights for; None: any side (one set of weights, trained
     at 224, that fits every size, as the convolutions do not depend on it)."""
     layers: int
-    """Layers of the Keras application without its top (a test holds it to Keras)."""
+    """Layers of the Keras application without its top at the ImageNet alphas (a test holds it
+    to Keras; MobileNetV3 at other alphas has one more or fewer, as a residual Add comes or
+    goes): ``TrainConfig.validate`` checks ``--fine-tune-at`` against it before training,
+    ``train.model.set_phase`` against the model built."""
     fine_tune_at: int
     """Default ``--fine-tune-at``: the backbone layer phase 2 unfreezes from."""
     fine_tune_layer: str
@@ -90,11 +93,6 @@ def imagenet_problem(backbone: str, alpha: float, img_size: int) -> str | None:
         return (f"--img-size {img_size}: {backbone} has ImageNet weights for "
                 f"{', '.join(map(str, s.imagenet_sizes))} px")
     return None
-
-
-def describe(backbone: str, alpha: float, img_size: int) -> str:
-    """``"MobileNetV3-Small 1.0/160"``: the model as a person names it."""
-    return run_model({"backbone": spec(backbone).name, "alpha": alpha, "img_size": img_size})["name"]
 
 
 def run_model(config: dict) -> dict:
