@@ -13,7 +13,8 @@ whose answers do depend on the picture, and compare MediaPipe's top-1 with our
 :class:`Classifier`'s on every demo image at its own size (64 px: no resizing) and
 upscaled to 160 px (both sides resize, each its own way). Each backbone's int8
 (``test_mediapipe_loads_each_backbones_int8``: MobileNetV3's hard-swish included) is
-checked on its scores, which must be ours, class for class.
+checked on its scores, which must be ours, class for class, within two steps of the
+uint8 output.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ pytestmark = pytest.mark.mediapipe
 MEDIAPIPE = "mediapipe>=1.2,<1.3"
 SCRIPT = Path(__file__).with_name("mediapipe_classify.py")
 MIN_AGREEMENT = 0.95
+MAX_QUANTA = 2
+"""Largest difference between MediaPipe's int8 scores and ours, in steps of the uint8 output."""
 VARIANTS = ("fp32", "fp16", "int8")
 
 
@@ -196,19 +199,28 @@ def backbone_bundles(tiny_run, tmp_path_factory) -> dict[str, Path]:
     return found
 
 
-def test_mediapipe_loads_each_backbones_int8(mediapipe_python, backbone_bundles, pictures):
+def test_mediapipe_loads_each_backbones_int8(mediapipe_python, backbone_bundles, pictures,
+                                             record_property):
+    """MediaPipe runs each int8 model (its own int8 kernels) and names the classes; its scores
+    are ours within ``MAX_QUANTA`` steps of the uint8 output: kernels may round differently."""
     images = pictures["64px"]  # the model's own size: both sides see the same pixels
+    measured = {}
     for backbone, bundle in backbone_bundles.items():
         manifest = json.loads((bundle / "manifest.json").read_text())
         assert manifest["model"]["backbone"] == backbone
+        quantum = manifest["variants"]["int8"]["output_quantization"]["scale"]
         labels = (bundle / "labels.txt").read_text().split()
         model = bundle / "model_int8.tflite"
         answer = _mediapipe(mediapipe_python, [model], images)["models"][str(model)]
         assert "error" not in answer, f"MediaPipe refused {backbone}: {answer.get('error')}"
         ours = Classifier(model)
+        worst = 0.0
         for image, categories in zip(images, answer["results"], strict=True):
             theirs = {c["label"]: c["score"] for c in categories}
             assert sorted(theirs) == sorted(labels), backbone
             mine = {p.label: p.score for p in ours.classify_file(image, k=len(labels))[0]}
-            for label in labels:
-                assert abs(theirs[label] - mine[label]) < 1e-3, (backbone, image.name, label)
+            worst = max(worst, *(abs(theirs[label] - mine[label]) / quantum for label in labels))
+        measured[backbone] = round(worst, 2)
+    print("MediaPipe vs edge-classify, int8 scores, largest difference in output steps:", measured)
+    record_property("mediapipe_backbone_steps", measured)
+    assert max(measured.values()) <= MAX_QUANTA, measured
