@@ -3,7 +3,7 @@ export's own reports (what keeping layers in float costs in milliseconds beside 
 
 The models take turns in rounds (in a rotated order) so a burst of load from elsewhere on a
 shared machine lands on all of them, as in ``benchmarks/timing.py``, whose full benchmark this
-is not: a few hundred invocations, ``invoke()`` alone on the clock. ``edge-bench`` is the
+is not: about a hundred invocations each, ``invoke()`` alone on the clock. ``edge-bench`` is the
 measurement to quote; this one tells the models apart.
 """
 

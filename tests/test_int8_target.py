@@ -262,3 +262,45 @@ def test_a_default_export_checks_int8_on_val_and_says_so_in_one_line(exported_ru
     print(line)
     assert line.startswith("int8 on val: ") and "McNemar p = " in line and "\n" not in line
     assert line in format_table(manifest).splitlines()
+
+
+@pytest.mark.long
+def test_an_export_that_keeps_a_layer_in_float_times_both_models(run_copy, capsys, monkeypatch):
+    """Through edge-export itself: plain int8 is made to look 20 points worse on val and every
+    layer counts as signal, so the default target keeps a layer in float; the latencies in the
+    manifest and the printed line are those measured from plain and kept-float int8."""
+    from edge_runtime.manifest import Manifest
+    from export import exporter, quant_debug
+    from export.cli import main
+
+    monkeypatch.setattr(quant_debug, "SIGNAL_THRESHOLD", quant_debug.NOISE_FLOOR)
+    real_evaluate, calls = exporter.evaluate, []
+
+    def evaluate(*args, **kwargs):
+        evaluation = real_evaluate(*args, **kwargs)
+        calls.append(evaluation)
+        if len(calls) == 1:  # the first is plain int8 on val
+            evaluation.variants["int8"]["accuracy"] -= 0.2
+        return evaluation
+
+    real_latency, timed = exporter.interleaved_latency_ms, []
+
+    def latency(models, *args, **kwargs):
+        result = real_latency(models, *args, **kwargs)
+        timed.append((list(models), result))
+        return result
+
+    monkeypatch.setattr(exporter, "evaluate", evaluate)
+    monkeypatch.setattr(exporter, "interleaved_latency_ms", latency)
+    assert main([str(run_copy), "--formats", "int8", "--calibration-samples", "40",
+                 "--max-accuracy-drop", "100", "--eval-samples", "0", "--no-progress"]) == 0
+    manifest = Manifest.load(run_copy / "export")
+    entry = manifest.extra["int8_target_drop"]
+    assert entry["points"] == DEFAULT_TARGET_DROP and entry["float_layers"]
+    assert manifest.variants["int8"].extra["float_layers"] == entry["float_layers"]
+    [(models, (plain_ms, chosen_ms))] = timed
+    assert len(models) == 2 and models[0] != models[1]
+    assert len(models[0]) == entry["plain_bytes"] and len(models[1]) == entry["bytes"]
+    assert entry["latency_ms"] == {"plain": plain_ms, "chosen": chosen_ms}
+    line = [s for s in capsys.readouterr().out.splitlines() if s.startswith("int8 on val:")]
+    assert len(line) == 1 and f"latency {plain_ms:.2f} → {chosen_ms:.2f} ms" in line[0]
