@@ -5,8 +5,10 @@ JSON lines, a window) and the loops stay testable without a terminal.
 
 The stream loop overlaps its three stages, each on its own thread: the source's thread
 captures and decodes, a preprocessing thread turns each frame into an input tensor
-(BGR → RGB, resize, quantize), and the calling thread runs the model. Each hand-over
-holds one item, so a frame costs about what the slowest stage costs, not their sum.
+(BGR → RGB, resize, quantize), and the calling thread runs the model. The stages hand
+frames over through a :class:`~edge_runtime.frame_source.FrameSlot`: a live camera's holds
+only the newest frame (older ones are dropped), a recording's a few frames in order (none is
+lost). Either way a frame costs about what the slowest stage costs, not their sum.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.camera import END, FrameSlot, FrameSource, frame_to_image
 from edge_runtime.classifier import Classifier, Prediction
 from edge_runtime.errors import ImageError
+from edge_runtime.frame_source import END, FrameSlot, FrameSource
+from edge_runtime.frames import frame_to_image
 
 FrameCallback = Callable[[int, np.ndarray, list[Prediction], float], bool]
 """``(frame number, BGR frame, predictions, latency ms)`` → False to stop the stream."""

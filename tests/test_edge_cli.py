@@ -429,20 +429,20 @@ def test_a_stream_leaves_a_core_to_capture_and_preprocess(capfd, bundle, images,
 def camera_tries(monkeypatch, video):
     """``--camera 0`` opens on the third try (the clip stands in for the camera); the list
     holds one entry per try. Tries are 0.05 s apart instead of 1 s."""
-    from edge_runtime import cli
-    from edge_runtime.camera import FrameGrabber
+    from edge_runtime import camera_run
     from edge_runtime.errors import CameraError
+    from edge_runtime.opencv_source import OpenCVSource
 
-    tries: list[str] = []
+    tries: list[int] = []
 
-    def open_source(value, size=(640, 480), quiet=True, loop=False):
-        tries.append(value)
-        if len(tries) < 3 or value == "7":  # camera 7 never appears
-            raise CameraError(f"cannot open camera {value}")
-        return FrameGrabber(str(video))
+    def open_source(spec, size, quiet=True, loop=False):
+        tries.append(spec.index)
+        if len(tries) < 3 or spec.index == 7:  # camera 7 never appears
+            raise CameraError(f"cannot open camera {spec.index}")
+        return OpenCVSource(str(video))
 
-    monkeypatch.setattr(cli, "open_source", open_source)
-    monkeypatch.setattr(cli, "CAMERA_RETRY_S", 0.05)
+    monkeypatch.setattr(camera_run, "open_source", open_source)
+    monkeypatch.setattr(camera_run, "CAMERA_RETRY_S", 0.05)
     return tries
 
 
@@ -474,7 +474,7 @@ def test_without_camera_wait_a_missing_camera_stops_at_once(capfd, bundle, camer
 
 def test_camera_wait_never_waits_for_a_configuration_mistake(capfd, bundle, tmp_path,
                                                              monkeypatch):
-    from edge_runtime import cli, picamera
+    from edge_runtime import camera_run, picamera
     from edge_runtime.errors import CameraError
 
     started = time.monotonic()
@@ -484,7 +484,7 @@ def test_camera_wait_never_waits_for_a_configuration_mistake(capfd, bundle, tmp_
     assert code == 2 and "missing.mp4" in one_error_line(err)
     # a model that is not there: the camera is not even tried
     tries = []
-    monkeypatch.setattr(cli, "open_source", lambda *a, **k: tries.append(a))
+    monkeypatch.setattr(camera_run, "open_source", lambda *a, **k: tries.append(a))
     code, _, err = run(capfd, "--model", tmp_path / "missing.tflite", "--camera", "0",
                        "--camera-wait", "30", "--headless")
     assert code == 2 and "missing.tflite" in one_error_line(err) and tries == []
@@ -501,11 +501,11 @@ def test_camera_wait_never_waits_for_a_configuration_mistake(capfd, bundle, tmp_
 
 
 def test_summary_every_replaces_the_line_per_frame(capfd, bundle, labels, video, monkeypatch):
-    from edge_runtime import cli
+    from edge_runtime import camera_run
     from edge_runtime.loops import PeriodicSummary
 
     ticks = iter(range(1000))  # a clock one second further at each look: 1 frame = 1 s
-    monkeypatch.setattr(cli, "PeriodicSummary",
+    monkeypatch.setattr(camera_run, "PeriodicSummary",
                         lambda every_s: PeriodicSummary(every_s, clock=lambda: next(ticks)))
     code, out, err = run(capfd, "--model", bundle / "model_int8.tflite", "--camera", video,
                          "--headless", "--json", "--summary-every", "4")
@@ -536,12 +536,12 @@ def test_camera_only_flags_refuse_files(capfd, bundle, images, flag):
 def test_a_camera_run_stopped_before_its_first_frame_exits_0(capfd, bundle, monkeypatch):
     # the one rule: Ctrl-C or SIGTERM (run_command raises it as KeyboardInterrupt) ends a
     # --camera run with 0 whenever it comes, so `systemctl stop` never leaves a failed unit
-    from edge_runtime import cli
+    from edge_runtime import camera_run, cli
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "open_source", interrupted)
+    monkeypatch.setattr(camera_run, "open_source", interrupted)
     code, out, err = run(capfd, "--model", bundle / "model_int8.tflite", "--camera", "0",
                          "--headless")
     assert code == 0 and out == ""
