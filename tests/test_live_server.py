@@ -363,23 +363,25 @@ def test_a_client_stuck_writing_never_holds_up_the_publisher(monkeypatch):
 
     monkeypatch.setattr(socketserver._SocketWriter, "write", write)
     with LiveServer("127.0.0.1", 0, max_clients=1, stream_fps=100) as live:
-        response = open_stream(live)
-        wait_for_viewers(live, 1)
-        live.publish(1, grey_frame(value=10), RESULT)
-        assert writing.wait(30)  # the handler is stuck writing frame 1
+        try:
+            response = open_stream(live)
+            wait_for_viewers(live, 1)
+            live.publish(1, grey_frame(value=10), RESULT)
+            assert writing.wait(30)  # the handler is stuck writing frame 1
 
-        def camera() -> None:
-            for number in range(2, 101):
-                live.publish(number, grey_frame(value=number + 100), RESULT)
+            def camera() -> None:
+                for number in range(2, 101):
+                    live.publish(number, grey_frame(value=number + 100), RESULT)
 
-        producer = threading.Thread(target=camera, daemon=True)
-        producer.start()
-        producer.join(timeout=30)  # a hang guard: a publish that waits would wait for good
-        assert not producer.is_alive() and not release.is_set()
-        # the newest result is served meanwhile
-        status, _, body = get(url(live, "/predictions", None))
-        assert status == 200 and json.loads(body)["frame"] == 100
-        release.set()
+            producer = threading.Thread(target=camera, daemon=True)
+            producer.start()
+            producer.join(timeout=30)  # a hang guard: a publish that waits would wait for good
+            assert not producer.is_alive() and not release.is_set()
+            # the newest result is served meanwhile
+            status, _, body = get(url(live, "/predictions", None))
+            assert status == 200 and json.loads(body)["frame"] == 100
+        finally:
+            release.set()
         first, after = decode(read_part(response)), decode(read_part(response))
         response.close()
     assert abs(float(first[150:, 200:].mean()) - 10) < 3  # frame 1, then ...
