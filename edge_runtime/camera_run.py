@@ -19,9 +19,10 @@ from edge_runtime.classifier import Classifier, Prediction
 from edge_runtime.errors import CameraError
 from edge_runtime.frame_source import FrameSource
 from edge_runtime.live import LiveServer, is_loopback
-from edge_runtime.loops import PeriodicSummary, classify_stream
+from edge_runtime.loops import classify_stream
 from edge_runtime.results import ResultWriter, result_json
 from edge_runtime.sources import open_source
+from edge_runtime.stream_summary import PeriodicSummary
 from edge_runtime.window import open_window
 
 CAMERA_RETRY_S = 1.0

@@ -530,7 +530,7 @@ def test_camera_wait_never_waits_for_a_configuration_mistake(capfd, bundle, tmp_
 
 def test_summary_every_replaces_the_line_per_frame(capfd, bundle, labels, video, monkeypatch):
     from edge_runtime import camera_run
-    from edge_runtime.loops import PeriodicSummary
+    from edge_runtime.stream_summary import PeriodicSummary
 
     ticks = iter(range(1000))  # a clock one second further at each look: 1 frame = 1 s
     monkeypatch.setattr(camera_run, "PeriodicSummary",
