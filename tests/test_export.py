@@ -211,7 +211,7 @@ def test_int8_io_types_and_the_dynamic_format(run_copy, exported_run, int8_io, f
     assert list(manifest.variants) == list(formats)
     reference = Manifest.load(exported_run / "export")  # the same model, int8 with uint8 I/O
     fp32_bytes = reference.variants["fp32"].bytes
-    pixels = np.random.default_rng(0).integers(0, 256, (64, 64, 3)).astype(np.float32)
+    pixels = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3)).astype(np.uint8)
     uint8_probs = Classifier(exported_run / "export" / "model_int8.tflite").probabilities(pixels)
 
     int8 = manifest.variants["int8"]
