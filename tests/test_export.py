@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from edge_runtime.classifier import Classifier
+from edge_runtime.classifier import Classifier, quantize
 from edge_runtime.manifest import Manifest
 from export import exporter, quant_debug
 from export.calibration import calibration_files, check_calibration
@@ -222,6 +222,13 @@ def test_int8_io_types_and_the_dynamic_format(run_copy, exported_run, int8_io, f
     assert (int8.input_quantization.scale, int8.input_quantization.zero_point) == \
         (pytest.approx(scale), zero_point)
     assert (scale > 0) == (int8_io == "int8")  # float32 I/O: the quantize op is inside
+    # the runtime's feed hands the interpreter the reference quantization of the pixels
+    classifier.set_input_tensor(classifier.tensor_from_pixels(pixels[0]))
+    index = classifier.interpreter.get_input_details()[0]["index"]
+    received = classifier.interpreter.get_tensor(index)
+    assert received.dtype == classifier.input_dtype
+    assert np.array_equal(received, quantize(pixels.astype(np.float32), classifier.input_dtype,
+                                             scale, zero_point))
     assert int8.bytes < reference.variants["fp16"].bytes
     # against Keras, as the uint8-I/O int8 of the same model did (a borderline image of the tiny
     # model's ten may move int8's probabilities by a quarter: only the interface may differ here)
