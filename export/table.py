@@ -175,7 +175,7 @@ def _remedy(calibration: dict | None) -> str:
     available = (calibration or {}).get("train_images", images)
     more = (f"more calibration images (--calibration-samples {min(4 * images, available)})"
             if available > images else "more training images (calibration used all)")
-    return f"{more}, quantization-aware training (not offered here: see the README)"
+    return f"{more}, quantization-aware training (not offered here: see docs/export.md)"
 
 
 def int8_line(manifest: Manifest) -> str | None:

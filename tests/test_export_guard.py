@@ -138,8 +138,8 @@ def test_the_int8_line_says_what_export_tried_and_why_it_could_not():
         "past the 0.5-pt target; tried: 200 calibration images (ranges settled), the "
         "quantization debugger (no layer of 65 above the rounding-noise floor, worst 1.35×: the "
         "loss is rounding noise), so plain int8; what could help: more calibration images "
-        "(--calibration-samples 800), quantization-aware training (not offered here: see the "
-        "README)")
+        "(--calibration-samples 800), quantization-aware training (not offered here: see "
+        "docs/export.md)")
     table = format_table(nothing).splitlines()
     assert table[-2] == line and table[-1].startswith("MediaPipe Tasks loads:")
     guard = guard_message(nothing, ["int8"], 1.0)
