@@ -44,8 +44,8 @@ def test_edge_bench_times_each_candidate_of_a_probe_without_tensorflow(bundle, t
               "'--no-progress']); "
               "assert 'tensorflow' not in sys.modules, 'the probe bench imported TensorFlow'; "
               "sys.exit(code)")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT),
-                                                                      os.environ.get("PYTHONPATH")])))
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, PYTHONPATH=path)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           env=env, timeout=300)
     assert done.returncode == 0, done.stderr

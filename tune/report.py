@@ -103,8 +103,9 @@ def plot_pareto(report: dict, path: Path) -> None:
         ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="#2ca02c",
                 label="Pareto front")
     if untrained:
-        ax.plot([c["p50_ms"] for c in untrained], [0.0] * len(untrained), "|", color="#7f7f7f",
-                markersize=12, transform=ax.get_xaxis_transform(), label="not trained")
+        ax.plot([c["p50_ms"] for c in untrained], [0.03] * len(untrained), "|", color="#7f7f7f",
+                markersize=14, markeredgewidth=2, transform=ax.get_xaxis_transform(),
+                clip_on=False, linestyle="none", label="not trained (latency only)")
     ax.axvline(report["budget_ms"], color="#d62728", linestyle="--",
                label=f"budget {report['budget_ms']:g} ms")
     chosen = report["chosen"]
