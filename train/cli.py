@@ -1,4 +1,4 @@
-"""edge-train: fine-tune MobileNetV2 on a folder of images.
+"""edge-train: fine-tune a MobileNet (V2, V3-Small or V3-Large) on a folder of images.
 
     edge-train --data photos/ --out runs/pets
 
@@ -23,6 +23,15 @@ from common.argtypes import (
     positive_int,
 )
 from common.command import run_command
+from train.backbones import BACKBONES, DEFAULT_BACKBONE, SPECS
+
+BACKBONE_HELP = (
+    "the network under the classifier. mobilenet_v2 (ImageNet weights at 96-224 px, alpha "
+    "0.35-1.4) and mobilenet_v3_large (alpha 0.75 or 1.0, any size) suit a Pi 4 or 5; "
+    "mobilenet_v3_small (alpha 0.75 or 1.0, any size) a Pi 3 or Zero 2 W (a Pi 3's cores, "
+    "slower clock), at some accuracy (Keras's table, ImageNet top-1 at 224: V3-Small 68.1, "
+    "V3-Large 75.6). XNNPACK's README, float 1.0/224 on all cores: Pi 4: V2 44 ms, V3-Large "
+    "41, V3-Small 14; Pi 3+: 79, 67, 23. Measure yours with edge-bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,8 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--no-augment", dest="augment", action="store_false",
                       help="disable random flip, rotation and zoom of training images")
     model = p.add_argument_group("model")
+    model.add_argument("--backbone", choices=BACKBONES, default=DEFAULT_BACKBONE, help=BACKBONE_HELP)
     model.add_argument("--img-size", type=positive_int, default=160, help="square input side in pixels")
-    model.add_argument("--alpha", type=positive_float, default=1.0, help="MobileNetV2 width multiplier")
+    model.add_argument("--alpha", type=positive_float, default=1.0, help="backbone width multiplier")
     model.add_argument("--weights", default="imagenet",
                        help="backbone weights: imagenet (downloaded by Keras), none, or a FILE")
     model.add_argument("--dropout", type=float, default=0.2, help="dropout before the head")
@@ -62,8 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--epochs", type=positive_int, default=10, help="phase 1 epochs (head only)")
     fit.add_argument("--fine-tune-epochs", type=non_negative_int, default=10,
                      help="phase 2 epochs (top of the backbone too); 0 skips fine-tuning")
-    fit.add_argument("--fine-tune-at", type=non_negative_int, default=100,
-                     help="unfreeze backbone layers from this index on in phase 2")
+    fit.add_argument("--fine-tune-at", type=non_negative_int, default=None,
+                     help="unfreeze backbone layers from this index on in phase 2 (default: about "
+                          "the top third of the backbone's layers: "
+                          + ", ".join(f"{s.name} {s.fine_tune_at}" for s in SPECS.values()) + ")")
     fit.add_argument("--batch-size", type=positive_int, default=32, help="global batch size")
     fit.add_argument("--lr", type=positive_float, default=1e-4, help="phase 1 learning rate; phase 2: lr/10")
     fit.add_argument("--patience", type=positive_int, default=5,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from common.errors import UserError
+from train import backbones
 
 
 @dataclass(frozen=True)
@@ -15,18 +16,26 @@ class TrainConfig:
     """Image folder, ``demo`` (built-in offline dataset) or ``cats_vs_dogs`` (downloaded)."""
     out: str
     """Run directory to create (or resume with ``resume=True``)."""
+    backbone: str = backbones.DEFAULT_BACKBONE
+    """``mobilenet_v2``, ``mobilenet_v3_small`` or ``mobilenet_v3_large`` (``train.backbones``);
+    a ``config.json`` without it is a ``mobilenet_v2`` run."""
     img_size: int = 160
-    """Square input side in pixels; ImageNet weights exist for 96, 128, 160, 192, 224."""
+    """Square input side in pixels; MobileNetV2's ImageNet weights exist for 96, 128, 160, 192,
+    224, MobileNetV3's for any side."""
     alpha: float = 1.0
-    """MobileNetV2 width multiplier; ImageNet weights exist for 0.35, 0.5, 0.75, 1.0, 1.3, 1.4."""
+    """Width multiplier; ImageNet weights exist for 0.35, 0.5, 0.75, 1.0, 1.3, 1.4 (MobileNetV2)
+    and 0.75, 1.0 (MobileNetV3)."""
     weights: str = "imagenet"
     """``imagenet`` (downloaded by Keras), ``none`` (random init) or a backbone weights file."""
     epochs: int = 10
     """Phase 1 epochs: the new head on a frozen backbone."""
     fine_tune_epochs: int = 10
     """Phase 2 epochs, counted on from phase 1; 0 skips fine-tuning."""
-    fine_tune_at: int = 100
-    """Backbone layers from this index on are unfrozen in phase 2."""
+    fine_tune_at: int | None = None
+    """Backbone layers from this index on are unfrozen in phase 2. None: the backbone's default
+    (``BackboneSpec.fine_tune_at``: 100 for MobileNetV2), filled in at construction, so
+    ``config.json`` records the number used. ``dataclasses.replace`` with another backbone keeps
+    the number: pass ``fine_tune_at=None`` with it for the new backbone's default."""
     batch_size: int = 32
     """Global batch size (split across replicas under a distribution strategy)."""
     lr: float = 1e-4
@@ -57,18 +66,25 @@ class TrainConfig:
     resume: bool = False
     """Continue an interrupted run in ``out`` from its last checkpoint."""
 
+    def __post_init__(self) -> None:
+        if self.fine_tune_at is None and self.backbone in backbones.SPECS:
+            object.__setattr__(self, "fine_tune_at", backbones.SPECS[self.backbone].fine_tune_at)
+
     def validate(self) -> None:
         """Reject impossible settings before any slow work starts.
 
         Raises:
             UserError: naming the flag, its value and what it must be.
         """
+        layers = backbones.spec(self.backbone).layers
         checks = [
             (self.img_size >= 32, f"--img-size {self.img_size}: must be at least 32"),
             (self.alpha > 0, f"--alpha {self.alpha}: must be positive"),
             (self.epochs >= 1, f"--epochs {self.epochs}: must be at least 1"),
             (self.fine_tune_epochs >= 0, f"--fine-tune-epochs {self.fine_tune_epochs}: must be ≥ 0"),
-            (self.fine_tune_at >= 0, f"--fine-tune-at {self.fine_tune_at}: must be ≥ 0"),
+            (0 <= self.fine_tune_at < layers,
+             f"--fine-tune-at {self.fine_tune_at}: {self.backbone} has {layers} layers; expected "
+             f"0 to {layers - 1}"),
             (self.batch_size >= 1, f"--batch-size {self.batch_size}: must be at least 1"),
             (self.lr > 0, f"--lr {self.lr}: must be positive"),
             (0 <= self.dropout < 1, f"--dropout {self.dropout}: must be in [0, 1)"),
@@ -84,6 +100,10 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise UserError(message)
+        if self.weights == "imagenet":
+            problem = backbones.imagenet_problem(self.backbone, self.alpha, self.img_size)
+            if problem:
+                raise UserError(problem + " (or pass --weights none or a weights FILE)")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -17,7 +17,7 @@ def float32_copy(model: keras.Model, config: TrainConfig, num_classes: int) -> k
     what evaluation, export and the device expect."""
     keras.mixed_precision.set_global_policy("float32")
     clone = model_lib.build_model(num_classes, config.img_size, config.alpha, "none",
-                                  config.dropout, config.bn_momentum)
+                                  config.dropout, config.bn_momentum, backbone=config.backbone)
     clone.set_weights(model.get_weights())
     return clone
 

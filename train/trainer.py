@@ -206,7 +206,8 @@ def _train(config: TrainConfig, state: dict, device: DeviceSetup, out: Path, wor
             model = keras.models.load_model(ckpt / LAST_CHECKPOINT)
         else:
             model = model_lib.build_model(len(splits.classes), config.img_size, config.alpha,
-                                          config.weights, config.dropout, config.bn_momentum)
+                                          config.weights, config.dropout, config.bn_momentum,
+                                          backbone=config.backbone)
             model_lib.compile_model(model, config.lr)
 
     callbacks = list(callbacks or [])
