@@ -43,6 +43,7 @@ def test_halving_keeps_the_most_accurate_and_stops_at_the_finalists():
     assert rung_sizes(7, eta=2, finalists=2) == [7, 4, 2]
     assert rung_sizes(9, eta=3, finalists=1) == [9, 3, 1]
     assert rung_sizes(2, eta=2, finalists=2) == [2]
+    assert rung_sizes(3, eta=2, finalists=2) == [3, 2]
     assert rung_sizes(0) == []
     rung = [Scored("a", 1, 0.5), Scored("b", 1, 0.9), Scored("c", 2, 0.7), Scored("d", 1, 0.7)]
     assert survivors(rung, 2) == ["b", "d"]  # d beats c at equal accuracy: faster
