@@ -1,7 +1,7 @@
 """edge-tune end to end, timed: probe, bench on this machine, search with a budget from that bench.
 
-    python -m tune.e2e /tmp/tune-e2e                 # 10 classes × 300 pictures of 64 px
-    python -m tune.e2e /tmp/tune-e2e --quick         # a short rehearsal: 10 × 40, two sizes
+    python -m tune.e2e /tmp/tune-e2e            # 10 classes × 300 pictures of 64 px, 27 candidates
+    python -m tune.e2e /tmp/tune-e2e --quick    # a rehearsal: 10 × 40 pictures, 8 candidates
 
 The data set is made here: ten classes of small drawn pictures (the demo's five shapes, each
 in colour and in grey), a few thousand files. The three commands run as a user runs them (each
@@ -76,21 +76,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-class", type=int, default=300, help="pictures per class (10 classes)")
     p.add_argument("--image-size", type=int, default=64, help="side of the pictures, pixels")
     p.add_argument("--backbones", default="mobilenet_v2,mobilenet_v3_small,mobilenet_v3_large")
-    p.add_argument("--alphas", default="0.35,0.5,0.75,1.0")
+    p.add_argument("--alphas", default="0.35,0.75,1.0")
     p.add_argument("--sizes", default="64,96,128")
     p.add_argument("--weights", default="none",
                    help="none works offline; imagenet downloads weights once (phase 1 then "
                         "trains on cached backbone features)")
-    p.add_argument("--rung-epochs", default="2")
-    p.add_argument("--epochs", default="8", help="the winner's phase 1 epochs")
+    p.add_argument("--rung-epochs", default="1")
+    p.add_argument("--eta", default="3", help="each rung keeps a third")
+    p.add_argument("--finalists", default="2")
+    p.add_argument("--epochs", default="10", help="the winner's phase 1 epochs")
     p.add_argument("--fine-tune-epochs", default="0", help="the winner's phase 2 epochs")
     p.add_argument("--quick", action="store_true",
-                   help="a rehearsal in minutes: 40 pictures per class, sizes 64 and 96, "
-                        "widths 0.35 and 1.0, 1-epoch rungs, a 2-epoch winner")
+                   help="a rehearsal: 40 pictures per class, mobilenet_v2 and mobilenet_v3_small "
+                        "at widths 0.35 and 1.0 and sizes 64 and 96, a 3-epoch winner")
     args = p.parse_args(argv)
     if args.quick:
         args.per_class, args.sizes, args.alphas = 40, "64,96", "0.35,1.0"
-        args.rung_epochs, args.epochs = "1", "2"
+        args.backbones, args.epochs = "mobilenet_v2,mobilenet_v3_small", "3"
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     log = out / "e2e.log"
@@ -114,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     seconds["search"] = _run("search", [
         "tune.cli", "search", "--data", str(data), "--device",
         str(probe / "bench" / "report.json"), "--budget-ms", str(budget), "--out", str(run),
-        "--weights", args.weights, "--rung-epochs", args.rung_epochs, "--epochs", args.epochs,
+        "--weights", args.weights, "--rung-epochs", args.rung_epochs, "--eta", args.eta,
+        "--finalists", args.finalists, "--epochs", args.epochs,
         "--fine-tune-epochs", args.fine_tune_epochs, "--no-progress"], log)
     total = sum(seconds.values())
     tuned = json.loads((run / "tune" / "report.json").read_text())
