@@ -188,3 +188,14 @@ def test_cli_resume_without_a_search_is_one_line_and_exit_2(tmp_path, capsys):
     code = main(["search", "--out", str(tmp_path / "run"), "--resume"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "no search" in err
+
+
+def test_search_leaves_a_foreign_folder_where_it_would_work_alone(tmp_path, data, capsys):
+    config = config_for(tmp_path, data)
+    work = work_dir(Path(config.out))
+    work.mkdir(parents=True)
+    (work / "notes.txt").write_text("the user's")
+    code = main(["search", "--data", str(data), "--device", config.device, "--budget-ms", "10",
+                 "--out", config.out])
+    assert code == 2 and "not an edge-tune working folder" in capsys.readouterr().err
+    assert (work / "notes.txt").read_text() == "the user's"

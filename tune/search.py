@@ -269,6 +269,13 @@ def preflight(config: SearchConfig) -> DeviceReport | None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--out {out} already exists and is not empty; choose a new run "
                         "directory")
+    work = work_dir(out)
+    # the search deletes its working folder at the end: it must hold nothing but its own
+    # (an earlier attempt's measurements of this machine, whose budget fitted nobody)
+    if work.exists() and (not work.is_dir()
+                          or any(entry.name != PROBE_DIR for entry in work.iterdir())):
+        raise UserError(f"{work} exists and is not an edge-tune working folder; move it "
+                        f"away or choose another --out")
     if config.data not in ("demo", "cats_vs_dogs") and not Path(config.data).expanduser().is_dir():
         raise UserError(f"--data {config.data}: not a folder")
     if config.device is None:
