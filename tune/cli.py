@@ -47,17 +47,19 @@ def _list(kind, what: str):
 
 
 def _candidate_flags(parser: argparse.ArgumentParser, *, for_search: bool) -> None:
+    from train.backbones import BACKBONES
     from tune.probe import DEFAULT_ALPHAS, DEFAULT_SIZES
 
     group = parser.add_argument_group(
         "candidates" + (" (without --device: what is measured on this machine)"
                         if for_search else ""))
-    group.add_argument("--backbones", type=_list(str, "names"), default=(),
-                       help="comma-separated backbones (default: mobilenet_v2, "
-                            "mobilenet_v3_small and mobilenet_v3_large)")
-    group.add_argument("--alphas", type=_list(float, "numbers"), default=DEFAULT_ALPHAS,
+    group.add_argument("--backbones", type=_list(str, "names"), default=None,
+                       help=f"comma-separated backbones (default: all: {','.join(BACKBONES)})")
+    group.add_argument("--alphas", type=_list(float, "numbers"),
+                       default=",".join(f"{a:g}" for a in DEFAULT_ALPHAS),
                        help="comma-separated width multipliers")
-    group.add_argument("--sizes", type=_list(int, "integers"), default=DEFAULT_SIZES,
+    group.add_argument("--sizes", type=_list(int, "integers"),
+                       default=",".join(map(str, DEFAULT_SIZES)),
                        help="comma-separated square input sides, pixels")
 
 
@@ -130,7 +132,7 @@ def build_parser() -> Parser:
 def _probe(args) -> int:
     from tune.probe import ProbeSettings
 
-    settings = ProbeSettings(out=args.probe_dir, backbones=args.backbones, alphas=args.alphas,
+    settings = ProbeSettings(out=args.probe_dir, backbones=args.backbones or (), alphas=args.alphas,
                              sizes=args.sizes, classes=args.classes, progress=args.progress)
 
     def work() -> int:
@@ -161,7 +163,7 @@ def _search(args) -> int:
             return EXIT_USAGE
     config = SearchConfig(
         data=args.data or "", out=args.out, budget_ms=args.budget_ms or 1.0, device=args.device,
-        weights=args.weights, backbones=args.backbones, alphas=args.alphas, sizes=args.sizes,
+        weights=args.weights, backbones=args.backbones or (), alphas=args.alphas, sizes=args.sizes,
         rung_epochs=args.rung_epochs, eta=args.eta, finalists=args.finalists,
         epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs, batch_size=args.batch_size,
         lr=args.lr, val_split=args.val_split, test_split=args.test_split, seed=args.seed,
