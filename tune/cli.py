@@ -95,7 +95,9 @@ def build_parser() -> Parser:
                         help="the p50 latency per image a candidate must not exceed")
     search.add_argument("--out", required=True, help="run directory for the winner (new)")
     search.add_argument("--weights", default="imagenet",
-                        help="backbone weights for every candidate: imagenet, none or a FILE")
+                        help="backbone weights for every candidate: imagenet (candidates "
+                             "without ImageNet weights are left out, with a note), none, or a "
+                             "FILE (which fits one backbone and width: probe those alone)")
     search.add_argument("--resume", action="store_true",
                         help="continue an interrupted search of --out with its saved settings "
                              "(finished candidates are not trained again)")
