@@ -95,9 +95,10 @@ def plot_pareto(report: dict, path: Path) -> None:
     points = [(c["p50_ms"], c["val_accuracy"]) for c in trained]
     ax.scatter([p[0] for p in points], [p[1] for p in points], s=40, color="#1f77b4",
                zorder=3, label="trained (int8 val accuracy)")
-    for c in trained:
-        ax.annotate(c["name"], (c["p50_ms"], c["val_accuracy"]), xytext=(5, 3),
-                    textcoords="offset points", fontsize=7)
+    for i, c in enumerate(sorted(trained, key=lambda c: c["p50_ms"])):
+        # alternate above and below: neighbours in latency often share an accuracy
+        ax.annotate(c["name"], (c["p50_ms"], c["val_accuracy"]),
+                    xytext=(5, 4 if i % 2 == 0 else -11), textcoords="offset points", fontsize=7)
     front = [points[i] for i in pareto_front(points)]
     if len(front) > 1:
         ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="#2ca02c",
@@ -111,6 +112,8 @@ def plot_pareto(report: dict, path: Path) -> None:
     chosen = report["chosen"]
     ax.scatter([chosen["p50_ms"]], [chosen["val_accuracy"]], s=220, marker="*",
                color="#ff7f0e", zorder=4, label=f"chosen: {chosen['name']}")
+    accuracies = [p[1] for p in points]
+    ax.set_ylim(max(0.0, min(accuracies) - 0.05), min(1.0, max(accuracies) + 0.05) + 0.01)
     ax.set_xlabel("device latency p50, ms per image")
     ax.set_ylabel("int8 top-1 on the validation split")
     ax.set_title("Accuracy against measured latency")
