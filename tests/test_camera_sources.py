@@ -18,7 +18,7 @@ from PIL import Image
 
 from edge_runtime import picamera, sources
 from edge_runtime.camera_spec import CameraSpec, parse_camera, parse_size
-from edge_runtime.classifier import Classifier, quantize
+from edge_runtime.classifier import Classifier
 from edge_runtime.cli import main
 from edge_runtime.errors import CameraError
 from edge_runtime.frames import frame_to_image
@@ -323,19 +323,6 @@ def test_picamera_is_released_when_the_loop_raises(bundle, fake_picamera2):
     with pytest.raises(RuntimeError, match="display went away"):
         classify_stream(classifier, PicameraSource(0, (64, 48)), on_frame=fail)
     assert fake_picamera2.INSTANCES[-1].calls[-2:] == ["stop", "close"]
-
-
-@pytest.mark.parametrize("variant", ["fp32", "fp16", "int8"])
-def test_input_tensor_is_what_preprocess_and_set_input_load(bundle, demo_dir, variant):
-    # the uint8 path (no float image) must give the very numbers of the float path
-    classifier = Classifier(bundle / f"model_{variant}.tflite")
-    scale, zero_point = classifier.input_quantization
-    for path in sorted(p for p in demo_dir.rglob("*") if is_image_file(p))[:5]:
-        image = load_image(path)
-        expected = quantize(classifier.preprocess(image)[np.newaxis], classifier.input_dtype,
-                            scale, zero_point)
-        tensor = classifier.input_tensor(image)
-        assert tensor.dtype == classifier.input_dtype and np.array_equal(tensor, expected)
 
 
 def _picture(demo_dir: Path, tmp_path: Path, size=(200, 150)) -> tuple[Path, np.ndarray]:
