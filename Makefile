@@ -5,6 +5,8 @@
 #              [edge] extra, never TensorFlow; on a Pi, `make bench` is this target
 # make calibration-study RUN=runs/NAME — int8 accuracy and range settling against the number of
 #              calibration images, on the validation split (benchmarks/calibration_study.py)
+# make feature-cache-bench — phase 1 on cached backbone features against end to end: seconds per
+#              epoch and val accuracy, MobileNetV2 1.0/160 (benchmarks/feature_cache.py; ~15 min)
 # make mediapipe-check — load the exported models in MediaPipe Tasks (a venv of its own,
 #                 cached in ~/.cache/edge-toolchain; see tests/test_mediapipe.py)
 # make pi-check — rehearse the Raspberry Pi install on an emulated Raspberry Pi OS, arm64 (root,
@@ -23,7 +25,7 @@ ON_PI  := $(shell grep -qas 'Raspberry Pi' /proc/device-tree/model && echo yes)
 # the demo's settings live in train.demo_data.DEMO_TRAIN_SETTINGS
 DEMO_FLAGS := --preset demo
 
-.PHONY: demo test test-long bench bench-device calibration-study pi-check mediapipe-check lint clean
+.PHONY: demo test test-long bench bench-device calibration-study feature-cache-bench pi-check mediapipe-check lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -81,6 +83,9 @@ calibration-study:
 	@if [ -z "$(RUN)" ]; then echo "usage: make calibration-study RUN=runs/NAME" >&2; exit 2; fi
 	@$(MAKE) --no-print-directory $(VENV)/.installed-train
 	$(BIN)/python -m benchmarks.calibration_study $(RUN)
+
+feature-cache-bench: $(VENV)/.installed-train
+	$(BIN)/python -m benchmarks.feature_cache
 
 # the dev extra trains the tiny bundle the emulated tests use
 pi-check: $(VENV)/.installed-dev

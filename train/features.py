@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -216,6 +217,7 @@ def extract(extractor: keras.Model, cache: FeatureCache, splits: Splits, plan: d
         log.info("extracting backbone features of %d image view(s) once%s ...", images,
                  f" ({len(jobs) - len(todo)} of {len(jobs)} chunks already cached)"
                  if len(todo) < len(jobs) else "")
+        started = time.perf_counter()
         with progress_bar(images, "features", enabled=progress) as bar:
             for split, view, c in todo:
                 feats, labels = [], []
@@ -229,6 +231,7 @@ def extract(extractor: keras.Model, cache: FeatureCache, splits: Splits, plan: d
                         np.concatenate(labels) if labels else np.zeros((0,), np.int32))
                 cache.write_chunk(split, view, c, *part)
                 parts[(split, view, c)] = part
+        log.info("features extracted in %.0f s", time.perf_counter() - started)
     elif jobs:
         log.info("backbone features read from the cache in %s", cache.folder)
     result = {}

@@ -1,6 +1,8 @@
 """Two-phase fine-tuning of MobileNetV2, resumable, writing the run directory.
 
-Phase 1 trains the new head on the frozen backbone (feature extraction);
+Phase 1 trains the new head on the frozen backbone (feature extraction): with
+pretrained weights on backbone features computed once and cached
+(:mod:`train.features`), from scratch end to end with the whole network training;
 phase 2 unfreezes the backbone from ``fine_tune_at`` and continues with the
 learning rate divided by 10, as in the Keras transfer-learning guide.
 """
@@ -142,7 +144,8 @@ def train(config: TrainConfig, callbacks: list | None = None) -> RunResult:
 
     Args:
         config: the run's settings.
-        callbacks: extra Keras callbacks, given to both phases.
+        callbacks: extra Keras callbacks, given to both phases (in a phase 1 on cached
+            features their model is the head: pooled features in, probabilities out).
 
     Returns:
         The run directory, ``metrics.json`` content and the epoch history.
