@@ -48,8 +48,8 @@ demo: $(VENV)/.installed-train
 	@echo "== 3/4 classify a few test images with the int8 model"
 	$(BIN)/edge-classify --model $(DEMO)/export/model_int8.tflite \
 	    $$($(BIN)/python -m train.splits $(DEMO)/splits.json --split test --per-class 1)
-	@echo "== 4/4 bench (--no-memory: no process per model for peak memory and load time)"
-	$(BIN)/edge-bench $(DEMO) --no-memory
+	@echo "== 4/4 bench (the demo's: no process per model for peak memory, 50 timed runs a model)"
+	$(BIN)/edge-bench $(DEMO) --no-memory --runs 50 --warmup 5
 
 # make test stays under 10 minutes on 2 cores; the tests that train or export models of their
 # own (learnability, determinism, resume, strategies, quantization debugging) are test-long,
