@@ -4,6 +4,9 @@ head, and the cache is reused, invalidated and resumed as it should be."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 from dataclasses import replace
 
 import keras
@@ -227,3 +230,29 @@ def test_cache_is_invalidated_when_what_it_depends_on_changes(extraction, tmp_pa
     assert [p.name for p in folder.iterdir()] == [features_lib.KEY_FILE]
     assert json.loads((folder / features_lib.KEY_FILE).read_text())["version"] == \
         features_lib.CACHE_VERSION
+
+
+@pytest.mark.long  # trains a run of its own, in a process of its own
+def test_cached_features_under_a_mirrored_strategy_with_mixed_precision(tmp_path, demo_dir):
+    """Extraction outside the strategy, the head fitted by two replicas in float16, the
+    classifier's optimizer shared, phase 2 end to end after it."""
+    weights = _weights_file(tmp_path / "backbone.weights.h5")
+    script = textwrap.dedent(f"""
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from train.config import TrainConfig
+        from train.trainer import train
+        train(TrainConfig(data={str(demo_dir)!r}, out={str(tmp_path / "run")!r}, img_size={SIZE},
+                          alpha={ALPHA}, weights={str(weights)!r}, epochs=2, fine_tune_epochs=1,
+                          batch_size=16, strategy="mirrored", mixed_precision=True))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "phase 1 on cached features" in proc.stderr
+    history = read_history(tmp_path / "run" / "history.csv")
+    assert [(r["epoch"], r["phase"]) for r in history] == [(1, 1), (2, 1), (3, 2)]
+    device = json.loads((tmp_path / "run" / "config.json").read_text())["device"]
+    assert device["replicas"] == 2 and device["mixed_precision"] is True
