@@ -238,6 +238,8 @@ def test_cached_features_under_a_mirrored_strategy_with_mixed_precision(tmp_path
     classifier's optimizer shared, phase 2 end to end after it."""
     weights = _weights_file(tmp_path / "backbone.weights.h5")
     script = textwrap.dedent(f"""
+        import logging
+        logging.basicConfig(level=logging.INFO)
         import tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(

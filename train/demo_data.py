@@ -167,7 +167,7 @@ DEMO_TRAIN_SETTINGS = dict(
     fine_tune_at=100, lr=5e-3, batch_size=32, patience=6, deterministic=True,
 )
 """The ``edge-train`` settings of ``make demo`` and ``make bench``: learnt from scratch on a CPU
-in about a minute and a half (no ImageNet download), and the same model each time on a given
+in about two minutes (no ImageNet download), and the same model each time on a given
 machine. Kept here so both use the same run. Training costs the same per image and epoch at any
 batch size, and 64 px learns far slower than 96 px, so the time went out of the epochs: a higher
 learning rate and phase 2's tenfold lower one (a larger step in accuracy than more epochs at
