@@ -20,4 +20,5 @@ evaluation set the bundle carries. One module per job:
 - :mod:`~benchmarks.demo` — building the demo run for ``--demo``
 - :mod:`~benchmarks.camera_loop` — the camera loop's stages, timed (``python -m``)
 - :mod:`~benchmarks.calibration_study` — int8 against the number of calibration images, on val (``python -m``)
+- :mod:`~benchmarks.feature_cache` — phase 1 on cached backbone features against end to end (``python -m``)
 """
