@@ -5,6 +5,10 @@
 #              [edge] extra, never TensorFlow; on a Pi, `make bench` is this target
 # make calibration-study RUN=runs/NAME — int8 accuracy and range settling against the number of
 #              calibration images, on the validation split (benchmarks/calibration_study.py)
+# make tune-bench [OUT=/tmp/tune-e2e] — edge-tune end to end on 10 classes × 300 small pictures:
+#              probe, bench on this machine, search (target: under 30 min on 2 cores; tune/e2e.py)
+# make feature-cache-bench — phase 1 on cached backbone features against end to end: seconds per
+#              epoch and val accuracy, MobileNetV2 1.0/160 (benchmarks/feature_cache.py; ~15 min)
 # make mediapipe-check — load the exported models in MediaPipe Tasks (a venv of its own,
 #                 cached in ~/.cache/edge-toolchain; see tests/test_mediapipe.py)
 # make pi-check — rehearse the Raspberry Pi install on an emulated Raspberry Pi OS, arm64 (root,
@@ -23,7 +27,7 @@ ON_PI  := $(shell grep -qas 'Raspberry Pi' /proc/device-tree/model && echo yes)
 # the demo's settings live in train.demo_data.DEMO_TRAIN_SETTINGS
 DEMO_FLAGS := --preset demo
 
-.PHONY: demo test test-long bench bench-device calibration-study pi-check mediapipe-check lint clean
+.PHONY: demo test test-long bench bench-device calibration-study tune-bench feature-cache-bench pi-check mediapipe-check lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,8 +50,8 @@ demo: $(VENV)/.installed-train
 	@echo "== 3/4 classify a few test images with the int8 model"
 	$(BIN)/edge-classify --model $(DEMO)/export/model_int8.tflite \
 	    $$($(BIN)/python -m train.splits $(DEMO)/splits.json --split test --per-class 1)
-	@echo "== 4/4 bench"
-	$(BIN)/edge-bench $(DEMO)
+	@echo "== 4/4 bench (the demo's: no process per model for peak memory, 50 timed runs a model)"
+	$(BIN)/edge-bench $(DEMO) --no-memory --runs 50 --warmup 5
 
 # make test stays under 10 minutes on 2 cores; the tests that train or export models of their
 # own (learnability, determinism, resume, strategies, quantization debugging) are test-long,
@@ -81,6 +85,12 @@ calibration-study:
 	@if [ -z "$(RUN)" ]; then echo "usage: make calibration-study RUN=runs/NAME" >&2; exit 2; fi
 	@$(MAKE) --no-print-directory $(VENV)/.installed-train
 	$(BIN)/python -m benchmarks.calibration_study $(RUN)
+
+tune-bench: $(VENV)/.installed-train
+	$(BIN)/python -m tune.e2e $(or $(OUT),/tmp/tune-e2e)
+
+feature-cache-bench: $(VENV)/.installed-train
+	$(BIN)/python -m benchmarks.feature_cache
 
 # the dev extra trains the tiny bundle the emulated tests use
 pi-check: $(VENV)/.installed-dev

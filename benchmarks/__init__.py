@@ -7,6 +7,7 @@ evaluation set the bundle carries. One module per job:
 - :mod:`~benchmarks.cli` — the command; what the path holds decides which benchmark runs
 - :mod:`~benchmarks.bench` — the workstation benchmark of a run (``benchmark``)
 - :mod:`~benchmarks.device` — the TensorFlow-free benchmark of a bundle (``bench_bundle``)
+- :mod:`~benchmarks.probe` — the same for ``edge-tune probe``'s untrained candidates (``bench_probe``)
 - :mod:`~benchmarks.config` — settings, their checks, the error and result types
 - :mod:`~benchmarks.bundle` — a bundle's manifest, file and sha256 checks, its variants
 - :mod:`~benchmarks.runners` — Keras ``predict``, compiled Keras and TFLite behind one interface
@@ -19,4 +20,5 @@ evaluation set the bundle carries. One module per job:
 - :mod:`~benchmarks.demo` — building the demo run for ``--demo``
 - :mod:`~benchmarks.camera_loop` — the camera loop's stages, timed (``python -m``)
 - :mod:`~benchmarks.calibration_study` — int8 against the number of calibration images, on val (``python -m``)
+- :mod:`~benchmarks.feature_cache` — phase 1 on cached backbone features against end to end (``python -m``)
 """

@@ -29,8 +29,9 @@ import time
 from dataclasses import asdict, dataclass
 
 from common.fileio import write_json
-from edge_runtime.camera import CameraError, FrameGrabber, frame_to_image
 from edge_runtime.classifier import Classifier
+from edge_runtime.errors import CameraError
+from edge_runtime.frames import frame_to_image
 from edge_runtime.interpreter import (
     BACKENDS,
     BackendError,
@@ -39,6 +40,7 @@ from edge_runtime.interpreter import (
     stream_threads,
 )
 from edge_runtime.loops import classify_stream
+from edge_runtime.opencv_source import OpenCVSource
 
 WARMUP = 10
 """Untimed invocations first: the first ones allocate and pack weights."""
@@ -127,7 +129,7 @@ def time_invoke(classifier: Classifier, count: int) -> float:
 
 def time_loop(classifier: Classifier, video: str, frames: int) -> tuple[int, float]:
     """``(frames classified, ms per frame)`` of the camera loop over ``video``."""
-    summary = classify_stream(classifier, FrameGrabber(video, keep_all=True), max_frames=frames)
+    summary = classify_stream(classifier, OpenCVSource(video, keep_all=True), max_frames=frames)
     return summary.frames, summary.seconds * 1000.0 / max(1, summary.frames)
 
 

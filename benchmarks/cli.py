@@ -2,6 +2,7 @@
 
     edge-bench runs/pets              # workstation: Keras against every variant (TensorFlow)
     edge-bench ~/models/pets          # device: an export/ folder copied anywhere (no TensorFlow)
+    edge-bench ~/probe                # device: edge-tune probe's untrained candidates, timed
 
 What PATH holds decides. A run directory (edge-train + edge-export) gets the Keras model and
 every exported variant on the test split, into runs/pets/bench/. A bundle (a folder with
@@ -14,7 +15,9 @@ fresh process per model), read the SoC temperature and throttling before and aft
 throttled Raspberry Pi is flagged: its timings are pessimistic), and write report.md and
 report.json, plus latency.png and accuracy_size.png where matplotlib is installed. Models are
 timed interleaved, round-robin, so load from other programs spreads over all of them; results
-whose spread is wider than the difference they claim are flagged as noisy.
+whose spread is wider than the difference they claim are flagged as noisy. A probe (a folder
+with probe.json, written by edge-tune probe) gets each untrained candidate's latency, size and
+peak memory, for edge-tune search --device.
 
 Exit codes: 0 done; 2 bad usage, a broken run or bundle (missing or altered variant file, no
 evaluation set); 3 internal error; 130 interrupted.
@@ -107,12 +110,15 @@ def main(argv: list[str] | None = None) -> int:
         return args
     from benchmarks.bundle import is_bundle
     from benchmarks.config import BenchConfig, validate
+    from benchmarks.probe import is_probe
 
     path = Path(args.path)
-    device = is_bundle(path)
+    probe = is_probe(path)  # edge-tune probe's candidates: timed like a bundle, on the device
+    device = probe or is_bundle(path)
     if device and (args.export_first or args.demo):
+        what = "probe (it holds probe.json)" if probe else "bundle (it holds manifest.json)"
         parser.error(f"{'--export' if args.export_first else '--demo'} needs a run directory; "
-                     f"{path} is a bundle (it holds manifest.json)")
+                     f"{path} is a {what}")
     config = BenchConfig(path=args.path, runs=args.runs, warmup=args.warmup,
                          threads=args.threads, repeats=args.repeats,
                          export_first=args.export_first, memory=args.memory,
@@ -126,6 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     has_tensorflow = not device and _tensorflow_installed()
 
     def work() -> int:
+        if probe:
+            from benchmarks.probe import bench_probe, format_probe_table
+
+            result = bench_probe(config)
+            print(format_probe_table(result.report))
+            print(f"report: {result.out / 'report.json'}")
+            return 0
         if device:
             from benchmarks.device import bench_bundle
 

@@ -81,7 +81,7 @@ def _tflite_runner(model_path: str, threads: int | None, backend: str | None):
     def load():
         classifier = Classifier(model_path, threads=threads, backend=backend)
         state["classifier"] = classifier
-        state["x"] = np.zeros((*classifier.input_size, 3), np.float32)
+        state["x"] = np.zeros((1, *classifier.input_size, 3), np.uint8)
 
     return load, lambda: state["classifier"].probabilities(state["x"])
 

@@ -30,7 +30,7 @@ KERAS_ROWS = {
 """The two ways the Keras model is timed, and what each row means (printed in report.md)."""
 
 TFLITE_TIMING = ("`Classifier.invoke()` through edge_runtime (the code that ships); "
-                 "set_input (quantization) and output (dequantization) are not timed")
+                 "feeding the input (quantization) and output (dequantization) are not timed")
 
 REFERENCE = "fp32"
 """Variants are compared with this one; without it, with ``keras_compiled``."""

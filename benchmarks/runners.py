@@ -2,8 +2,9 @@
 
 Only :meth:`Runner.run` is on the clock; handing an image to the model (:meth:`Runner.prepare`)
 and reading its answer (:meth:`Runner.output`) are not, for every kind alike. Images arrive as
-uint8 (H, W, 3) model input and are converted to the float32 the models were verified with
-outside the clock. TensorFlow is imported only by the Keras runners, when one is created.
+uint8 (H, W, 3) model pixels; outside the clock, Keras gets them as float32 and TFLite through
+the edge runtime's own feed (:meth:`Classifier.tensor_from_pixels`), each as export verified it.
+TensorFlow is imported only by the Keras runners, when one is created.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ class Runner(ABC):
 
     @abstractmethod
     def prepare(self, pixels: np.ndarray) -> None:
-        """Hand one preprocessed image (H, W, 3), uint8 or float in [0, 255], to the model."""
+        """Hand one image's model pixels, uint8 (H, W, 3), to the model."""
 
     @abstractmethod
     def run(self) -> None:
@@ -85,7 +86,7 @@ class KerasCompiled(Runner):
         self.synchronise = gpu_present() if synchronise is None else synchronise
 
     def prepare(self, pixels: np.ndarray) -> None:
-        # converting to a tensor is the analogue of TFLite's set_input: not timed
+        # converting to a tensor is the analogue of TFLite's set_input_tensor: not timed
         self._tensor = self._tf.constant(np.asarray(pixels, np.float32)[np.newaxis])
 
     def run(self) -> None:
@@ -109,8 +110,7 @@ class TFLiteRunner(Runner):
         self.classifier = classifier
 
     def prepare(self, pixels: np.ndarray) -> None:
-        # float32 first, as export verified: quantizing from uint8 would round in float64
-        self.classifier.set_input(np.asarray(pixels, np.float32))
+        self.classifier.set_input_tensor(self.classifier.tensor_from_pixels(pixels))
 
     def run(self) -> None:
         self.classifier.invoke()

@@ -1,6 +1,6 @@
 """What a live view shows on a frame: the top label, its score and the frame rate.
 
-The preview window and the browser stream (:mod:`edge_runtime.live_server`)
+The preview window and the browser stream (:mod:`edge_runtime.live`)
 draw the same caption the same way, so it is defined once here. OpenCV is
 imported inside :func:`draw_lines` only: measuring a rate needs none.
 """

@@ -13,7 +13,7 @@ from PIL import Image
 
 from common.labels import read_labels
 from edge_runtime.errors import ModelError
-from edge_runtime.image import RESIZE_METHOD, load_image, to_model_input, to_model_pixels
+from edge_runtime.image import RESIZE_METHOD, load_image, to_model_pixels
 from edge_runtime.interpreter import available_cores, make_interpreter
 from edge_runtime.manifest import InputSpec, Manifest
 from edge_runtime.model_metadata import ModelMetadata, read_model_metadata
@@ -41,6 +41,21 @@ def dequantize(values: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     if scale == 0:
         return values.astype(np.float32)
     return (values.astype(np.float32) - zero_point) * np.float32(scale)
+
+
+def pixel_table(dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray | None:
+    """What each pixel value 0..255 becomes in an input tensor of ``dtype``, ``scale`` and
+    ``zero_point``; None when every value stays itself (a uint8 input taking raw pixels).
+
+    Pixels are integers, so quantizing them is a 256-entry lookup computed once with
+    :func:`quantize` itself, from float32 (the pixels as Keras takes them): no float image per
+    frame, and exactly the numbers quantizing each float32 image would give (from float64 some
+    would differ: at scale 2/255, pixel 1 is 127.49999 steps in float32, 127.5 in float64).
+    """
+    table = quantize(np.arange(256, dtype=np.float32), dtype, scale, zero_point)
+    if table.dtype == np.uint8 and np.array_equal(table, np.arange(256)):
+        return None
+    return table
 
 
 def top_k(probabilities: np.ndarray, labels: list[str], k: int = 3,
@@ -94,7 +109,7 @@ class Classifier:
         n_out = int(self._output["shape"][-1])
         if len(self.labels) != n_out:
             raise ModelError(f"{len(self.labels)} labels but the model has {n_out} outputs")
-        self._pixel_table = self._quantized_pixel_values()
+        self._pixel_table = pixel_table(self.input_dtype, *self.input_quantization)
 
     def _input_spec(self) -> tuple[InputSpec | None, str]:
         """The input contract and where it came from: the bundle's manifest, else the
@@ -143,44 +158,32 @@ class Classifier:
     def output_quantization(self) -> tuple[float, int]:
         return tuple(self._output["quantization"])  # type: ignore[return-value]
 
-    def _quantized_pixel_values(self) -> np.ndarray | None:
-        """What each pixel value 0..255 becomes in the input tensor; None when it stays itself.
+    def tensor_from_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Model pixels, uint8 (H, W, 3) at the input size (what
+        :func:`~edge_runtime.image.to_model_pixels` makes), → the input tensor (1, H, W, 3) in
+        the input's dtype, ready to set: the one way every caller feeds the model.
 
-        Pixels are integers, so quantizing them is a 256-entry lookup computed once
-        with :func:`quantize` itself: the same numbers as :meth:`set_input`, without
-        a float image per frame.
+        Safe to call on another thread than the one invoking the model (the camera loop
+        prepares the next frame while the current one runs).
+
+        Raises:
+            ValueError: not uint8, or not the model's input size.
         """
-        scale, zero_point = self.input_quantization
-        table = quantize(np.arange(256, dtype=np.float32), self.input_dtype, scale, zero_point)
-        if table.dtype == np.uint8 and np.array_equal(table, np.arange(256)):
-            return None  # a uint8 input that takes raw pixels: hand them over as they are
-        return table
-
-    def preprocess(self, image: Image.Image | np.ndarray) -> np.ndarray:
-        """A Pillow image or an RGB uint8 array → float32 (H, W, 3) model input in [0, 255]."""
-        return to_model_input(image, self.input_size, self.resize_method)
-
-    def set_input(self, pixels: np.ndarray) -> None:
-        """Load one preprocessed image (H, W, 3) float in [0, 255] into the input tensor."""
-        scale, zero_point = self.input_quantization
-        tensor = quantize(pixels[np.newaxis], self.input_dtype, scale, zero_point)
-        self.interpreter.set_tensor(self._input["index"], tensor)
-
-    def input_tensor(self, image: Image.Image | np.ndarray) -> np.ndarray:
-        """A picture → the input tensor (1, H, W, 3) in the input's dtype, ready to set.
-
-        Equal to what :meth:`preprocess` then :meth:`set_input` load, but uint8 pixels
-        go into a uint8/int8 input through a lookup table, never through float32.
-        Safe to call on another thread than the one invoking the model (the camera
-        loop prepares the next frame while the current one runs).
-        """
-        pixels = to_model_pixels(image, self.input_size, self.resize_method)
+        if pixels.dtype != np.uint8 or pixels.shape != (*self.input_size, 3):
+            raise ValueError(f"expected uint8 model pixels of shape {(*self.input_size, 3)}, "
+                             f"got {pixels.dtype} {pixels.shape}")
         if self._pixel_table is not None:
             pixels = self._pixel_table[pixels]
         return pixels[np.newaxis]
 
+    def input_tensor(self, image: Image.Image | np.ndarray) -> np.ndarray:
+        """A picture (a Pillow image or an RGB uint8 array of any size) → the input tensor:
+        :func:`~edge_runtime.image.to_model_pixels` then :meth:`tensor_from_pixels`."""
+        return self.tensor_from_pixels(to_model_pixels(image, self.input_size,
+                                                       self.resize_method))
+
     def set_input_tensor(self, tensor: np.ndarray) -> None:
-        """Load a tensor made by :meth:`input_tensor`."""
+        """Load a tensor made by :meth:`tensor_from_pixels` or :meth:`input_tensor`."""
         self.interpreter.set_tensor(self._input["index"], tensor)
 
     def invoke(self) -> None:
@@ -192,21 +195,20 @@ class Classifier:
         scale, zero_point = self.output_quantization
         return dequantize(self.interpreter.get_tensor(self._output["index"])[0], scale, zero_point)
 
-    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        """Class probabilities for one preprocessed image."""
-        self.set_input(pixels)
-        self.invoke()
-        return self.output()
-
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Probabilities (N, num_classes) for preprocessed images (N, H, W, 3)."""
-        return np.stack([self.probabilities(pixels) for pixels in batch])
-
     def run(self, tensor: np.ndarray) -> np.ndarray:
-        """Class probabilities for a tensor made by :meth:`input_tensor`."""
+        """Class probabilities for a tensor made by :meth:`tensor_from_pixels`."""
         self.set_input_tensor(tensor)
         self.invoke()
         return self.output()
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, num_classes) for model pixels uint8 (N, H, W, 3), one
+        invocation each through :meth:`tensor_from_pixels` (export verification, the eval set's
+        answers)."""
+        if images.ndim != 4:
+            raise ValueError(f"expected a batch of model pixels (N, H, W, 3), got {images.shape}")
+        probs = [self.run(self.tensor_from_pixels(pixels)) for pixels in images]
+        return np.stack(probs) if probs else np.zeros((0, len(self.labels)), np.float32)
 
     def classify_tensor(self, tensor: np.ndarray, k: int = 3,
                         threshold: float = 0.0) -> tuple[list[Prediction], float]:

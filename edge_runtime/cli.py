@@ -27,11 +27,8 @@ import argparse
 import logging
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
 
 from common.argtypes import (
     Parser,
@@ -44,191 +41,36 @@ from common.argtypes import (
 from common.command import run_command, say
 from common.errors import EXIT_OK, UsageError
 from common.quiet import quiet_output
-from edge_runtime.camera import FrameSource
-from edge_runtime.classifier import Classifier, Prediction
-from edge_runtime.errors import CameraError
+from edge_runtime.camera_run import CAMERA_RETRY_S, CameraOptions, ServeOptions, run_camera
+from edge_runtime.camera_spec import DEFAULT_SIZE, parse_camera, parse_size
+from edge_runtime.classifier import Classifier
 from edge_runtime.inputs import expand_inputs
 from edge_runtime.interpreter import BACKENDS, stream_threads
-from edge_runtime.live_server import LiveServer, is_loopback, parse_address
-from edge_runtime.loops import PeriodicSummary, classify_files, classify_stream
-from edge_runtime.results import ResultWriter, result_json
-from edge_runtime.sources import camera_size, list_cameras, open_source, parse_camera
-from edge_runtime.window import open_window
+from edge_runtime.live import parse_address
+from edge_runtime.loops import classify_files
+from edge_runtime.results import ResultWriter
+from edge_runtime.sources import list_cameras
 
 PROG = "edge-classify"
-
-CAMERA_RETRY_S = 1.0
-"""Seconds between two tries to open a camera that is not there yet (``--camera-wait``)."""
 
 TOKEN_VARIABLE = "EDGE_SERVE_TOKEN"
 """The environment variable the live view's token may come from (see :func:`serve_token`)."""
 
 log = logging.getLogger("edge_runtime.cli")
 
-__all__ = ["build_parser", "expand_inputs", "main", "run"]
-
-
-def _writer(args: argparse.Namespace, classifier: Classifier, source_width: int) -> ResultWriter:
-    # no table column for more classes than the model has
-    return ResultWriter(args.json, min(args.top_k, len(classifier.labels)), source_width,
-                        max(len(label) for label in classifier.labels))
-
-
-def serve_token(args: argparse.Namespace) -> tuple[str | None, str]:
-    """The live view's token and where it came from, to name instead of it in the log.
-
-    ``--serve-token`` (where: ``""``, the user typed it), else ``--serve-token-file``'s first
-    line (where: the file), else :data:`TOKEN_VARIABLE` (where: the variable), else none.
-
-    Raises:
-        UsageError: the file cannot be read, or the file or the variable holds no token.
-    """
-    if args.serve_token is not None:
-        return args.serve_token, ""
-    if args.serve_token_file is not None:
-        path = Path(args.serve_token_file)
-        try:
-            lines = path.read_text(encoding="utf-8").strip().splitlines()
-            token = lines[0].strip() if lines else ""
-            mode = path.stat().st_mode
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or exc
-            raise UsageError(f"--serve-token-file {path}: cannot read it ({reason})") from None
-        if not token:
-            raise UsageError(f"--serve-token-file {path} is empty")
-        if mode & 0o077:
-            log.warning(f"{path} can be read by other users: chmod 600 {path}")
-        return token, str(path)
-    token = os.environ.get(TOKEN_VARIABLE)
-    if token is None:
-        return None, ""
-    if not token.strip():
-        raise UsageError(f"{TOKEN_VARIABLE} is set but empty")
-    return token.strip(), f"${TOKEN_VARIABLE}"
-
-
-def _start_server(args: argparse.Namespace, token: tuple[str | None, str]) -> LiveServer:
-    host, port = args.serve
-    secret, source = token
-    server = LiveServer(host, port, token=secret, max_clients=args.serve_max_clients,
-                        stream_fps=args.serve_fps, title=PROG).start()
-    # a token from a file or the environment stays out of the journal
-    for url in server.urls(hide_token=bool(source)):
-        say(PROG, f"live view: {url}")
-    if source:
-        say(PROG, f"the token (…) is the one in {source}")
-    if is_loopback(host):
-        say(PROG, f"from another computer: ssh -L {server.port}:{host}:{server.port} "
-                  "USER@THIS-HOST, then open the URL there")
-    return server
-
-
-def open_camera(args: argparse.Namespace) -> FrameSource:
-    """Open ``--camera``'s source; one that is not there yet is tried again for ``--camera-wait``
-    seconds (a camera that appears seconds after boot), saying so once.
-
-    A video file is never waited for (a missing file is a mistake to fix, not a camera still
-    starting), nor is Picamera2 for ``picam`` (a missing library does not appear by itself).
-
-    Raises:
-        CameraError: it could not be opened (after the wait, when one applies).
-    """
-    spec = parse_camera(args.camera)
-    wait_s = args.camera_wait if spec.kind != "file" else 0.0
-    if wait_s and spec.kind == "picam":
-        from edge_runtime.picamera import import_picamera2
-
-        import_picamera2(not args.verbose)
-    deadline = time.monotonic() + wait_s
-    waiting = False
-    while True:
-        try:
-            # FFmpeg logs decoding trouble of a file that is not a video straight to fd 2
-            with quiet_output(not args.verbose):
-                return open_source(args.camera, args.camera_size, quiet=not args.verbose,
-                                   loop=args.loop)
-        except CameraError as exc:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                if wait_s:
-                    raise CameraError(f"{exc} (after waiting {wait_s:g} s for it)") from None
-                raise
-            if not waiting:  # one line, not one per try
-                waiting = True
-                log.info(f"camera {args.camera} is not there yet ({exc}); trying again every "
-                         f"{CAMERA_RETRY_S:g} s for up to {wait_s:g} s")
-            time.sleep(min(CAMERA_RETRY_S, left))
-
-
-def _run_camera(args: argparse.Namespace, classifier: Classifier,
-                token: tuple[str | None, str]) -> int:
-    grabber = open_camera(args)
-    server = None
-    try:
-        if args.serve is not None:
-            server = _start_server(args, token)
-        # a recording plays at its own speed on screen; a camera delivers at its own pace
-        window = open_window(args.headless, args.verbose,
-                             grabber.fps if grabber.keep_all else 0.0)
-    except BaseException:
-        grabber.stop()
-        if server is not None:
-            server.close()
-        raise
-    # a recording served to a browser plays at its own speed too, as in the window
-    pace_s = (1.0 / grabber.fps if server is not None and window is None and grabber.keep_all
-              and grabber.fps > 0 else 0.0)
-    due = 0.0
-    if args.verbose:
-        mode = "every frame" if grabber.keep_all else "newest frame only"
-        rate = f", {grabber.fps:g} fps nominal" if grabber.fps else ""
-        log.info(f"reading {grabber.name} ({mode}{rate}), "
-               + ("showing a window" if window else "headless"))
-    writer = _writer(args, classifier, len(grabber.name) + 7)
-    periods = PeriodicSummary(args.summary_every) if args.summary_every else None
-
-    def on_frame(number: int, frame: np.ndarray, predictions: list[Prediction],
-                 latency_ms: float) -> bool:
-        nonlocal due
-        if pace_s:  # a recording plays at its own speed
-            if due > time.perf_counter():
-                time.sleep(due - time.perf_counter())
-            due = max(due + pace_s, time.perf_counter())
-        if periods is not None:  # a line a period instead of one a frame
-            period = periods.add(predictions, latency_ms)
-            if period is not None:
-                writer.period(grabber.name, period)
-        # JSON consumers get every frame even when a window shows them too
-        elif window is None or args.json:
-            writer.result(f"{grabber.name}#{number}", predictions, latency_ms)
-        if server is not None:  # before the window draws on the frame
-            server.publish(number, frame,
-                           result_json(f"{grabber.name}#{number}", predictions, latency_ms))
-        return window.show(frame, predictions) if window is not None else True
-
-    try:
-        # Ctrl-C and SIGTERM (run_command turns it into KeyboardInterrupt) end the stream
-        # with its summary
-        summary = classify_stream(classifier, grabber.start(), args.top_k, args.threshold,
-                                  args.max_frames, on_frame)
-    finally:
-        if window is not None:
-            window.close()
-        if server is not None:
-            server.close()
-    writer.summary(grabber.name, summary)
-    if grabber.error is not None:
-        log.error(f"{grabber.name}: reading frames failed: {grabber.error}")
-        return 1
-    if summary.ended_by == "end" and not grabber.keep_all:
-        log.error(f"{grabber.name} stopped delivering frames")
-        return 1
-    return 0
+__all__ = ["build_parser", "camera_options", "main", "run"]
 
 
 def _serve_address(text: str) -> tuple[str, int]:
     try:
         return parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _camera_size(text: str) -> tuple[int, int]:
+    try:
+        return parse_size(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -258,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "Picamera2 lists one, else camera 0), 'picam' or 'picam:N' (Pi "
                              "camera N via Picamera2), N or /dev/videoN (V4L2/USB camera), a "
                              "video file, or an rtsp:// or http(s):// stream")
-    inputs.add_argument("--camera-size", type=camera_size, default=(640, 480), metavar="WxH",
+    inputs.add_argument("--camera-size", type=_camera_size, default=DEFAULT_SIZE, metavar="WxH",
                         help="frame size asked of a camera (files and streams keep theirs)")
     inputs.add_argument("--list-cameras", action="store_true",
                         help="list the Pi cameras (Picamera2) and /dev/video* devices here, "
@@ -316,27 +158,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_classifier(args: argparse.Namespace) -> Classifier:
-    with quiet_output(not args.verbose):
-        threads = args.threads or (stream_threads() if args.camera is not None else None)
-        classifier = Classifier(args.model, args.labels, threads, args.backend)
-    if args.verbose:
-        height, width = classifier.input_size
-        log.info(f"backend {classifier.backend}, {classifier.threads} threads, input "
-                 f"{height}x{width} {classifier.input_dtype}, {len(classifier.labels)} "
-                 f"classes, model {classifier.model_path}")
-    return classifier
+def serve_token(args: argparse.Namespace) -> tuple[str | None, str]:
+    """The live view's token and where it came from, to name instead of it in the log.
 
-
-def run(args: argparse.Namespace) -> int:
-    """Carry out a parsed command line; returns the exit code.
+    ``--serve-token`` (where: ``""``, the user typed it), else ``--serve-token-file``'s first
+    line (where: the file), else :data:`TOKEN_VARIABLE` (where: the variable), else none.
 
     Raises:
-        UserError (UsageError, and every ``EdgeError``): reported by :func:`main`, exit code 2.
+        UsageError: the file cannot be read, or the file or the variable holds no token.
     """
-    if args.list_cameras:
-        print("\n".join(list_cameras(quiet=not args.verbose)), flush=True)
-        return 0
+    if args.serve_token is not None:
+        return args.serve_token, ""
+    if args.serve_token_file is not None:
+        path = Path(args.serve_token_file)
+        try:
+            lines = path.read_text(encoding="utf-8").strip().splitlines()
+            token = lines[0].strip() if lines else ""
+            mode = path.stat().st_mode
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or exc
+            raise UsageError(f"--serve-token-file {path}: cannot read it ({reason})") from None
+        if not token:
+            raise UsageError(f"--serve-token-file {path} is empty")
+        if mode & 0o077:
+            log.warning(f"{path} can be read by other users: chmod 600 {path}")
+        return token, str(path)
+    token = os.environ.get(TOKEN_VARIABLE)
+    if token is None:
+        return None, ""
+    if not token.strip():
+        raise UsageError(f"{TOKEN_VARIABLE} is set but empty")
+    return token.strip(), f"${TOKEN_VARIABLE}"
+
+
+def check_inputs(args: argparse.Namespace) -> None:
+    """The combinations of flags argparse cannot refuse by itself.
+
+    Raises:
+        UsageError: the first wrong combination, in one line.
+    """
     if args.model is None:
         raise UsageError("the following arguments are required: --model")
     if args.camera is not None and args.paths:
@@ -357,22 +217,74 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give --serve-token or --serve-token-file, not both")
     if args.serve_token is not None and not args.serve_token.strip():
         raise UsageError("--serve-token is empty")
-    token = serve_token(args) if args.serve is not None else (None, "")
+
+
+def camera_options(args: argparse.Namespace) -> CameraOptions:
+    """The camera run a checked command line with ``--camera`` asks for.
+
+    Raises:
+        UsageError: ``--loop`` with a camera or stream; a token file or variable without a token.
+        CameraError: a malformed ``--camera picam:N``.
+    """
+    serve = None
+    if args.serve is not None:
+        token, source = serve_token(args)
+        serve = ServeOptions(*args.serve, token=token, token_source=source,
+                             fps=args.serve_fps, max_clients=args.serve_max_clients)
     if args.loop and parse_camera(args.camera).kind != "file":
         raise UsageError("--loop replays a video file; a camera or stream has no end to start "
                          "over from")
+    return CameraOptions(camera=args.camera, size=args.camera_size, wait_s=args.camera_wait,
+                         loop=args.loop, headless=args.headless, max_frames=args.max_frames,
+                         summary_every_s=args.summary_every, top_k=args.top_k,
+                         threshold=args.threshold, json=args.json, verbose=args.verbose,
+                         serve=serve)
+
+
+def load_classifier(model: str, labels: str | None, threads: int | None, backend: str | None,
+                    verbose: bool) -> Classifier:
+    """The classifier, its native start-up log silenced; ``verbose`` says what was loaded."""
+    with quiet_output(not verbose):
+        classifier = Classifier(model, labels, threads, backend)
+    if verbose:
+        height, width = classifier.input_size
+        log.info(f"backend {classifier.backend}, {classifier.threads} threads, input "
+                 f"{height}x{width} {classifier.input_dtype}, {len(classifier.labels)} "
+                 f"classes, model {classifier.model_path}")
+    return classifier
+
+
+def run(args: argparse.Namespace) -> int:
+    """Carry out a parsed command line; returns the exit code.
+
+    Raises:
+        UserError (UsageError, and every ``EdgeError``): reported by :func:`main`, exit code 2.
+    """
+    if args.list_cameras:
+        print("\n".join(list_cameras(quiet=not args.verbose)), flush=True)
+        return 0
+    check_inputs(args)
     if args.camera is not None:
+        options = camera_options(args)
         # A camera runs until it is stopped: Ctrl-C or SIGTERM (`systemctl stop`) is its
         # normal end, whenever it comes (loading, waiting for the camera, streaming), so it
         # exits 0, after the summary once frames came. (Elsewhere an interrupt gives 130.)
         try:
-            return _run_camera(args, _load_classifier(args), token)
+            # all cores but one: the capture and preprocessing threads need one
+            classifier = load_classifier(args.model, args.labels,
+                                         args.threads or stream_threads(), args.backend,
+                                         args.verbose)
+            return run_camera(classifier, options)
         except KeyboardInterrupt:
             say(PROG, "stopped (Ctrl-C or SIGTERM)")
             return EXIT_OK
     files = expand_inputs(args.paths)
-    classifier = _load_classifier(args)
-    writer = _writer(args, classifier, max(len(str(p)) for p in files))
+    classifier = load_classifier(args.model, args.labels, args.threads, args.backend,
+                                 args.verbose)
+    # no table column for more classes than the model has
+    writer = ResultWriter(args.json, min(args.top_k, len(classifier.labels)),
+                          max(len(str(p)) for p in files),
+                          max(len(label) for label in classifier.labels))
     failed = classify_files(classifier, files, args.top_k, args.threshold, writer.result,
                             lambda _path, exc: say(PROG, exc))
     if failed > 1:

@@ -1,11 +1,11 @@
 """How a picture becomes model input: the one definition used everywhere.
 
-Training (through ``tf.numpy_function``), int8 calibration, the export
-checks, the benchmark and the device all call :func:`load_image` and
-:func:`to_model_input` (or :func:`to_model_pixels`, the same pixels as uint8),
-so the pixels a model sees on the Pi are the pixels
-it was trained on. The model itself takes raw RGB values in [0, 255] and
-does its own normalisation in-graph.
+Training (through ``tf.numpy_function``), int8 calibration, the export checks, the
+benchmarks and the device all call :func:`load_image` and :func:`to_model_pixels` (or
+:func:`load_model_pixels`, both in one), so the pixels a model sees on the Pi are the pixels
+it was trained on: uint8 RGB in [0, 255]. The model does its own normalisation in-graph;
+Keras takes these pixels as float32, and the edge runtime quantizes them into the input
+tensor (:meth:`edge_runtime.classifier.Classifier.tensor_from_pixels`).
 """
 
 from __future__ import annotations
@@ -96,8 +96,8 @@ def to_model_pixels(image: Image.Image | np.ndarray, size: tuple[int, int],
                     method: str = RESIZE_METHOD) -> np.ndarray:
     """Turn an RGB picture into the model's input pixels: uint8 (H, W, 3) in [0, 255].
 
-    This is the definition: :func:`to_model_input` is the same pixels as float32,
-    and the device quantizes these integers straight into a uint8/int8 input.
+    This is the definition: Keras takes these pixels as float32, and the edge runtime
+    quantizes these integers straight into the model's input tensor.
 
     Args:
         image: a Pillow image (any mode) or an RGB uint8 array (H, W, 3), e.g. a
@@ -114,19 +114,8 @@ def to_model_pixels(image: Image.Image | np.ndarray, size: tuple[int, int],
     return np.asarray(resize(image, size, method))
 
 
-def to_model_input(image: Image.Image | np.ndarray, size: tuple[int, int],
-                   method: str = RESIZE_METHOD) -> np.ndarray:
-    """:func:`to_model_pixels` as float32 (H, W, 3) in [0, 255], what training feeds Keras."""
-    return to_model_pixels(image, size, method).astype(np.float32)
-
-
 def load_model_pixels(path: str | os.PathLike, size: tuple[int, int],
                       method: str = RESIZE_METHOD) -> np.ndarray:
     """:func:`load_image` then :func:`to_model_pixels`: uint8 (H, W, 3); raises :class:`ImageError`."""
     return to_model_pixels(load_image(path), size, method)
 
-
-def load_model_input(path: str | os.PathLike, size: tuple[int, int],
-                     method: str = RESIZE_METHOD) -> np.ndarray:
-    """:func:`load_image` then :func:`to_model_input`; raises :class:`ImageError`."""
-    return to_model_input(load_image(path), size, method)

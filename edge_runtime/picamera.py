@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.camera import FrameSource
+from edge_runtime.camera_spec import DEFAULT_SIZE
 from edge_runtime.errors import CameraError
+from edge_runtime.frame_source import FrameSource
 
 INSTALL_HINT = ("install it with `sudo apt install python3-picamera2` and run from a virtual "
                 "environment created with `python3 -m venv --system-site-packages`")
@@ -161,7 +162,7 @@ class PicameraSource(FrameSource):
 
     keep_all = False
 
-    def __init__(self, number: int = 0, size: tuple[int, int] = (640, 480),
+    def __init__(self, number: int = 0, size: tuple[int, int] = DEFAULT_SIZE,
                  quiet: bool = True) -> None:
         picamera2 = import_picamera2(quiet)
         self.number = number

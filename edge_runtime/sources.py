@@ -1,79 +1,22 @@
-"""Which frame source ``--camera`` means, and which cameras this machine has.
+"""Opening the frame source a ``--camera`` value names, and listing this machine's cameras.
 
-The ``--camera`` grammar::
-
-    (no value), auto   the Raspberry Pi camera module when Picamera2 imports and lists one,
-                       else V4L2 camera 0
-    picam, picam:N     Raspberry Pi camera N through Picamera2 (camera modules on libcamera)
-    N, /dev/videoN     V4L2 camera N through OpenCV (USB webcams)
-    FILE               a video file, every frame in order
-    rtsp://..., http(s)://...   a network stream, through OpenCV's FFmpeg backend
-
-Picamera2 is imported only for ``picam``, ``auto`` and ``--list-cameras``.
+The grammar of ``--camera`` is :mod:`edge_runtime.camera_spec`'s. Picamera2 is imported only
+for ``picam``, ``auto`` and ``--list-cameras``.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
-from edge_runtime.camera import FrameGrabber, FrameSource, is_stream_url, parse_source
+from edge_runtime.camera_spec import DEFAULT_SIZE, CameraSpec, parse_camera
 from edge_runtime.errors import CameraError
-
-DEFAULT_SIZE = (640, 480)
-"""(width, height) asked of a camera unless ``--camera-size`` says otherwise."""
+from edge_runtime.frame_source import FrameSource
+from edge_runtime.opencv_source import OpenCVSource
 
 V4L2_SYSFS = Path("/sys/class/video4linux")
 """Where Linux names each ``/dev/videoN`` device."""
-
-
-@dataclass(frozen=True)
-class CameraSpec:
-    """A parsed ``--camera`` value.
-
-    Attributes:
-        kind: "auto", "picam", "v4l2", "file" or "url".
-        index: the camera number for "picam" and "v4l2".
-        target: the file path or URL for "file" and "url".
-    """
-
-    kind: str
-    index: int = 0
-    target: str = ""
-
-
-def parse_camera(value: str | None) -> CameraSpec:
-    """Parse a ``--camera`` value (None or "" is ``auto``); see the module docstring.
-
-    Raises:
-        CameraError: ``picam:`` followed by something other than a camera number.
-    """
-    value = (value or "").strip()
-    if value in ("", "auto"):
-        return CameraSpec("auto")
-    match = re.fullmatch(r"picam(?::(.*))?", value, flags=re.IGNORECASE)
-    if match:
-        number = match.group(1)
-        if number is not None and not number.strip().isdigit():
-            raise CameraError(f"--camera {value}: expected picam or picam:N (N a camera number)")
-        return CameraSpec("picam", int(number) if number is not None else 0)
-    if is_stream_url(value):
-        return CameraSpec("url", target=value)
-    source = parse_source(value)
-    if isinstance(source, int):
-        return CameraSpec("v4l2", source)
-    return CameraSpec("file", target=source)
-
-
-def camera_size(text: str) -> tuple[int, int]:
-    """argparse type of ``--camera-size``: ``WxH`` → (width, height)."""
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not match or int(match.group(1)) < 1 or int(match.group(2)) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 640x480")
-    return int(match.group(1)), int(match.group(2))
 
 
 def _auto_picamera(quiet: bool) -> int | None:
@@ -96,12 +39,12 @@ def _auto_picamera(quiet: bool) -> int | None:
     return int(modules[0].get("Num", 0)) if modules else None
 
 
-def open_source(value: str | None, size: tuple[int, int] = DEFAULT_SIZE,
+def open_source(value: CameraSpec | str | None, size: tuple[int, int] = DEFAULT_SIZE,
                 quiet: bool = True, loop: bool = False) -> FrameSource:
     """Open the frame source a ``--camera`` value names (not started yet).
 
     Args:
-        value: the ``--camera`` value (None: auto).
+        value: the ``--camera`` value (None: auto), or its :class:`CameraSpec`.
         size: (width, height) asked of a camera; files and streams keep their own.
         quiet: keep OpenCV's and libcamera's logs quiet while opening.
         loop: a video file starts over at its end (cameras and streams have none).
@@ -109,7 +52,7 @@ def open_source(value: str | None, size: tuple[int, int] = DEFAULT_SIZE,
     Raises:
         CameraError: it cannot be opened (including Picamera2 missing for ``picam``).
     """
-    spec = parse_camera(value)
+    spec = value if isinstance(value, CameraSpec) else parse_camera(value)
     if spec.kind == "auto":
         number = _auto_picamera(quiet)
         spec = CameraSpec("picam", number) if number is not None else CameraSpec("v4l2", 0)
@@ -118,8 +61,8 @@ def open_source(value: str | None, size: tuple[int, int] = DEFAULT_SIZE,
 
         return PicameraSource(spec.index, size, quiet)
     if spec.kind == "v4l2":
-        return FrameGrabber(spec.index, quiet=quiet, size=size)
-    return FrameGrabber(spec.target, quiet=quiet, loop=loop)
+        return OpenCVSource(spec.index, quiet=quiet, size=size)
+    return OpenCVSource(spec.target, quiet=quiet, loop=loop)
 
 
 def v4l2_devices(sysfs: Path = V4L2_SYSFS) -> list[tuple[str, str]]:

@@ -1,4 +1,5 @@
-"""``--int8-target-drop POINTS``: keep layers in float, one at a time, only while that helps.
+"""``--int8-target-drop POINTS`` (0.5 by default): keep layers in float, one at a time, only while
+that helps.
 
 After the plain int8 export, int8 is measured against Keras on the *validation* split (the test
 split stays for the final, honest report). Past the target, the quantization debugger's signal
@@ -7,6 +8,10 @@ float set, int8 re-converted and re-measured, and kept only when validation accu
 the search stops at the target, at the first layer that does not help, or when no signal layer
 is left. On a model without outlier layers nothing stands out and nothing is kept: the loss is
 rounding noise, which more calibration images or quantization-aware training can reduce.
+
+Whatever the outcome, what was measured says how sure it is: the images plain int8 alone and Keras
+alone got right on validation (McNemar, :mod:`export.verify`), the debugger's verdict, and, when
+layers were kept in float, the latency of both models on this machine beside their sizes.
 """
 
 from __future__ import annotations
@@ -16,10 +21,17 @@ from dataclasses import dataclass, field
 
 from export.quant_debug import SIGNAL
 
+DEFAULT_TARGET_DROP = 0.5
+"""``--int8-target-drop`` of a plain ``edge-export``: int8 may lose half a point on validation
+before signal layers are tried in float (``off`` turns the check off)."""
+
 WITHIN, NO_SIGNAL, REACHED, NO_GAIN, EXHAUSTED = (
     "within target", "no signal layer", "target reached", "no further gain",
     "no signal layer left")
 """How the search ended."""
+NO_VALIDATION, OFF = "no validation images", "off"
+"""The manifest's outcome when the run has no validation split to measure int8 on, and when
+``--int8-target-drop off`` turned the check off."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +65,15 @@ class AutoFloat:
     """The chosen model's validation accuracy."""
     model: bytes = field(default=b"", repr=False)
     """The chosen flatbuffer."""
+    paired: tuple[int, int, float] | None = None
+    """Plain int8 against Keras on validation: (images only Keras got right, images only int8
+    got right, McNemar p)."""
+    debugger: tuple[int, int, float] | None = None
+    """When the debugger ran: (layers, signal layers, the worst layer's multiple of the
+    rounding-noise floor)."""
+    latency_ms: tuple[float, float] | None = None
+    """When layers were kept in float: median inference ms of plain int8 and of the chosen
+    model, measured interleaved on this machine."""
 
     @property
     def drop(self) -> float:
@@ -66,13 +87,22 @@ class AutoFloat:
                 "accuracy": self.accuracy, "float_layers": list(self.float_layers),
                 "steps": [{"layer": s.layer, "accuracy": s.accuracy, "kept": s.kept}
                           for s in self.steps],
-                "plain_bytes": self.plain_bytes, "bytes": len(self.model)}
+                "plain_bytes": self.plain_bytes, "bytes": len(self.model),
+                "paired": None if self.paired is None else dict(zip(
+                    ("keras_only_correct", "int8_only_correct", "mcnemar_p"), self.paired)),
+                "debugger": None if self.debugger is None else dict(zip(
+                    ("layers", "signal_layers", "worst_times_floor"), self.debugger)),
+                "latency_ms": None if self.latency_ms is None else dict(zip(
+                    ("plain", "chosen"), self.latency_ms))}
 
 
 def search_float_layers(target: float, keras_accuracy: float, plain_accuracy: float,
                         plain: bytes, measure: Callable[[bytes], float],
                         report: Callable[[], list[dict]],
-                        convert: Callable[[list[str]], bytes]) -> AutoFloat:
+                        convert: Callable[[list[str]], bytes], *,
+                        paired: tuple[int, int, float] | None = None,
+                        latency: Callable[[bytes, bytes], tuple[float, float]] | None = None
+                        ) -> AutoFloat:
     """Choose the int8 model: plain, or with signal layers kept in float while that helps.
 
     Args:
@@ -82,9 +112,12 @@ def search_float_layers(target: float, keras_accuracy: float, plain_accuracy: fl
         report: the debugger's rows, worst first (:func:`export.quant_debug.quantization_report`);
             called only when plain int8 misses the target.
         convert: the int8 flatbuffer with the given tensors left in float.
+        paired: plain int8's paired counts against Keras on validation, kept for the report.
+        latency: median inference ms of (plain, chosen) flatbuffers; called only when layers
+            were kept in float, so the report puts the latency cost beside the size cost.
     """
     common = dict(target=target, keras_accuracy=keras_accuracy, plain_accuracy=plain_accuracy,
-                  plain_bytes=len(plain))
+                  plain_bytes=len(plain), paired=paired)
 
     def missed(accuracy: float) -> bool:
         # rounded as the manifest's accuracy_drop_points is, so 0.999…-point float noise
@@ -93,7 +126,10 @@ def search_float_layers(target: float, keras_accuracy: float, plain_accuracy: fl
 
     if not missed(plain_accuracy):
         return AutoFloat(**common, outcome=WITHIN, accuracy=plain_accuracy, model=plain)
-    signal = [r["tensor_name"] for r in report() if r["verdict"] == SIGNAL and r["tensor_name"]]
+    rows = report()
+    signal = [r["tensor_name"] for r in rows if r["verdict"] == SIGNAL and r["tensor_name"]]
+    common["debugger"] = (len(rows), len(signal),
+                          max((r["times_floor"] for r in rows), default=0.0))
     if not signal:
         return AutoFloat(**common, outcome=NO_SIGNAL, accuracy=plain_accuracy, model=plain)
     kept: list[str] = []
@@ -113,5 +149,6 @@ def search_float_layers(target: float, keras_accuracy: float, plain_accuracy: fl
         if not missed(best):
             outcome = REACHED
             break
+    timed = latency(plain, best_model) if kept and latency is not None else None
     return AutoFloat(**common, outcome=outcome, steps=tuple(steps), float_layers=tuple(kept),
-                     accuracy=best, model=best_model)
+                     accuracy=best, model=best_model, latency_ms=timed)

@@ -20,9 +20,6 @@ from edge_runtime.classifier import Classifier
 from edge_runtime.eval_set import EvalSet, stratified_indices
 from export.images import Batch
 
-ANSWER_BATCH = 64
-"""Images converted to float32 at a time while recording answers: memory stays at a batch."""
-
 
 class EvalSetCollector:
     """Keeps the chosen images of the verification pass (an observer of
@@ -56,9 +53,10 @@ def with_variant_answers(eval_set: EvalSet, variants: Mapping[str, Path],
                          labels_path: str | os.PathLike, threads: int | None = None) -> EvalSet:
     """``eval_set`` with each variant's top-1 on its images (``variant_top1``).
 
-    Each variant runs through the edge runtime's :class:`Classifier`, fed float32 pixels one
-    image at a time, as ``edge-bench BUNDLE`` feeds it on the device: the same answers on a
-    device mean its kernels compute what this machine's did.
+    Each variant runs through the edge runtime's :class:`Classifier`, fed the uint8 pixels
+    through :meth:`Classifier.tensor_from_pixels` one image at a time, as ``edge-bench BUNDLE``
+    feeds it on the device: the same answers on a device mean its kernels compute what this
+    machine's did.
 
     Args:
         variants: name → ``.tflite`` file of the bundle being built.
@@ -68,7 +66,5 @@ def with_variant_answers(eval_set: EvalSet, variants: Mapping[str, Path],
     for name, path in variants.items():
         with quiet_output():  # the interpreter's "Created XNNPACK delegate" line
             classifier = Classifier(path, labels_path=labels_path, threads=threads)
-        answers[name] = np.concatenate([
-            classifier.predict(eval_set.pixels[i:i + ANSWER_BATCH].astype(np.float32)).argmax(1)
-            for i in range(0, len(eval_set), ANSWER_BATCH)]).astype(np.int64)
+        answers[name] = classifier.probabilities(eval_set.pixels).argmax(1).astype(np.int64)
     return replace(eval_set, variant_top1=answers)

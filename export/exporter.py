@@ -33,7 +33,13 @@ from edge_runtime.errors import ModelError
 from edge_runtime.eval_set import DEFAULT_SAMPLES, EVAL_SET_FILE
 from edge_runtime.image import RESIZE_METHOD, RESIZE_METHODS
 from edge_runtime.manifest import EvalSet, InputSpec, Manifest, Variant
-from export.auto_float import AutoFloat, search_float_layers
+from export.auto_float import (
+    DEFAULT_TARGET_DROP,
+    NO_VALIDATION,
+    OFF,
+    AutoFloat,
+    search_float_layers,
+)
 from export.bundle import LABELS_FILE, check_replaceable, staged_bundle, write_labels, write_variant
 from export.calibration import load_calibration
 from export.convert import convert, selective_int8
@@ -41,6 +47,7 @@ from export.errors import ExportError
 from export.eval_set import EvalSetCollector, with_variant_answers
 from export.formats import DEFAULT_FORMATS, FORMATS, INT8_IO_TYPES, SELECTIVE
 from export.images import iter_batches
+from export.latency import interleaved_latency_ms
 from export.quant_debug import (
     REPORT_FILE,
     QuantReport,
@@ -75,10 +82,11 @@ class ExportConfig:
     """Input/output type of the int8 model: uint8 (camera frames), int8 or float32."""
     debug_quant: bool = False
     """Write ``quant_report.csv``: per-layer int8 error, worst first."""
-    int8_target_drop: float | None = None
+    int8_target_drop: float | None = DEFAULT_TARGET_DROP
     """Accuracy points int8 may lose against Keras on the validation split: past it, signal
     layers are kept in float one at a time while validation accuracy rises
-    (:mod:`export.auto_float`), and the int8 variant written is the one chosen. None: off."""
+    (:mod:`export.auto_float`), and the int8 variant written is the one chosen. None: off;
+    ignored when int8 is not among the formats."""
     keep_float: int = 0
     """Also export int8 with at most this many of the most damaged layers left in float: only
     layers above the rounding-noise floor (:mod:`export.quant_debug`), none if none is."""
@@ -118,11 +126,8 @@ def _validate(config: ExportConfig) -> None:
         raise ExportError(f"--eval-samples {config.eval_samples}: must be ≥ 0")
     if config.max_accuracy_drop < 0:
         raise ExportError(f"--max-accuracy-drop {config.max_accuracy_drop}: must be ≥ 0")
-    if config.int8_target_drop is not None:
-        if config.int8_target_drop < 0:
-            raise ExportError(f"--int8-target-drop {config.int8_target_drop}: must be ≥ 0")
-        if "int8" not in config.formats:
-            raise ExportError("--int8-target-drop chooses the int8 variant: add int8 to --formats")
+    if config.int8_target_drop is not None and config.int8_target_drop < 0:
+        raise ExportError(f"--int8-target-drop {config.int8_target_drop}: must be ≥ 0")
     if config.keep_float < 0:
         raise ExportError(f"--keep-float {config.keep_float}: must be ≥ 0")
     if config.threads is not None and config.threads < 1:
@@ -203,15 +208,26 @@ def export(config: ExportConfig) -> ExportResult:
                 convert_seconds[SELECTIVE.name] = round(time.time() - t0, 2)
                 extras[SELECTIVE.name] = {"float_layers": keep}
 
-        auto = None
-        if config.int8_target_drop is not None:
+        auto, auto_entry = None, None
+        if config.int8_target_drop is not None and "int8" in files:
             t0 = time.time()
-            auto = _auto_float(config, model, splits, size, method, cal_pixels, files["int8"],
-                               folder / LABELS_FILE, rows)
-            if auto.float_layers:
-                files["int8"] = write_variant(folder, FORMATS["int8"], auto.model, **described)
-            extras["int8"]["float_layers"] = list(auto.float_layers)
+            if splits.paths("val"):
+                auto = _auto_float(config, model, splits, size, method, cal_pixels,
+                                   files["int8"], folder / LABELS_FILE, rows)
+                auto_entry = auto.to_json("val")
+                if auto.float_layers:
+                    files["int8"] = write_variant(folder, FORMATS["int8"], auto.model,
+                                                  **described)
+                extras["int8"]["float_layers"] = list(auto.float_layers)
+            else:
+                log.warning("int8 is not checked against --int8-target-drop: the run has no "
+                            "validation images to measure it on (the test split stays for the "
+                            "table)")
+                auto_entry = {"points": config.int8_target_drop, "split": "val",
+                              "outcome": NO_VALIDATION}
             convert_seconds["int8"] = round(convert_seconds["int8"] + time.time() - t0, 2)
+        elif "int8" in files:
+            auto_entry = {"points": None, "split": "val", "outcome": OFF}
 
         # Verified in the staging folder with its own labels.txt; no manifest.json is there
         # yet, so nothing stale can steer the Classifier.
@@ -255,7 +271,7 @@ def export(config: ExportConfig) -> ExportResult:
             eval_split=eval_split, num_eval=evaluation.num_eval, eval_set=eval_set_entry,
             extra={"max_accuracy_drop": config.max_accuracy_drop,
                    "calibration": calibration.info if calibration else None,
-                   "int8_target_drop": auto.to_json("val") if auto else None,
+                   "int8_target_drop": auto_entry,
                    "model": trained,
                    "source": {"model_sha256": sha256(run / MODEL), "run": str(run.resolve())},
                    "export_seconds": round(time.time() - started, 2),
@@ -272,14 +288,10 @@ def _auto_float(config: ExportConfig, model, splits, size: tuple[int, int], meth
                 calibration: np.ndarray, plain_file: Path, labels_file: Path,
                 rows: list[dict] | None) -> AutoFloat:
     """``--int8-target-drop``: the int8 model chosen on the validation split (never the test
-    split); candidates are written to a temporary folder outside the bundle."""
+    split); candidates are written to a temporary folder outside the bundle. When layers are
+    kept in float, plain and chosen int8 are timed on this machine (a few calibration
+    images, interleaved: :mod:`export.latency`)."""
     paths = splits.paths("val")
-    if not paths:
-        raise ExportError("--int8-target-drop measures int8 on the validation split, and this "
-                          "run has no validation images")
-    if splits.eval_split() == "val":
-        log.warning("--int8-target-drop: this run has no test split, so the layers are chosen "
-                    "on the same val images the table reports: its int8 row is optimistic")
     truth = np.asarray(splits.labels["val"])
 
     def evaluation(file: Path):
@@ -304,11 +316,24 @@ def _auto_float(config: ExportConfig, model, splits, size: tuple[int, int], meth
                      ", ".join(short_tensor_name(t) for t in layers))
             return selective_int8(model, calibration, config.int8_io, layers)
 
+        def latency(plain: bytes, chosen: bytes) -> tuple[float, float]:
+            log.info("timing plain int8 against int8 with float layers ...")
+            plain_ms, chosen_ms = interleaved_latency_ms([plain, chosen], calibration[:16],
+                                                         config.threads)
+            return plain_ms, chosen_ms
+
         log.info("measuring int8 against Keras on %d val image(s) ...", len(paths))
         plain = evaluation(plain_file)
-        return search_float_layers(config.int8_target_drop, plain.keras_accuracy,
-                                   plain.variants["int8"]["accuracy"], plain_file.read_bytes(),
-                                   measure, report, keep)
+        counts = plain.paired["int8"]
+        auto = search_float_layers(
+            config.int8_target_drop, plain.keras_accuracy, plain.variants["int8"]["accuracy"],
+            plain_file.read_bytes(), measure, report, keep,
+            paired=(counts["keras_only_correct"], counts["variant_only_correct"],
+                    counts["mcnemar_p"]), latency=latency)
+    if auto.float_layers and splits.eval_split() == "val":
+        log.warning("--int8-target-drop: this run has no test split, so the layers were chosen "
+                    "on the same val images the table reports: its int8 row is optimistic")
+    return auto
 
 
 def _check_loads(folder: Path, manifest: Manifest) -> None:

@@ -7,7 +7,7 @@ import math
 
 from common.formatting import signed
 from edge_runtime.manifest import Manifest, Variant
-from export.auto_float import NO_SIGNAL, WITHIN, AutoFloat
+from export.auto_float import NO_SIGNAL, NO_VALIDATION, OFF, REACHED, WITHIN, AutoFloat
 from export.metadata import mediapipe_line
 from export.quant_debug import NOISE_FLOOR, REPORT_FILE, SIGNAL_FACTOR, QuantReport
 from export.ranges import SETTLED_WIDENING
@@ -45,6 +45,9 @@ def format_table(manifest: Manifest) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     if with_paired:
         lines.append(PAIRED_NOTE.format(split=manifest.eval_split))
+    int8 = int8_line(manifest)
+    if int8:
+        lines.append(int8)
     lines.append(mediapipe_line({n: v.input_dtype for n, v in manifest.variants.items()}))
     return "\n".join(lines)
 
@@ -70,8 +73,9 @@ def guard_message(manifest: Manifest, failures: list[str], limit: float) -> str:
                 text += (f"within noise (McNemar p = {format_p(p_value)} ≥ "
                          f"{SIGNIFICANCE_LEVEL:g}: more evaluation images would tell)")
         verdicts.append(text)
+    int8 = int8_line(manifest) if "int8" in failures else None
     return (f"{', '.join(failures)} lost more than {limit:g} accuracy point(s) against Keras: "
-            + "; ".join(verdicts))
+            + "; ".join(verdicts) + (f". What export tried: {int8}" if int8 else ""))
 
 
 def format_p(p: float) -> str:
@@ -157,13 +161,93 @@ REMEDY = "more calibration images (--calibration-samples) or quantization-aware 
 """What helps int8 when keeping layers in float does not."""
 
 
+def _paired_words(keras_only: int, int8_only: int, p_value: float) -> str:
+    """``won 1, lost 5, McNemar p = 0.219: within noise``."""
+    kind = difference_kind(keras_only, int8_only, p_value)
+    words = {"loss": "a significant loss", "gain": "a significant gain", "noise": "within noise",
+             "same": "no difference"}[kind]
+    return f"won {int8_only}, lost {keras_only}, McNemar p = {format_p(p_value)}: {words}"
+
+
+def _remedy(calibration: dict | None) -> str:
+    """What could help int8 instead of float layers, with the calibration size to try."""
+    images = (calibration or {}).get("samples", 0)
+    available = (calibration or {}).get("train_images", images)
+    more = (f"more calibration images (--calibration-samples {min(4 * images, available)})"
+            if available > images else "more training images (calibration used all)")
+    return f"{more}, quantization-aware training (not offered here: see docs/export.md)"
+
+
+def int8_line(manifest: Manifest) -> str | None:
+    """One line on what the export did to keep int8 near Keras and how that went, from the
+    manifest's ``int8_target_drop`` entry (see :mod:`export.auto_float`): plain int8's loss on
+    validation and whether it is noise, then either "within the target", or the layers kept in
+    float with their size and latency cost, or what was tried (calibration size and
+    settledness, the debugger's verdict) and what could help. None without int8 or the entry.
+
+    e.g. ``int8 on val: −1.33 pt against Keras (won 1, lost 5, McNemar p = 0.219: within
+    noise), past the 0.5-pt target; tried: 200 calibration images (ranges settled), the
+    quantization debugger (no layer above the rounding-noise floor, worst 1.35×: the loss is
+    rounding noise), so plain int8; what could help: ...``
+    """
+    entry = manifest.extra.get("int8_target_drop")
+    if "int8" not in manifest.variants or not entry:
+        return None
+    outcome, points, split = entry["outcome"], entry["points"], entry.get("split", "val")
+    if outcome == OFF:
+        return f"int8 on {split}: not checked against a target (--int8-target-drop off)"
+    if outcome == NO_VALIDATION:
+        return (f"int8 on {split}: not checked against the {points:g}-pt target: the run has no "
+                "validation images")
+    keras = entry["keras_accuracy"]
+    head = f"int8 on {split}: {signed(-100 * (keras - entry['int8_accuracy']), 2)} pt against Keras"
+    paired = entry.get("paired")
+    if paired:
+        head += " (" + _paired_words(paired["keras_only_correct"], paired["int8_only_correct"],
+                                     paired["mcnemar_p"]) + ")"
+    if outcome == WITHIN:
+        return head + f", within the {points:g}-pt target: plain int8"
+    head += f", past the {points:g}-pt target"
+    calibration = manifest.extra.get("calibration")
+    kept = entry["float_layers"]
+    if kept:
+        extra = entry["bytes"] - entry["plain_bytes"]
+        cost = f"size {signed(100 * extra / entry['plain_bytes'], 1)} %"
+        latency = entry.get("latency_ms")
+        if latency:
+            cost += (f", latency {latency['plain']:.2f} → {latency['chosen']:.2f} ms on the "
+                     "export machine")
+        text = (f"{head}; kept {len(kept)} layer(s) in float: "
+                f"{signed(-100 * (keras - entry['accuracy']), 2)} pt "
+                f"({'target reached' if outcome == REACHED else 'target not reached'}), {cost}")
+        return text if outcome == REACHED else f"{text}; what could help: {_remedy(calibration)}"
+    tried = []
+    ranges = (calibration or {}).get("ranges")
+    if calibration:
+        settled = ("ranges settled" if ranges and ranges["settled"] else
+                   "ranges had not settled" if ranges else "settledness not measured")
+        tried.append(f"{calibration.get('samples')} calibration images ({settled})")
+    debugger = entry.get("debugger")
+    if outcome == NO_SIGNAL and debugger:
+        tried.append(f"the quantization debugger (no layer of {debugger['layers']} above the "
+                     f"rounding-noise floor, worst {debugger['worst_times_floor']:.2f}×: the "
+                     "loss is rounding noise)")
+    elif entry["steps"]:
+        tried.append(f"{len(entry['steps'])} signal layer(s) in float (none raised {split} "
+                     "accuracy)")
+    return (f"{head}; tried: {', '.join(tried)}, so plain int8; what could help: "
+            f"{_remedy(calibration)}")
+
+
 def format_auto_float(auto: AutoFloat, split: str = "val") -> str:
     """What ``--int8-target-drop`` did, for people: plain int8's loss on ``split``, each layer
-    tried, what was kept and what it cost in size, or plainly that nothing was kept and why."""
+    tried, what was kept and what it cost in size and latency, or plainly that nothing was kept
+    and why."""
     head = f"--int8-target-drop {auto.target:g}: "
     plain_drop = 100 * (auto.keras_accuracy - auto.plain_accuracy)
     loss = (f"int8 {signed(-plain_drop, 2)} pt against Keras on {split} "
-            f"({auto.plain_accuracy:.3f} vs {auto.keras_accuracy:.3f})")
+            f"({auto.plain_accuracy:.3f} vs {auto.keras_accuracy:.3f}"
+            + (f"; {_paired_words(*auto.paired)}" if auto.paired else "") + ")")
     if auto.outcome == WITHIN:
         return head + loss + ": within the target, plain int8 kept"
     if auto.outcome == NO_SIGNAL:
@@ -184,7 +268,10 @@ def format_auto_float(auto: AutoFloat, split: str = "val") -> str:
                  f"({status}): {split} {signed(-auto.drop, 2)} pt (was {signed(-plain_drop, 2)});"
                  f" size {auto.plain_bytes:,} → {len(auto.model):,} bytes "
                  f"({'+' if extra >= 0 else '−'}{abs(extra):,}, "
-                 f"{signed(100 * extra / auto.plain_bytes, 1)} %)")
+                 f"{signed(100 * extra / auto.plain_bytes, 1)} %)"
+                 + (f"; latency {auto.latency_ms[0]:.2f} → {auto.latency_ms[1]:.2f} ms "
+                    f"({signed(100 * (auto.latency_ms[1] / auto.latency_ms[0] - 1), 1)} %, "
+                    "interleaved on this machine)" if auto.latency_ms else ""))
     return "\n".join(lines)
 
 

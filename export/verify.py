@@ -128,9 +128,8 @@ def evaluate(model, variants: Mapping[str, Path], labels_path: Path, batches: It
         seen += len(batch.pixels)
         keras_correct += int(np.sum(keras_top1 == labels))
         for tally in tallies.values():
-            # float32 pixels, as Classifier.preprocess hands them over on the device
-            probs = np.stack([tally.classifier.probabilities(p.astype(np.float32))
-                              for p in batch.pixels])
+            # the uint8 pixels through the classifier's own feed, as on the device
+            probs = tally.classifier.probabilities(batch.pixels)
             top1 = probs.argmax(1)
             right, keras_right = top1 == labels, keras_top1 == labels
             tally.correct += int(np.sum(right))

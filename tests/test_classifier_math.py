@@ -1,11 +1,13 @@
-"""The arithmetic between pixels and probabilities: quantize, dequantize, top-k."""
+"""The arithmetic between pixels and probabilities: quantize, the pixel lookup table and the
+one feed into the interpreter, dequantize, top-k."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from edge_runtime.classifier import Prediction, dequantize, quantize, top_k
+from edge_runtime.classifier import Classifier, Prediction, dequantize, pixel_table, quantize, top_k
 
 # the edge extra alone runs these (no TensorFlow): make pi-check runs them on arm64
 pytestmark = pytest.mark.edge
@@ -22,6 +24,58 @@ def test_uint8_input_with_unit_scale_takes_pixels_unchanged():
     # what export writes for uint8 input: scale 1, zero point 0 — pixels pass as they are
     pixels = np.arange(256, dtype=np.float32)
     assert np.array_equal(quantize(pixels, np.dtype(np.uint8), 1.0, 0), np.arange(256))
+
+
+def _every_pixel_value(size: tuple[int, int]) -> np.ndarray:
+    """Model pixels (H, W, 3) holding every value 0..255, in a shuffled order."""
+    flat = np.resize(np.arange(256, dtype=np.uint8), size[0] * size[1] * 3)
+    return np.random.default_rng(0).permutation(flat).reshape(*size, 3)
+
+
+@pytest.mark.parametrize("dtype, scale, zero_point", [
+    (np.int8, 1.0, -128),  # what int8 I/O takes for pixels
+    (np.int8, 2 / 255, -128),  # pixel 1: 127.49999 steps in float32, 127.5 in float64
+    (np.uint8, 256 / 255, 0),  # pixel 128 likewise
+    (np.uint8, 0.5, 0),  # saturates from pixel 128 on
+    (np.float32, 0.0, 0),
+])
+def test_the_pixel_table_is_the_reference_quantization_of_every_value(dtype, scale, zero_point):
+    pixels = _every_pixel_value((16, 16))
+    expected = quantize(pixels.astype(np.float32), np.dtype(dtype), scale, zero_point)
+    table = pixel_table(np.dtype(dtype), scale, zero_point)
+    assert table is not None and table[pixels].dtype == expected.dtype
+    assert np.array_equal(table[pixels], expected)
+    assert pixel_table(np.dtype(np.uint8), 1.0, 0) is None  # raw pixels pass as they are
+
+
+@pytest.mark.parametrize("variant", ["fp32", "fp16", "int8"])
+def test_the_interpreter_gets_the_reference_quantization_of_the_pixels(bundle, variant):
+    # the one feed (uint8 model pixels → lookup → tensor) against quantizing the float32 pixels
+    # Keras takes, read back from the interpreter itself
+    classifier = Classifier(bundle / f"model_{variant}.tflite")
+    pixels = _every_pixel_value(classifier.input_size)
+    expected = quantize(pixels.astype(np.float32)[np.newaxis], classifier.input_dtype,
+                        *classifier.input_quantization)
+    classifier.set_input_tensor(classifier.tensor_from_pixels(pixels))
+    index = classifier.interpreter.get_input_details()[0]["index"]
+    received = classifier.interpreter.get_tensor(index)
+    assert received.dtype == expected.dtype and np.array_equal(received, expected)
+    # a picture and a batch go the same way: the same tensor, the same probabilities
+    assert np.array_equal(classifier.input_tensor(Image.fromarray(pixels)), expected)
+    scores = classifier.run(expected)
+    assert np.array_equal(classifier.probabilities(pixels[np.newaxis]), scores[np.newaxis])
+
+
+def test_the_feed_takes_only_uint8_pixels_of_the_input_size(bundle):
+    classifier = Classifier(bundle / "model_fp32.tflite")
+    pixels = _every_pixel_value(classifier.input_size)
+    with pytest.raises(ValueError, match="uint8 model pixels of shape"):
+        classifier.tensor_from_pixels(pixels.astype(np.float32))
+    with pytest.raises(ValueError, match="uint8 model pixels of shape"):
+        classifier.tensor_from_pixels(pixels[:-1])
+    with pytest.raises(ValueError, match=r"a batch of model pixels \(N, H, W, 3\)"):
+        classifier.probabilities(pixels)
+    assert classifier.probabilities(pixels[np.newaxis][:0]).shape == (0, len(classifier.labels))
 
 
 def test_float_tensors_are_neither_quantized_nor_dequantized():

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_runtime.cli import build_parser
+from edge_runtime.cli import build_parser, camera_options, check_inputs
 
 # the edge extra alone runs these (no TensorFlow): make pi-check runs them on arm64
 pytestmark = pytest.mark.edge
@@ -61,17 +61,22 @@ def example_unit(**changes) -> str:
 
 # ----------------------------------------------------------------------------- the unit
 
-def test_the_unit_runs_a_valid_headless_serving_command():
+def test_the_unit_runs_a_valid_headless_serving_command(monkeypatch):
     unit = parse_unit(example_unit())
     command = exec_start(unit)
     assert command[0] == "/home/alice/edge/bin/edge-classify"
     args = build_parser().parse_intermixed_args(command[1:])
-    assert args.camera == "auto" and args.headless and args.serve == ("127.0.0.1", 8080)
     assert args.model == "/home/alice/pets/model_int8.tflite"
-    # a service: a camera still starting is waited for; the journal gets a line a minute
-    assert args.camera_wait >= 30 and args.summary_every >= 30 and not args.json
     # the token never goes on the command line (ps shows it): systemd hands it over
-    assert args.serve_token is None
+    assert args.serve_token is None and args.serve_token_file is None
+    monkeypatch.setenv("EDGE_SERVE_TOKEN", "from-the-environment-file")
+    check_inputs(args)  # what edge-classify checks before it loads anything
+    options = camera_options(args)
+    assert options.spec.kind == "auto" and options.headless
+    assert (options.serve.host, options.serve.port) == ("127.0.0.1", 8080)
+    assert options.serve.token_source == "$EDGE_SERVE_TOKEN"
+    # a service: a camera still starting is waited for; the journal gets a line a minute
+    assert options.wait_s >= 30 and options.summary_every_s >= 30 and not options.json
     assert unit["Service"]["EnvironmentFile"] == "-/home/alice/.config/edge-classify/serve.env"
     assert unit["Service"]["User"] == "alice"
     assert unit["Service"]["WorkingDirectory"] == "/home/alice"

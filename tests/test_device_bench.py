@@ -21,7 +21,7 @@ from benchmarks.machine import board, cpu_model, describe, machine_info
 from common.fileio import sha256
 from edge_runtime.classifier import Classifier
 from edge_runtime.eval_set import EVAL_SET_FILE, EvalSet
-from edge_runtime.image import load_model_input
+from edge_runtime.image import load_model_pixels
 from edge_runtime.interpreter import available_cores
 from edge_runtime.manifest import EvalSet as EvalSetEntry
 from edge_runtime.manifest import Manifest
@@ -43,8 +43,7 @@ def device_bundle(exported_run, tmp_path_factory) -> Path:
     manifest = Manifest.load(bundle)
     model, splits, _ = load_run(exported_run)
     split = splits.eval_split()
-    pixels = np.stack([load_model_input(p, manifest.input.size).astype(np.uint8)
-                       for p in splits.paths(split)])
+    pixels = np.stack([load_model_pixels(p, manifest.input.size) for p in splits.paths(split)])
     # the same call export makes on the same images: the same Keras answers
     keras_top1 = model.predict(pixels.astype(np.float32), batch_size=32, verbose=0).argmax(1)
     with_variant_answers(EvalSet(pixels, np.asarray(splits.labels[split]), keras_top1),
@@ -86,7 +85,7 @@ def test_accuracy_and_agreement_equal_export_and_a_direct_computation(device_ben
         assert rows[name]["accuracy"] == pytest.approx(variant.accuracy, abs=1e-12), name
         assert rows[name]["agreement"] == pytest.approx(variant.agreement, abs=1e-12), name
         classifier = Classifier(device_bundle / variant.file)
-        top1 = classifier.predict(eval_set.pixels.astype(np.float32)).argmax(1)
+        top1 = classifier.probabilities(eval_set.pixels).argmax(1)
         assert rows[name]["accuracy"] == pytest.approx(np.mean(top1 == eval_set.labels))
         assert rows[name]["agreement"] == pytest.approx(np.mean(top1 == eval_set.keras_top1))
         assert rows[name]["size_bytes"] == (device_bundle / variant.file).stat().st_size
@@ -179,9 +178,8 @@ def test_export_keeps_each_variant_answers_on_the_eval_set(exported_run):
     eval_set = EvalSet.load(bundle / EVAL_SET_FILE)
     assert set(eval_set.variant_top1) == set(manifest.variants) == {"fp32", "fp16", "int8"}
     for name, variant in manifest.variants.items():
-        # what the device bench computes: float32 pixels through the edge runtime
-        top1 = Classifier(bundle / variant.file).predict(
-            eval_set.pixels.astype(np.float32)).argmax(1)
+        # what the device bench computes: the uint8 pixels through the edge runtime
+        top1 = Classifier(bundle / variant.file).probabilities(eval_set.pixels).argmax(1)
         np.testing.assert_array_equal(eval_set.variant_top1[name], top1, err_msg=name)
 
 

@@ -1,5 +1,5 @@
-"""edge_runtime below the CLI: backend fall-through, the frame hand-over, the capture thread,
-and the proof that nothing in the package imports TensorFlow (or OpenCV, for files)."""
+"""edge_runtime below the CLI: backend fall-through, the frame hand-over, the OpenCV capture
+thread, and the proof that nothing in the package imports TensorFlow (or OpenCV, for files)."""
 
 from __future__ import annotations
 
@@ -15,17 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime import interpreter, window
-from edge_runtime.camera import (
-    END,
-    CameraError,
-    FrameGrabber,
-    FrameSlot,
-    parse_source,
-    to_rgb_frame,
-)
+from edge_runtime import interpreter
 from edge_runtime.classifier import Classifier
+from edge_runtime.errors import CameraError
+from edge_runtime.frame_source import END, FrameSlot
+from edge_runtime.frames import to_rgb_frame
 from edge_runtime.loops import classify_stream
+from edge_runtime.opencv_source import OpenCVSource
 from tests.helpers import demo_images, solid_video, write_video
 
 # the edge extra alone runs these (no TensorFlow): make pi-check runs them on arm64
@@ -148,9 +144,9 @@ def test_a_frame_put_just_before_close_is_never_lost(video):
     # The reader hands over its last frame and closes while the consumer's wait has just
     # timed out: the frame must still be yielded (it used to be lost when the consumer
     # then saw "closed" and quit). The interleaving is forced, not left to the scheduler.
-    grabber = FrameGrabber(str(video))
-    grabber._started = True  # no reader thread: the test plays the reader
-    slot = grabber._slot
+    source = OpenCVSource(str(video))
+    source._started = True  # no reader thread: the test plays the reader
+    slot = source._slot
     real_take = slot.take
     takes = 0
 
@@ -166,21 +162,12 @@ def test_a_frame_put_just_before_close_is_never_lost(video):
 
     slot.take = take
     try:
-        assert [number for number, _ in grabber.frames(poll_s=0.01)] == [1, 99]
+        assert [number for number, _ in source.frames(poll_s=0.01)] == [1, 99]
     finally:
-        grabber.stop()
+        source.stop()
 
 
 # ----------------------------------------------------------------------------- capture thread
-
-@pytest.mark.parametrize("value, expected", [("0", 0), ("2", 2), (" 1 ", 1),
-                                             ("clip.avi", "clip.avi"),
-                                             ("/dev/video0", 0), ("/dev/video12", 12),
-                                             ("rtsp://cam.local/stream", "rtsp://cam.local/stream"),
-                                             ("/dev/v4l/by-id/x", "/dev/v4l/by-id/x")])
-def test_parse_source(value, expected):
-    assert parse_source(value) == expected
-
 
 def test_to_rgb_frame_swaps_bgr_and_widens_grey_and_bgra():
     bgr = np.zeros((2, 2, 3), np.uint8)
@@ -194,40 +181,40 @@ def test_to_rgb_frame_swaps_bgr_and_widens_grey_and_bgra():
         to_rgb_frame(np.zeros((2, 2, 2), np.uint8))
 
 
-def test_grabber_reads_every_frame_of_a_video_file_in_order(video):
-    with FrameGrabber(str(video)) as grabber:
-        assert grabber.keep_all and grabber.fps == pytest.approx(30.0)
-        frames = list(grabber.frames())
+def test_opencv_source_reads_every_frame_of_a_video_file_in_order(video):
+    with OpenCVSource(str(video)) as source:
+        assert source.keep_all and source.fps == pytest.approx(30.0)
+        frames = list(source.frames())
     assert [number for number, _ in frames] == list(range(1, 13))
     assert all(frame.shape == (64, 64, 3) and frame.dtype == np.uint8 for _, frame in frames)
-    assert grabber.dropped == 0 and grabber.error is None
+    assert source.dropped == 0 and source.error is None
 
 
-def test_grabber_live_mode_drops_stale_frames_and_ends_on_the_newest(video):
+def test_opencv_source_live_mode_drops_stale_frames_and_ends_on_the_newest(video):
     seen = []
-    with FrameGrabber(str(video), keep_all=False) as grabber:
-        for number, _frame in grabber.frames():
+    with OpenCVSource(str(video), keep_all=False) as source:
+        for number, _frame in source.frames():
             seen.append(number)
             time.sleep(0.05)  # slower than decoding: the reader runs ahead
     assert seen == sorted(set(seen)) and seen[-1] == 12
-    assert grabber.dropped > 0 and len(seen) + grabber.dropped == 12
+    assert source.dropped > 0 and len(seen) + source.dropped == 12
 
 
-def test_grabber_that_already_read_everything_still_hands_over_the_newest(video):
-    grabber = FrameGrabber(str(video), keep_all=False).start()
-    grabber._thread.join(timeout=10)  # the reader is done before anyone asks for a frame
-    assert [number for number, _ in grabber.frames()] == [12]
-    grabber.stop()
+def test_opencv_source_that_already_read_everything_still_hands_over_the_newest(video):
+    source = OpenCVSource(str(video), keep_all=False).start()
+    source._thread.join(timeout=10)  # the reader is done before anyone asks for a frame
+    assert [number for number, _ in source.frames()] == [12]
+    source.stop()
 
 
-def test_grabber_stop_ends_the_thread_early(video):
-    grabber = FrameGrabber(str(video)).start()
-    for number, _frame in grabber.frames():
+def test_opencv_source_stop_ends_the_thread_early(video):
+    source = OpenCVSource(str(video)).start()
+    for number, _frame in source.frames():
         if number == 3:
             break
-    grabber.stop()
-    grabber.stop()  # twice is fine
-    assert not grabber._thread.is_alive()
+    source.stop()
+    source.stop()  # twice is fine
+    assert not source._thread.is_alive()
 
 
 @pytest.mark.parametrize("source, message", [
@@ -235,11 +222,11 @@ def test_grabber_stop_ends_the_thread_early(video):
     ("junk.avi", "junk.avi"),
     (99, "camera 99"),
 ])
-def test_grabber_that_cannot_open_raises_camera_error(tmp_path, monkeypatch, source, message):
+def test_opencv_source_that_cannot_open_raises_camera_error(tmp_path, monkeypatch, source, message):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "junk.avi").write_bytes(np.random.default_rng(0).bytes(4000))
     with pytest.raises(CameraError, match=message):
-        FrameGrabber(source)
+        OpenCVSource(source)
 
 
 def test_opencv_4_without_utils_logging_is_quieted_and_restored(tmp_path, monkeypatch):
@@ -255,24 +242,8 @@ def test_opencv_4_without_utils_logging_is_quieted_and_restored(tmp_path, monkey
     monkeypatch.setattr(cv2, "setLogLevel", levels.append, raising=False)
     (tmp_path / "junk.avi").write_bytes(np.random.default_rng(0).bytes(4000))
     with pytest.raises(CameraError, match="junk.avi"):
-        FrameGrabber(str(tmp_path / "junk.avi"))
+        OpenCVSource(str(tmp_path / "junk.avi"))
     assert levels == [3, 0, 3]  # silent while opening, then as it was
-
-
-def test_display_detection_follows_display_variables(monkeypatch):
-    monkeypatch.setattr(sys, "platform", "linux")
-    monkeypatch.delenv("DISPLAY", raising=False)
-    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    assert not window.display_available() and not window.window_supported()
-    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
-    assert window.display_available()
-
-
-def test_window_probe_survives_a_display_that_cannot_be_reached(monkeypatch):
-    # OpenCV's Qt backend aborts the process here; the probe runs it in a child
-    monkeypatch.setattr(sys, "platform", "linux")
-    monkeypatch.setenv("DISPLAY", ":7391")
-    assert window.window_supported() is False
 
 
 # ----------------------------------------------------------------------------- stream loop
@@ -288,7 +259,7 @@ def test_stream_feeds_rgb_frames_to_the_classifier(bundle, tmp_path, monkeypatch
 
     monkeypatch.setattr(classifier, "input_tensor", spy)
     red = solid_video(tmp_path / "red.avi", (230, 20, 20), frames=4)
-    summary = classify_stream(classifier, FrameGrabber(str(red)), k=2)
+    summary = classify_stream(classifier, OpenCVSource(str(red)), k=2)
     assert summary.frames == 4 and summary.ended_by == "end"
     for rgb in seen:
         assert rgb[..., 0].mean() > 180 and rgb[..., 2].mean() < 70  # red stays red
@@ -296,28 +267,28 @@ def test_stream_feeds_rgb_frames_to_the_classifier(bundle, tmp_path, monkeypatch
 
 def test_stream_max_frames_and_callback_stop(bundle, video):
     classifier = Classifier(bundle / "model_int8.tflite")
-    summary = classify_stream(classifier, FrameGrabber(str(video)), max_frames=5)
+    summary = classify_stream(classifier, OpenCVSource(str(video)), max_frames=5)
     assert (summary.frames, summary.ended_by) == (5, "max-frames")
     assert len(summary.latencies_ms) == 5 and summary.fps > 0 and summary.inference_ms_p50 > 0
     numbers = []
-    summary = classify_stream(classifier, FrameGrabber(str(video)),
+    summary = classify_stream(classifier, OpenCVSource(str(video)),
                               on_frame=lambda n, *_: numbers.append(n) or n < 4)
     assert (summary.frames, summary.ended_by, numbers) == (4, "stop", [1, 2, 3, 4])
 
 
 def test_ctrl_c_ends_a_stream_cleanly_with_a_summary(bundle, video):
     classifier = Classifier(bundle / "model_int8.tflite")
-    grabber = FrameGrabber(str(video))
+    source = OpenCVSource(str(video))
 
     def interrupt_at_three(number, *_):
         if number == 3:
             raise KeyboardInterrupt
         return True
 
-    summary = classify_stream(classifier, grabber, on_frame=interrupt_at_three)
+    summary = classify_stream(classifier, source, on_frame=interrupt_at_three)
     # Ctrl-C while frame 3's result was being delivered: only frames 1 and 2 reached the user
     assert (summary.frames, summary.ended_by) == (2, "interrupt")
-    assert not grabber._thread.is_alive()
+    assert not source._thread.is_alive()
     assert summary.to_json()["summary"]["frames"] == 2
 
 
@@ -347,8 +318,8 @@ def test_no_module_imports_tensorflow_and_files_need_no_opencv(bundle, demo_dir,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert {"edge_runtime.cli", "edge_runtime.camera", "edge_runtime.classifier",
-            "edge_runtime.interpreter"} <= set(report["modules"])
+    assert {"edge_runtime.cli", "edge_runtime.opencv_source", "edge_runtime.classifier",
+            "edge_runtime.interpreter", "edge_runtime.live.server"} <= set(report["modules"])
     assert report["files_rc"] == 0 and report["camera_rc"] == 0
     assert report["cv2_after_files"] is False  # OpenCV is the camera path's alone
     assert report["heavy"] == []
@@ -372,6 +343,6 @@ def test_ctrl_c_signal_ends_a_stream_between_frames(bundle, video):
             os.kill(os.getpid(), signal.SIGINT)
         return True
 
-    summary = classify_stream(classifier, FrameGrabber(str(video)), on_frame=ctrl_c_at_three)
+    summary = classify_stream(classifier, OpenCVSource(str(video)), on_frame=ctrl_c_at_three)
     assert (summary.frames, summary.ended_by, seen) == (3, "interrupt", [1, 2, 3])
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

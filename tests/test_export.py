@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from edge_runtime.classifier import Classifier
+from edge_runtime.classifier import Classifier, quantize
 from edge_runtime.manifest import Manifest
 from export import exporter, quant_debug
 from export.calibration import calibration_files, check_calibration
@@ -211,7 +211,7 @@ def test_int8_io_types_and_the_dynamic_format(run_copy, exported_run, int8_io, f
     assert list(manifest.variants) == list(formats)
     reference = Manifest.load(exported_run / "export")  # the same model, int8 with uint8 I/O
     fp32_bytes = reference.variants["fp32"].bytes
-    pixels = np.random.default_rng(0).integers(0, 256, (64, 64, 3)).astype(np.float32)
+    pixels = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3)).astype(np.uint8)
     uint8_probs = Classifier(exported_run / "export" / "model_int8.tflite").probabilities(pixels)
 
     int8 = manifest.variants["int8"]
@@ -222,6 +222,13 @@ def test_int8_io_types_and_the_dynamic_format(run_copy, exported_run, int8_io, f
     assert (int8.input_quantization.scale, int8.input_quantization.zero_point) == \
         (pytest.approx(scale), zero_point)
     assert (scale > 0) == (int8_io == "int8")  # float32 I/O: the quantize op is inside
+    # the runtime's feed hands the interpreter the reference quantization of the pixels
+    classifier.set_input_tensor(classifier.tensor_from_pixels(pixels[0]))
+    index = classifier.interpreter.get_input_details()[0]["index"]
+    received = classifier.interpreter.get_tensor(index)
+    assert received.dtype == classifier.input_dtype
+    assert np.array_equal(received, quantize(pixels.astype(np.float32), classifier.input_dtype,
+                                             scale, zero_point))
     assert int8.bytes < reference.variants["fp16"].bytes
     # against Keras, as the uint8-I/O int8 of the same model did (a borderline image of the tiny
     # model's ten may move int8's probabilities by a quarter: only the interface may differ here)
@@ -254,6 +261,8 @@ def test_bad_numbers_are_one_line_usage_errors(tmp_path, capsys, flag, value):
 
 
 
-def test_int8_target_drop_needs_the_int8_variant(tmp_path):
-    with pytest.raises(ExportError, match="add int8 to --formats"):
-        exporter.export(ExportConfig(run=str(tmp_path), formats=("fp32",), int8_target_drop=0.5))
+def test_int8_target_drop_needs_the_int8_variant(tmp_path, capsys):
+    # given explicitly without int8: a usage error; by default it applies only to int8
+    assert main([str(tmp_path), "--formats", "fp32", "--int8-target-drop", "0.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "add int8 to --formats" in err and "\n" not in err

@@ -19,7 +19,7 @@ from common.labels import read_labels
 from edge_runtime.classifier import Classifier
 from edge_runtime.errors import ManifestError, ModelError
 from edge_runtime.eval_set import EvalSet
-from edge_runtime.image import load_model_input
+from edge_runtime.image import load_model_pixels
 from edge_runtime.manifest import EvalSet as EvalSetEntry
 from edge_runtime.manifest import InputSpec, Manifest
 from export import exporter, images
@@ -66,14 +66,15 @@ def test_the_eval_set_holds_the_verified_pixels_labels_and_keras_answers(exporte
     assert len(paths) < 300  # the default keeps the whole (tiny) split, in order
     assert manifest.eval_set == EvalSetEntry("eval_set.npz", len(paths), "test")
     data = EvalSet.load(bundle / "eval_set.npz")
-    expected = np.stack([load_model_input(p, (64, 64), "bilinear") for p in paths])
+    expected = np.stack([load_model_pixels(p, (64, 64), "bilinear") for p in paths])
     assert data.pixels.dtype == np.uint8 and np.array_equal(data.pixels, expected)
     assert data.labels.tolist() == splits.labels["test"]
     model = keras.models.load_model(exported_run / "model.keras", compile=False)
-    assert data.keras_top1.tolist() == model.predict(expected, verbose=0).argmax(1).tolist()
+    assert data.keras_top1.tolist() == \
+        model.predict(expected.astype(np.float32), verbose=0).argmax(1).tolist()
     assert np.mean(data.keras_top1 == data.labels) == pytest.approx(manifest.keras_accuracy)
     for variant in manifest.variants.values():  # what a device computes from the file alone
-        top1 = Classifier(bundle / variant.file).predict(data.pixels.astype(np.float32)).argmax(1)
+        top1 = Classifier(bundle / variant.file).probabilities(data.pixels).argmax(1)
         assert np.mean(top1 == data.keras_top1) == pytest.approx(variant.agreement)
         assert np.mean(top1 == data.labels) == pytest.approx(variant.accuracy)
 

@@ -107,3 +107,87 @@ def test_guard_message_says_whether_the_loss_is_significant_or_noise():
     assert "bad −9.00 pt on 400 test images (won 4, lost 40), a significant loss " \
            "(McNemar p = <0.001)" in both
     assert "\n" not in both
+
+
+def _with_int8_entry(entry: dict | None, ranges_settled: bool = True) -> Manifest:
+    """The manifest of a 400-test-image export whose int8 lost 1.5 points on test, with the
+    ``int8_target_drop`` entry ``entry`` and 200 of 1,000 train images calibrating."""
+    manifest = _manifest(int8=_variant(0.885, 9, 3), fp16=_variant(0.9, 0, 0))
+    manifest.extra.update(calibration={"samples": 200, "train_images": 1000, "ranges": {
+        "images": 200, "first_half": 100, "widening": 0.09 if ranges_settled else 0.2,
+        "layer": "block_1_project", "settled": ranges_settled}}, int8_target_drop=entry)
+    return manifest
+
+
+def _entry(outcome: str, int8_accuracy: float, **more) -> dict:
+    return {"points": 0.5, "split": "val", "outcome": outcome, "keras_accuracy": 0.9,
+            "int8_accuracy": int8_accuracy, "accuracy": int8_accuracy, "float_layers": [],
+            "steps": [], "plain_bytes": 1_000_000, "bytes": 1_000_000,
+            "paired": {"keras_only_correct": 5, "int8_only_correct": 1, "mcnemar_p": 0.21875},
+            "debugger": None, "latency_ms": None, **more}
+
+
+def test_the_int8_line_says_what_export_tried_and_why_it_could_not():
+    from export.table import int8_line
+
+    nothing = _with_int8_entry(_entry("no signal layer", 0.8867, debugger={
+        "layers": 65, "signal_layers": 0, "worst_times_floor": 1.35}))
+    line = int8_line(nothing)
+    assert line == (
+        "int8 on val: −1.33 pt against Keras (won 1, lost 5, McNemar p = 0.219: within noise), "
+        "past the 0.5-pt target; tried: 200 calibration images (ranges settled), the "
+        "quantization debugger (no layer of 65 above the rounding-noise floor, worst 1.35×: the "
+        "loss is rounding noise), so plain int8; what could help: more calibration images "
+        "(--calibration-samples 800), quantization-aware training (not offered here: see "
+        "docs/export.md)")
+    table = format_table(nothing).splitlines()
+    assert table[-2] == line and table[-1].startswith("MediaPipe Tasks loads:")
+    guard = guard_message(nothing, ["int8"], 1.0)
+    assert guard.endswith(f". What export tried: {line}") and "\n" not in guard
+    assert "What export tried" not in guard_message(nothing, ["fp16"], 0.0)
+    # calibration used every train image, ranges unsettled: then more training images
+    unsettled = _with_int8_entry(_entry("no signal layer", 0.8867, debugger={
+        "layers": 65, "signal_layers": 0, "worst_times_floor": 1.35}), ranges_settled=False)
+    unsettled.extra["calibration"]["train_images"] = 200
+    assert "200 calibration images (ranges had not settled)" in int8_line(unsettled)
+    assert "what could help: more training images (calibration used all)" in int8_line(unsettled)
+    # signal layers tried, none helped
+    tried = _with_int8_entry(_entry("no further gain", 0.8867, steps=[
+        {"layer": "m/a/conv", "accuracy": 0.88, "kept": False}]))
+    assert "; tried: 200 calibration images (ranges settled), 1 signal layer(s) in float " \
+           "(none raised val accuracy), so plain int8; what could help:" in int8_line(tried)
+
+
+def test_the_int8_line_states_the_size_and_latency_of_layers_kept_in_float():
+    from export.table import int8_line
+
+    reached = _with_int8_entry(_entry(
+        "target reached", 0.85, accuracy=0.8967, float_layers=["m/net/a/conv"],
+        bytes=1_120_000, latency_ms={"plain": 0.41, "chosen": 0.52},
+        paired={"keras_only_correct": 16, "int8_only_correct": 1, "mcnemar_p": 0.000274}))
+    assert int8_line(reached) == (
+        "int8 on val: −5.00 pt against Keras (won 1, lost 16, McNemar p = <0.001: a significant "
+        "loss), past the 0.5-pt target; kept 1 layer(s) in float: −0.33 pt (target reached), "
+        "size +12.0 %, latency 0.41 → 0.52 ms on the export machine")
+    short = _with_int8_entry(_entry(
+        "no signal layer left", 0.85, accuracy=0.88, float_layers=["m/net/a/conv"],
+        bytes=1_120_000, latency_ms={"plain": 0.41, "chosen": 0.52}))
+    assert "−2.00 pt (target not reached), size +12.0 %, latency 0.41 → 0.52 ms on the export " \
+           "machine; what could help: more calibration images" in int8_line(short)
+
+
+def test_the_int8_line_within_the_target_off_and_without_validation():
+    from export.table import int8_line
+
+    within = _with_int8_entry(_entry("within target", 0.8967, paired={
+        "keras_only_correct": 2, "int8_only_correct": 1, "mcnemar_p": 1.0}))
+    assert int8_line(within) == ("int8 on val: −0.33 pt against Keras (won 1, lost 2, McNemar "
+                                 "p = 1.000: within noise), within the 0.5-pt target: plain int8")
+    assert int8_line(_with_int8_entry({"points": None, "split": "val", "outcome": "off"})) == \
+        "int8 on val: not checked against a target (--int8-target-drop off)"
+    assert int8_line(_with_int8_entry({"points": 0.5, "split": "val",
+                                       "outcome": "no validation images"})) == \
+        "int8 on val: not checked against the 0.5-pt target: the run has no validation images"
+    assert int8_line(_with_int8_entry(None)) is None  # a manifest written before the check
+    assert not any(line.startswith("int8 on") for line in format_table(_manifest(
+        int8=_variant(0.885, 9, 3))).splitlines())

@@ -1,5 +1,6 @@
-"""--int8-target-drop keeps signal layers in float one at a time, only while validation accuracy
-rises, and says plainly when nothing stands out; on a planted outlier it finds that layer.
+"""--int8-target-drop (0.5 by default) keeps signal layers in float one at a time, only while
+validation accuracy rises, and says plainly when nothing stands out; on a planted outlier it finds
+that layer, and reports what it cost in size and in latency, both models timed here.
 
 The models are tests/test_quant_debug.py's tiny CNNs; labels are Keras's own answers, so Keras
 is right on every image and int8's accuracy is its agreement with Keras.
@@ -10,7 +11,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from export.auto_float import EXHAUSTED, NO_GAIN, NO_SIGNAL, REACHED, WITHIN, search_float_layers
+from export.auto_float import (
+    DEFAULT_TARGET_DROP,
+    EXHAUSTED,
+    NO_GAIN,
+    NO_SIGNAL,
+    REACHED,
+    WITHIN,
+    search_float_layers,
+)
+from export.cli import target_drop
 from export.table import format_auto_float, short_tensor_name
 from tests.test_quant_debug import OUTLIER, _row, _tiny_cnn
 
@@ -70,11 +80,13 @@ def images() -> tuple[np.ndarray, np.ndarray]:
             rng.integers(0, 256, (200, 8, 8, 3)).astype(np.uint8))
 
 
-def _auto_export(model, images, tmp_path, target: float):
-    """What the exporter does for --int8-target-drop, on in-memory validation images."""
+def _auto_export(model, images, tmp_path, target: float, timed: list | None = None):
+    """What the exporter does for --int8-target-drop, on in-memory validation images; the models
+    timed go to ``timed``."""
     from export.convert import convert, selective_int8
     from export.formats import FORMATS
     from export.images import Batch
+    from export.latency import interleaved_latency_ms
     from export.quant_debug import quantization_report
     from export.verify import evaluate
 
@@ -92,18 +104,29 @@ def _auto_export(model, images, tmp_path, target: float):
         assert evaluation.keras_accuracy == 1.0
         return evaluation.variants["int8"]["accuracy"]
 
+    def latency(plain: bytes, chosen: bytes) -> tuple[float, float]:
+        if timed is not None:
+            timed.append((plain, chosen))
+        plain_ms, chosen_ms = interleaved_latency_ms([plain, chosen], calibration[:4],
+                                                     rounds=3, runs=5, warmup=2)
+        return plain_ms, chosen_ms
+
     plain = convert(model, FORMATS["int8"], calibration, "uint8", progress=False)
     return search_float_layers(
         target, 1.0, measure(plain), plain, measure,
         lambda: quantization_report(model, calibration),
-        lambda keep: selective_int8(model, calibration, "uint8", keep))
+        lambda keep: selective_int8(model, calibration, "uint8", keep), latency=latency)
 
 
 def test_without_an_outlier_layer_nothing_is_kept_and_it_says_so(images, tmp_path):
-    auto = _auto_export(_tiny_cnn(outlier=False), images, tmp_path, target=0.0)
+    timed = []
+    auto = _auto_export(_tiny_cnn(outlier=False), images, tmp_path, target=0.0, timed=timed)
     print(format_auto_float(auto))
     assert auto.plain_accuracy < 1.0  # int8 does lose against Keras on these images...
     assert auto.outcome == NO_SIGNAL and auto.float_layers == () and auto.steps == ()
+    assert timed == [] and auto.latency_ms is None  # nothing kept: nothing to time
+    layers, signal, worst = auto.debugger
+    assert layers >= 4 and signal == 0 and 0 < worst < 2  # the debugger's verdict, kept
     assert auto.model and len(auto.model) == auto.plain_bytes  # ...and plain int8 stays
     text = format_auto_float(auto)
     assert "no layer stands out above the rounding-noise floor, so none was kept in float " \
@@ -115,7 +138,8 @@ def test_a_planted_outlier_is_the_one_layer_kept_and_validation_accuracy_recover
                                                                                  tmp_path):
     # target 15: the random-weight model without an outlier loses 15.5 points on these images
     # (noise of near-uniform probabilities); the outlier adds the rest, 100 points
-    auto = _auto_export(_tiny_cnn(outlier=True), images, tmp_path, target=15.0)
+    timed = []
+    auto = _auto_export(_tiny_cnn(outlier=True), images, tmp_path, target=15.0, timed=timed)
     print(format_auto_float(auto))
     assert len(auto.float_layers) == 1 and f"/{OUTLIER}" in auto.float_layers[0]
     assert [s.layer for s in auto.steps] == list(auto.float_layers)  # the first try was it
@@ -127,6 +151,12 @@ def test_a_planted_outlier_is_the_one_layer_kept_and_validation_accuracy_recover
                                 short_tensor_name(auto.float_layers[0])]
     assert lines[-1].startswith("kept 1 layer(s) in float in model_int8.tflite (target reached)")
     assert "bytes (+" in lines[-1]
+    # the latency cost, measured from the two models: plain int8 and the one chosen
+    assert timed == [(timed[0][0], auto.model)] and len(timed[0][0]) == auto.plain_bytes
+    plain_ms, chosen_ms = auto.latency_ms
+    assert plain_ms > 0 and chosen_ms > 0
+    assert f"latency {plain_ms:.2f} → {chosen_ms:.2f} ms" in lines[-1]
+    assert auto.to_json("val")["latency_ms"] == {"plain": plain_ms, "chosen": chosen_ms}
 
 
 def test_the_report_names_the_steps_and_the_cost():
@@ -152,3 +182,125 @@ def test_the_report_names_the_steps_and_the_cost():
     entry = auto.to_json("val")
     assert entry["float_layers"] == ["m/net/a/conv", "m/net/b/conv"]
     assert (entry["plain_bytes"], entry["bytes"], entry["split"]) == (1000, 1100, "val")
+
+
+def test_the_latency_cost_is_timed_on_the_plain_and_the_chosen_model_only_when_layers_are_kept():
+    rows = [_row("a", 2.0), _row("d", 0.3)]
+    a = "m/a/conv"
+    models = {b"plain": 0.80, a.encode(): 0.90}
+    timed = []
+
+    def latency(plain: bytes, chosen: bytes) -> tuple[float, float]:
+        timed.append((plain, chosen))
+        return 0.5, 0.75
+
+    auto = search_float_layers(0.5, 0.9, 0.80, b"plain", models.__getitem__, lambda: rows,
+                               lambda keep: "|".join(keep).encode(), latency=latency,
+                               paired=(12, 2, 0.0129))
+    assert timed == [(b"plain", a.encode())] and auto.latency_ms == (0.5, 0.75)
+    text = format_auto_float(auto)
+    assert "(0.800 vs 0.900; won 2, lost 12, McNemar p = 0.013: a significant loss)" in text
+    assert text.splitlines()[-1].endswith("; latency 0.50 → 0.75 ms (+50.0 %, interleaved on this "
+                                          "machine)")
+    assert auto.to_json("val")["paired"] == {"keras_only_correct": 12, "int8_only_correct": 2,
+                                             "mcnemar_p": 0.0129}
+    # nothing kept (the layer did not help; or within the target): nothing timed
+    models[a.encode()] = 0.79
+    timed.clear()
+    auto = search_float_layers(0.5, 0.9, 0.80, b"plain", models.__getitem__, lambda: rows,
+                               lambda keep: "|".join(keep).encode(), latency=latency)
+    assert auto.outcome == NO_GAIN and timed == [] and auto.latency_ms is None
+    auto = search_float_layers(0.5, 0.9, 0.897, b"plain", models.__getitem__, lambda: rows,
+                               lambda keep: "|".join(keep).encode(), latency=latency)
+    assert auto.outcome == WITHIN and timed == []
+
+
+def test_interleaved_latency_invokes_each_model_as_often(monkeypatch, images):
+    """Both models are timed, each its own share of the rounds: no model is timed twice."""
+    from edge_runtime.classifier import Classifier
+    from export.convert import convert
+    from export.formats import FORMATS
+    from export.latency import interleaved_latency_ms
+
+    calibration, _ = images
+    model = _tiny_cnn(outlier=False)
+    plain = convert(model, FORMATS["int8"], calibration, "uint8", progress=False)
+    fp32 = convert(model, FORMATS["fp32"], None, "uint8", progress=False)
+    invoked: dict[bytes, int] = {}
+    original = Classifier.invoke
+
+    def counting(self):
+        key = self.model_path.read_bytes()
+        invoked[key] = invoked.get(key, 0) + 1
+        original(self)
+
+    monkeypatch.setattr(Classifier, "invoke", counting)
+    times = interleaved_latency_ms([plain, fp32], calibration[:3], rounds=4, runs=6, warmup=2)
+    assert len(times) == 2 and all(t > 0 for t in times)
+    assert invoked == {plain: 2 + 4 * (1 + 6), fp32: 2 + 4 * (1 + 6)}
+
+
+def test_the_default_target_applies_when_int8_is_exported_and_off_turns_it_off():
+    assert target_drop(None, ("fp32", "int8")) == DEFAULT_TARGET_DROP == 0.5
+    assert target_drop(None, ("fp32",)) is None  # no int8: nothing to check
+    assert target_drop("off", ("int8",)) is None
+    assert target_drop(2.0, ("int8",)) == 2.0
+    with pytest.raises(ValueError, match="add int8 to --formats"):
+        target_drop(0.5, ("fp32", "fp16"))
+
+
+def test_a_default_export_checks_int8_on_val_and_says_so_in_one_line(exported_run):
+    from edge_runtime.manifest import Manifest
+    from export.table import format_table, int8_line
+
+    manifest = Manifest.load(exported_run / "export")  # tests/tiny_bundle.py: default target
+    entry = manifest.extra["int8_target_drop"]
+    assert (entry["points"], entry["split"]) == (DEFAULT_TARGET_DROP, "val")
+    assert set(entry["paired"]) == {"keras_only_correct", "int8_only_correct", "mcnemar_p"}
+    assert manifest.variants["int8"].extra["float_layers"] == list(entry["float_layers"])
+    line = int8_line(manifest)
+    print(line)
+    assert line.startswith("int8 on val: ") and "McNemar p = " in line and "\n" not in line
+    assert line in format_table(manifest).splitlines()
+
+
+@pytest.mark.long
+def test_an_export_that_keeps_a_layer_in_float_times_both_models(run_copy, capsys, monkeypatch):
+    """Through edge-export itself: plain int8 is made to look 20 points worse on val and every
+    layer counts as signal, so the default target keeps a layer in float; the latencies in the
+    manifest and the printed line are those measured from plain and kept-float int8."""
+    from edge_runtime.manifest import Manifest
+    from export import exporter, quant_debug
+    from export.cli import main
+
+    monkeypatch.setattr(quant_debug, "SIGNAL_THRESHOLD", quant_debug.NOISE_FLOOR)
+    real_evaluate, calls = exporter.evaluate, []
+
+    def evaluate(*args, **kwargs):
+        evaluation = real_evaluate(*args, **kwargs)
+        calls.append(evaluation)
+        if len(calls) == 1:  # the first is plain int8 on val
+            evaluation.variants["int8"]["accuracy"] -= 0.2
+        return evaluation
+
+    real_latency, timed = exporter.interleaved_latency_ms, []
+
+    def latency(models, *args, **kwargs):
+        result = real_latency(models, *args, **kwargs)
+        timed.append((list(models), result))
+        return result
+
+    monkeypatch.setattr(exporter, "evaluate", evaluate)
+    monkeypatch.setattr(exporter, "interleaved_latency_ms", latency)
+    assert main([str(run_copy), "--formats", "int8", "--calibration-samples", "40",
+                 "--max-accuracy-drop", "100", "--eval-samples", "0", "--no-progress"]) == 0
+    manifest = Manifest.load(run_copy / "export")
+    entry = manifest.extra["int8_target_drop"]
+    assert entry["points"] == DEFAULT_TARGET_DROP and entry["float_layers"]
+    assert manifest.variants["int8"].extra["float_layers"] == entry["float_layers"]
+    [(models, (plain_ms, chosen_ms))] = timed
+    assert len(models) == 2 and models[0] != models[1]
+    assert len(models[0]) == entry["plain_bytes"] and len(models[1]) == entry["bytes"]
+    assert entry["latency_ms"] == {"plain": plain_ms, "chosen": chosen_ms}
+    line = [s for s in capsys.readouterr().out.splitlines() if s.startswith("int8 on val:")]
+    assert len(line) == 1 and f"latency {plain_ms:.2f} → {chosen_ms:.2f} ms" in line[0]

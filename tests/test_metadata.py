@@ -129,7 +129,7 @@ def test_metadata_changes_no_output_of_the_interpreter(plain_models, tmp_path, d
             classifier = Classifier(lone_copy(model, tmp_path / name / variant), threads=1)
             raw = []
             for picture in pictures:
-                classifier.set_input(classifier.preprocess(load_image(picture)))
+                classifier.set_input_tensor(classifier.input_tensor(load_image(picture)))
                 classifier.invoke()
                 index = classifier.interpreter.get_output_details()[0]["index"]
                 raw.append(classifier.interpreter.get_tensor(index).copy())

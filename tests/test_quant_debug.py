@@ -149,7 +149,7 @@ def test_a_planted_outlier_is_the_one_layer_flagged_and_keeping_it_recovers(cali
         path = tmp_path / name
         path.write_bytes(flatbuffer)
         classifier = Classifier(path)
-        probs = np.stack([classifier.probabilities(p.astype(np.float32)) for p in calibration])
+        probs = classifier.probabilities(calibration)
         return float(np.max(np.abs(probs - keras_probs)))
 
     plain = max_error(convert(model, FORMATS["int8"], calibration, "uint8", progress=False),

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from edge_runtime.camera import FrameGrabber
 from edge_runtime.classifier import Classifier
 from edge_runtime.loops import classify_stream
+from edge_runtime.opencv_source import OpenCVSource
 from tests.helpers import demo_images, write_video
 
 pytestmark = pytest.mark.edge
@@ -36,7 +36,7 @@ def test_a_signal_during_delivery_is_held_until_the_frame_is_counted(bundle, dem
 
     previous = signal.signal(signal.SIGTERM, as_ctrl_c)  # what run_command installs
     try:
-        summary = classify_stream(classifier, FrameGrabber(str(video)), on_frame=deliver)
+        summary = classify_stream(classifier, OpenCVSource(str(video)), on_frame=deliver)
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert summary.ended_by == "interrupt"

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from common.errors import UserError
-from edge_runtime.image import load_image, to_model_input
+from edge_runtime.image import load_model_pixels
 from tests import tiny_bundle
 from train import model as model_lib
 from train.callbacks import ResumableEarlyStopping
@@ -58,7 +58,8 @@ def test_run_directory_holds_every_contract_file_and_key(tiny_run):
 def test_saved_model_takes_raw_pixels_and_returns_probabilities(tiny_run):
     model = keras.models.load_model(tiny_run / "model.keras", safe_mode=True)
     splits = Splits.load(tiny_run / "splits.json")
-    pixels = np.stack([to_model_input(load_image(p), (64, 64)) for p in splits.paths("test")[:4]])
+    pixels = np.stack([load_model_pixels(p, (64, 64)) for p in splits.paths("test")[:4]]).astype(
+        np.float32)
     probs = model.predict(pixels, verbose=0)
     assert probs.shape == (4, len(splits.classes))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)

@@ -93,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     hw.add_argument("--strategy", default="auto", choices=("auto", "mirrored", "multiworker", "none"),
                     help="tf.distribute strategy: auto mirrors over several local GPUs; "
                          "multiworker reads TF_CONFIG")
+    cached = p.add_argument_group("phase 1 on cached features (pretrained weights)")
+    cached.add_argument("--feature-views", type=non_negative_int, default=1,
+                        help="cached views of each training image: 1 (or 0) the image alone, K "
+                             "the image and K-1 augmented copies, one per epoch at random")
+    cached.add_argument("--no-feature-cache", dest="feature_cache", action="store_false",
+                        help="phase 1 end to end: the frozen backbone over every image in every "
+                             "epoch, instead of once into a feature cache")
     add_verbosity(p)
     return p
 

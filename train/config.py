@@ -65,6 +65,13 @@ class TrainConfig:
     same model on the same machine and library versions. Costs speed on a GPU."""
     resume: bool = False
     """Continue an interrupted run in ``out`` from its last checkpoint."""
+    feature_cache: bool = True
+    """With pretrained weights, phase 1 runs the frozen backbone over each image once, caches the
+    pooled features in the run directory and trains the head on them (:mod:`train.features`);
+    False runs phase 1 end to end, the backbone over every image in every epoch."""
+    feature_views: int = 1
+    """Cached views of each training image: 1 (or 0) the image alone, K the image and K - 1
+    augmented copies (with ``augment``), one picked at random per epoch."""
 
     def __post_init__(self) -> None:
         if self.fine_tune_at is None and self.backbone in backbones.SPECS:
@@ -94,6 +101,7 @@ class TrainConfig:
             (self.val_split + self.test_split < 1,
              f"--val-split {self.val_split} + --test-split {self.test_split}: must leave "
              "images to train on"),
+            (self.feature_views >= 0, f"--feature-views {self.feature_views}: must be ≥ 0"),
             (bool(self.cache.strip()),
              "--cache '': expected memory, none, or a file path prefix"),
         ]

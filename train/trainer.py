@@ -1,14 +1,14 @@
 """Two-phase fine-tuning of MobileNetV2, resumable, writing the run directory.
 
-Phase 1 trains the new head on the frozen backbone (feature extraction);
+Phase 1 trains the new head on the frozen backbone (feature extraction): with
+pretrained weights on backbone features computed once and cached
+(:mod:`train.features`), from scratch end to end with the whole network training;
 phase 2 unfreezes the backbone from ``fine_tune_at`` and continues with the
 learning rate divided by 10, as in the Keras transfer-learning guide.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import shutil
 import sys
@@ -26,6 +26,7 @@ from common.fileio import atomic_write, write_json, write_text
 from common.labels import labels_text
 from common.versions import library_versions
 from edge_runtime.image import RESIZE_METHOD
+from train import features as features_lib
 from train import model as model_lib
 from train.callbacks import ResumableEarlyStopping, RunCheckpoint
 from train.checkpoints import (
@@ -63,14 +64,27 @@ def _trainable_report(model: keras.Model, phase: int) -> str:
     return f"phase {phase}: {trainable:,} trainable parameters, {frozen:,} frozen"
 
 
+class _CheckpointOf(RunCheckpoint):
+    """:class:`RunCheckpoint` of the whole classifier while ``fit`` trains its head alone on
+    cached features: checkpoints, best weights and resume are always of the run's model."""
+
+    def __init__(self, model: keras.Model, *args) -> None:
+        super().__init__(*args)
+        self._classifier = model
+
+    def set_model(self, model):
+        super().set_model(self._classifier)
+
+
 def _fit(model, train_ds, val_ds, *, epochs, initial_epoch, phase, work, state, config,
-         callbacks) -> None:
+         callbacks, classifier=None) -> None:
     """One phase of training; ``work`` is where this process writes: the run directory on the
-    chief, a temporary folder on the other workers."""
+    chief, a temporary folder on the other workers. ``classifier``: the model to checkpoint when
+    ``model`` is only its head (cached features)."""
     if initial_epoch >= epochs:
         return
     cbs = [
-        RunCheckpoint(work, phase, state, time.time()),
+        _CheckpointOf(classifier or model, work, phase, state, time.time()),
         ResumableEarlyStopping([r["val_accuracy"] for r in read_history(work / "history.csv")
                                 if r["phase"] == phase and r["epoch"] <= initial_epoch
                                 and r.get("val_accuracy") is not None], config.patience),
@@ -87,8 +101,38 @@ def _fit(model, train_ds, val_ds, *, epochs, initial_epoch, phase, work, state, 
 def _split_digest(splits: Splits) -> int:
     """A 24-bit fingerprint of the split (classes, files relative to the data folder, labels):
     the same on every machine that holds the same data."""
-    content = json.dumps([splits.classes, splits.files, splits.labels], sort_keys=True)
-    return int.from_bytes(hashlib.sha256(content.encode("utf-8")).digest()[:3], "big")
+    return int(features_lib.split_fingerprint(splits)[:6], 16)
+
+
+def _on_cached_features(config: TrainConfig) -> bool:
+    """Phase 1 trains the head on cached features: the backbone is pretrained, hence frozen in
+    phase 1 (from scratch it trains from the first epoch on)."""
+    return config.feature_cache and config.weights != "none"
+
+
+def _head_on_features(model: keras.Model, splits: Splits, config: TrainConfig,
+                      device: DeviceSetup, work: Path, failures: DecodeFailures, val_batch: int,
+                      drop_remainder: bool) -> tuple[keras.Model, tf.data.Dataset, tf.data.Dataset]:
+    """The classifier's head compiled to train on cached backbone features, and the features'
+    training and validation datasets (extracted now where the cache lacks them)."""
+    views = max(1, config.feature_views) if config.augment else 1
+    # outside the strategy's scope: extraction is local work, no replica takes part
+    extractor = features_lib.feature_extractor(model)
+    cache = features_lib.FeatureCache(work / CHECKPOINT_DIR / features_lib.FEATURES_DIR,
+                                      features_lib.cache_key(extractor, splits, config, views))
+    data = features_lib.extract(extractor, cache, splits, {"train": views, "val": 1},
+                                config.img_size, config.batch_size, config.seed,
+                                failures=failures, parallel=not config.deterministic)
+    with device.strategy.scope():
+        head = features_lib.head_of(model)
+        # the classifier's optimizer: its state is the one checkpointed and resumed
+        head.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
+    train_ds = features_lib.feature_dataset(data["train"], config.batch_size, training=True,
+                                            seed=config.seed, drop_remainder=drop_remainder)
+    val_ds = features_lib.feature_dataset(data["val"], val_batch, drop_remainder=drop_remainder)
+    log.info(f"phase 1 on cached features: {len(data['train'].labels)} train images × {views} "
+             f"view(s), {len(data['val'].labels)} val images")
+    return head, train_ds, val_ds
 
 
 def _fmt(value: float | None) -> str:
@@ -100,7 +144,8 @@ def train(config: TrainConfig, callbacks: list | None = None) -> RunResult:
 
     Args:
         config: the run's settings.
-        callbacks: extra Keras callbacks, given to both phases.
+        callbacks: extra Keras callbacks, given to both phases (in a phase 1 on cached
+            features their model is the head: pooled features in, probabilities out).
 
     Returns:
         The run directory, ``metrics.json`` content and the epoch history.
@@ -214,8 +259,16 @@ def _train(config: TrainConfig, state: dict, device: DeviceSetup, out: Path, wor
     done = state["epochs_done"]
     if state["phase"] == 1 and not state.get("phase1_complete"):
         log.info(_trainable_report(model, 1))
-        _fit(model, train_ds, val_ds, epochs=config.epochs, initial_epoch=done, phase=1,
-             work=work, state=state, config=config, callbacks=callbacks)
+        if _on_cached_features(config):
+            head, head_train, head_val = _head_on_features(
+                model, splits, config, device, work, failures, val_batch, multi)
+            _fit(head, head_train, head_val, epochs=config.epochs, initial_epoch=done, phase=1,
+                 work=work, state=state, config=config, callbacks=callbacks, classifier=model)
+            # phase 2 runs end to end: the features only served phase 1
+            shutil.rmtree(work / CHECKPOINT_DIR / features_lib.FEATURES_DIR, ignore_errors=True)
+        else:
+            _fit(model, train_ds, val_ds, epochs=config.epochs, initial_epoch=done, phase=1,
+                 work=work, state=state, config=config, callbacks=callbacks)
         done = state["epochs_done"]
 
     if config.fine_tune_epochs > 0:

@@ -1,4 +1,4 @@
-"""Frames from a camera or a video file, read on a thread of their own.
+"""Frames read on a thread of their own, and the hand-over between two threads of a stream.
 
 Reading a frame blocks (a camera delivers at its own pace, a video file has to
 be decoded), so a :class:`FrameSource` reads on a background thread while the
@@ -9,15 +9,10 @@ never grows. A video file is a recording, not a live view: every frame is
 classified once, in order (decoding still overlaps inference), so a run's
 results and ``--max-frames`` do not depend on how fast the CPU is.
 
-Every source hands out frames in OpenCV's order: BGR uint8 (H, W, 3). This
-module holds the hand-over (:class:`FrameSlot`), the source interface
-(:class:`FrameSource`) and its OpenCV implementation (:class:`FrameGrabber`:
-V4L2 cameras, video files, stream URLs); :mod:`edge_runtime.picamera` is the
-Raspberry Pi camera module's, and :mod:`edge_runtime.sources` picks one from
-``--camera``.
-
-OpenCV is imported inside the functions that need it, never when
-``edge_runtime`` is imported: classifying files needs no OpenCV at all.
+Every source hands out frames in OpenCV's order: BGR uint8 (H, W, 3). The sources:
+:class:`~edge_runtime.opencv_source.OpenCVSource` (V4L2 cameras, video files, stream URLs)
+and :class:`~edge_runtime.picamera.PicameraSource` (the Raspberry Pi camera module);
+:func:`edge_runtime.sources.open_source` picks one from ``--camera``.
 """
 
 from __future__ import annotations
@@ -26,15 +21,8 @@ import threading
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
-from edge_runtime.errors import CameraError
-
-URL_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
-"""``--camera`` values OpenCV's FFmpeg backend opens as network streams."""
 
 
 class _End:
@@ -46,59 +34,6 @@ class _End:
 
 END = _End()
 """Returned by :meth:`FrameSlot.take` once the slot is closed and its last frame was taken."""
-
-
-def is_stream_url(value: str) -> bool:
-    """True for an ``rtsp://``, ``http://`` or ``https://`` address."""
-    return value.strip().lower().startswith(URL_SCHEMES)
-
-
-def parse_source(value: str) -> int | str:
-    """An OpenCV source: a camera index (digits or ``/dev/videoN``), else a file path or URL."""
-    value = value.strip()
-    if value.isdigit():
-        return int(value)
-    if value.startswith("/dev/video") and value[len("/dev/video"):].isdigit():
-        return int(value[len("/dev/video"):])
-    return value
-
-
-def source_name(source: int | str) -> str:
-    """How a source is named in output: ``camera:0`` or the video file's path."""
-    return f"camera:{source}" if isinstance(source, int) else str(source)
-
-
-def to_rgb_frame(frame: np.ndarray) -> np.ndarray:
-    """An OpenCV frame (BGR, BGRA or grey, uint8) → an RGB uint8 array (H, W, 3).
-
-    Raises:
-        ValueError: the array is not an image of 1, 3 or 4 channels.
-    """
-    import cv2
-
-    if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 1):
-        return cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
-    if frame.ndim == 3 and frame.shape[2] == 3:
-        return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-    if frame.ndim == 3 and frame.shape[2] == 4:
-        return cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
-    raise ValueError(f"expected a BGR, BGRA or grey frame, got shape {frame.shape}")
-
-
-def frame_to_image(frame: np.ndarray) -> Image.Image:
-    """An OpenCV frame (BGR, BGRA or grey, uint8) → an RGB Pillow image, for preprocessing.
-
-    A BGR frame is unpacked by Pillow straight from OpenCV's byte order: one copy,
-    no intermediate RGB array.
-
-    Raises:
-        ValueError: the array is not an image of 1, 3 or 4 channels.
-    """
-    if frame.ndim == 3 and frame.shape[2] == 3 and frame.dtype == np.uint8:
-        height, width = frame.shape[:2]
-        return Image.frombuffer("RGB", (width, height), np.ascontiguousarray(frame),
-                                "raw", "BGR", 0, 1)
-    return Image.fromarray(to_rgb_frame(frame), mode="RGB")
 
 
 class FrameSlot:
@@ -270,108 +205,3 @@ class FrameSource(ABC):
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
-
-
-def opencv_log_level(cv2):
-    """(get, set) of OpenCV's own log level (0 is silent): ``cv2.utils.logging`` in OpenCV 5,
-    ``cv2.getLogLevel``/``cv2.setLogLevel`` in the 4.x wheels Raspberry Pi OS Bookworm gets (its
-    numpy 1.x rules out opencv-python 4.12 and later), which have no ``cv2.utils.logging``."""
-    logging = getattr(getattr(cv2, "utils", None), "logging", None)
-    if logging is not None:
-        return logging.getLogLevel, logging.setLogLevel
-    return cv2.getLogLevel, cv2.setLogLevel
-
-
-def open_capture(source: int | str, quiet: bool = True, size: tuple[int, int] | None = None):
-    """Open ``source`` with OpenCV and return the ``cv2.VideoCapture``.
-
-    Args:
-        source: a camera index, a video file path, or an ``rtsp://``/``http(s)://`` URL
-            (opened with the FFmpeg backend).
-        quiet: silence OpenCV's own log while opening (it prints several lines
-            of backend diagnostics for a missing camera; our one line says it).
-        size: (width, height) to ask a camera for; files and streams keep their own.
-
-    Raises:
-        CameraError: the file does not exist or the source cannot be opened.
-    """
-    import cv2
-
-    url = isinstance(source, str) and is_stream_url(source)
-    if isinstance(source, str) and not url and not Path(source).is_file():
-        raise CameraError(f"video file {source} does not exist "
-                          "(give a camera index such as --camera 0, a video file or a URL)")
-    get_level, set_level = opencv_log_level(cv2)
-    previous = get_level()
-    if quiet:
-        set_level(0)  # LOG_LEVEL_SILENT
-    try:
-        capture = cv2.VideoCapture(source, cv2.CAP_FFMPEG) if url else cv2.VideoCapture(source)
-        opened = capture.isOpened()
-        if opened and isinstance(source, int) and size is not None:
-            capture.set(cv2.CAP_PROP_FRAME_WIDTH, size[0])
-            capture.set(cv2.CAP_PROP_FRAME_HEIGHT, size[1])
-    finally:
-        set_level(previous)
-    if not opened:
-        capture.release()
-        what = (f"camera {source}" if isinstance(source, int)
-                else f"stream {source}" if url
-                else f"video file {source} (not a video OpenCV can decode)")
-        raise CameraError(f"cannot open {what}")
-    return capture
-
-
-class FrameGrabber(FrameSource):
-    """A V4L2/USB camera, a video file or a network stream, read with OpenCV.
-
-    Use as a context manager, then iterate :meth:`frames`::
-
-        with FrameGrabber(0) as grabber:
-            for number, bgr in grabber.frames():
-                ...
-
-    Args:
-        source: a camera index (int), a video file path or a stream URL (str).
-        keep_all: classify every frame (default for video files) instead of
-            only the newest (default for cameras and streams); see the module docstring.
-        quiet: silence OpenCV's log while opening.
-        size: (width, height) to ask a camera for (default: the camera's own).
-        loop: a video file starts over at its end instead of ending (demos, kiosks, tests).
-
-    Raises:
-        CameraError: the source cannot be opened or gives no first frame.
-    """
-
-    def __init__(self, source: int | str, keep_all: bool | None = None,
-                 quiet: bool = True, size: tuple[int, int] | None = None,
-                 loop: bool = False) -> None:
-        import cv2
-
-        self.source = source
-        self.loop = loop
-        self.name = source_name(source)
-        recording = isinstance(source, str) and not is_stream_url(source)
-        self.keep_all = recording if keep_all is None else keep_all
-        self._capture = open_capture(source, quiet, size)
-        ok, frame = self._capture.read()
-        if not ok or frame is None:
-            self._capture.release()
-            raise CameraError(f"camera {source} opened but gave no frame" if isinstance(source, int)
-                              else f"{'video file' if recording else 'stream'} {source}: "
-                                   "no frame could be decoded")
-        self.fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)
-        """The source's nominal frame rate (0 when it does not say)."""
-        self._begin(frame)
-
-    def _read(self) -> np.ndarray | None:
-        ok, frame = self._capture.read()
-        if (not ok or frame is None) and self.loop:
-            import cv2
-
-            self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)  # replay from the start
-            ok, frame = self._capture.read()
-        return frame if ok else None
-
-    def _release(self) -> None:
-        self._capture.release()

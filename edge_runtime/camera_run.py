@@ -1,0 +1,216 @@
+"""A camera or video run of edge-classify: open the source (waiting for it if asked), start
+the live view and the window, classify until the end, write each result and the summary.
+
+The command line (:mod:`edge_runtime.cli`) turns its flags into a :class:`CameraOptions`;
+nothing here reads a flag.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from common.quiet import quiet_output
+from edge_runtime.camera_spec import DEFAULT_SIZE, CameraSpec, parse_camera
+from edge_runtime.classifier import Classifier, Prediction
+from edge_runtime.errors import CameraError
+from edge_runtime.frame_source import FrameSource
+from edge_runtime.live import LiveServer, is_loopback
+from edge_runtime.loops import classify_stream
+from edge_runtime.results import ResultWriter, result_json
+from edge_runtime.sources import open_source
+from edge_runtime.stream_summary import PeriodicSummary
+from edge_runtime.window import open_window
+
+CAMERA_RETRY_S = 1.0
+"""Seconds between two tries to open a camera that is not there yet (``--camera-wait``)."""
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """The live view in a browser (``--serve``)."""
+
+    host: str
+    """The address to listen on (127.0.0.1: this machine only)."""
+    port: int
+    """The TCP port (0: any free one)."""
+    token: str | None = None
+    """The token requests must carry; None: a random one off loopback, none on it."""
+    token_source: str = ""
+    """Where the token came from (a file, ``$VARIABLE``), named in the log instead of it;
+    empty when the user typed it or there is none."""
+    fps: int = 15
+    """The most frames a second sent to each browser."""
+    max_clients: int = 4
+    """Browsers streaming at once; more get 503."""
+
+
+@dataclass(frozen=True)
+class CameraOptions:
+    """What a camera or video run does, and how it reports."""
+
+    camera: str = "auto"
+    """The source, a ``--camera`` value (:mod:`edge_runtime.camera_spec`)."""
+    size: tuple[int, int] = DEFAULT_SIZE
+    """(width, height) asked of a camera; files and streams keep theirs."""
+    wait_s: float = 0.0
+    """How long a camera or stream that is not there yet is tried again (not a video file)."""
+    loop: bool = False
+    """A video file starts over at its end."""
+    headless: bool = False
+    """No preview window, even where one could open."""
+    max_frames: int | None = None
+    """Stop after this many frames (None: until the source ends or the run is stopped)."""
+    summary_every_s: float | None = None
+    """A line every this many seconds instead of a line per frame."""
+    top_k: int = 3
+    """Classes reported per frame."""
+    threshold: float = 0.0
+    """Predictions below this probability are dropped."""
+    json: bool = False
+    """JSON lines instead of a table."""
+    verbose: bool = False
+    """Say more on stderr, and let OpenCV's and libcamera's logs through."""
+    serve: ServeOptions | None = None
+    """The live view; None: none."""
+
+    @property
+    def spec(self) -> CameraSpec:
+        """:attr:`camera` parsed (raises :class:`CameraError` on a malformed ``picam:N``)."""
+        return parse_camera(self.camera)
+
+
+def open_camera(options: CameraOptions) -> FrameSource:
+    """Open the source; one that is not there yet is tried again for ``options.wait_s``
+    seconds (a camera that appears seconds after boot), saying so once.
+
+    A video file is never waited for (a missing file is a mistake to fix, not a camera still
+    starting), nor is Picamera2 for ``picam`` (a missing library does not appear by itself).
+
+    Raises:
+        CameraError: it could not be opened (after the wait, when one applies).
+    """
+    spec = options.spec
+    wait_s = options.wait_s if spec.kind != "file" else 0.0
+    if wait_s and spec.kind == "picam":
+        from edge_runtime.picamera import import_picamera2
+
+        import_picamera2(not options.verbose)
+    deadline = time.monotonic() + wait_s
+    waiting = False
+    while True:
+        try:
+            # FFmpeg logs decoding trouble of a file that is not a video straight to fd 2
+            with quiet_output(not options.verbose):
+                return open_source(spec, options.size, quiet=not options.verbose,
+                                   loop=options.loop)
+        except CameraError as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                if wait_s:
+                    raise CameraError(f"{exc} (after waiting {wait_s:g} s for it)") from None
+                raise
+            if not waiting:  # one line, not one per try
+                waiting = True
+                log.info(f"camera {options.camera} is not there yet ({exc}); trying again every "
+                         f"{CAMERA_RETRY_S:g} s for up to {wait_s:g} s")
+            time.sleep(min(CAMERA_RETRY_S, left))
+
+
+def start_live_view(serve: ServeOptions) -> LiveServer:
+    """Start the live view and say where to open it (a token from a file or the environment
+    stays out of the log).
+
+    Raises:
+        ServeError: the port is in use, or the address is not this machine's.
+    """
+    server = LiveServer(serve.host, serve.port, token=serve.token,
+                        max_clients=serve.max_clients, stream_fps=serve.fps).start()
+    for url in server.urls(hide_token=bool(serve.token_source)):
+        log.info(f"live view: {url}")
+    if serve.token_source:
+        log.info(f"the token (…) is the one in {serve.token_source}")
+    if is_loopback(serve.host):
+        log.info(f"from another computer: ssh -L {server.port}:{serve.host}:{server.port} "
+                 "USER@THIS-HOST, then open the URL there")
+    return server
+
+
+def run_camera(classifier: Classifier, options: CameraOptions) -> int:
+    """Classify the source's frames until it ends or the run is stopped; returns the exit code:
+    0, or 1 when reading frames failed or a live source stopped delivering.
+
+    Raises:
+        CameraError, ServeError: the source or the live view cannot be opened.
+        KeyboardInterrupt: Ctrl-C or SIGTERM before the first frame (after it, the run ends
+            with its summary).
+    """
+    source = open_camera(options)
+    server = None
+    try:
+        if options.serve is not None:
+            server = start_live_view(options.serve)
+        # a recording plays at its own speed on screen; a camera delivers at its own pace
+        window = open_window(options.headless, options.verbose,
+                             source.fps if source.keep_all else 0.0)
+    except BaseException:
+        source.stop()
+        if server is not None:
+            server.close()
+        raise
+    # a recording served to a browser plays at its own speed too, as in the window
+    pace_s = (1.0 / source.fps if server is not None and window is None and source.keep_all
+              and source.fps > 0 else 0.0)
+    due = 0.0
+    if options.verbose:
+        mode = "every frame" if source.keep_all else "newest frame only"
+        rate = f", {source.fps:g} fps nominal" if source.fps else ""
+        log.info(f"reading {source.name} ({mode}{rate}), "
+                 + ("showing a window" if window else "headless"))
+    # no table column for more classes than the model has
+    writer = ResultWriter(options.json, min(options.top_k, len(classifier.labels)),
+                          len(source.name) + 7, max(len(label) for label in classifier.labels))
+    periods = PeriodicSummary(options.summary_every_s) if options.summary_every_s else None
+
+    def on_frame(number: int, frame: np.ndarray, predictions: list[Prediction],
+                 latency_ms: float) -> bool:
+        nonlocal due
+        if pace_s:  # a recording plays at its own speed
+            if due > time.perf_counter():
+                time.sleep(due - time.perf_counter())
+            due = max(due + pace_s, time.perf_counter())
+        if periods is not None:  # a line a period instead of one a frame
+            period = periods.add(predictions, latency_ms)
+            if period is not None:
+                writer.period(source.name, period)
+        # JSON consumers get every frame even when a window shows them too
+        elif window is None or options.json:
+            writer.result(f"{source.name}#{number}", predictions, latency_ms)
+        if server is not None:  # before the window draws on the frame
+            server.publish(number, frame,
+                           result_json(f"{source.name}#{number}", predictions, latency_ms))
+        return window.show(frame, predictions) if window is not None else True
+
+    try:
+        # Ctrl-C and SIGTERM (run_command turns it into KeyboardInterrupt) end the stream
+        # with its summary
+        summary = classify_stream(classifier, source.start(), options.top_k, options.threshold,
+                                  options.max_frames, on_frame)
+    finally:
+        if window is not None:
+            window.close()
+        if server is not None:
+            server.close()
+    writer.summary(source.name, summary)
+    if source.error is not None:
+        log.error(f"{source.name}: reading frames failed: {source.error}")
+        return 1
+    if summary.ended_by == "end" and not source.keep_all:
+        log.error(f"{source.name} stopped delivering frames")
+        return 1
+    return 0

@@ -1,0 +1,143 @@
+"""edge-tune end to end, timed: probe, bench on this machine, search with a budget from that bench.
+
+    python -m tune.e2e /tmp/tune-e2e            # 10 classes × 300 pictures of 64 px, 27 candidates
+    python -m tune.e2e /tmp/tune-e2e --quick    # a rehearsal: 10 × 40 pictures, 8 candidates
+
+The data set is made here: ten classes of small drawn pictures (the demo's five shapes, each
+in colour and in grey), a few thousand files. The three commands run as a user runs them (each
+its own process), the budget is the median p50 of the probe's candidates on this machine (about
+half of them fit), and the result — each step's seconds, the budget, the candidate chosen and
+whether it fits — goes to ``OUT/e2e.json`` and is printed. The target (issue 21): under 30
+minutes on 2 cores, a candidate within the budget. A benchmark, not a test: it exits 1 when the
+chosen candidate is over the budget, 0 otherwise, whatever the time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common.fileio import write_json
+
+TARGET_SECONDS = 30 * 60
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_ten_classes(root: Path, per_class: int, size: int, seed: int = 0) -> Path:
+    """``root/<shape>[_grey]/<n>.jpg``: the demo's shapes (:mod:`train.demo_data`), each in
+    colour and in grey, ``per_class`` pictures of ``size`` pixels each; kept if already there."""
+    from train.demo_data import CLASSES, draw_example
+
+    if root.is_dir() and sum(1 for _ in root.rglob("*.jpg")) == 10 * per_class:
+        return root
+    for index, kind in enumerate(CLASSES):
+        for grey in (False, True):
+            folder = root / (f"{kind}_grey" if grey else kind)
+            folder.mkdir(parents=True, exist_ok=True)
+            rng = np.random.default_rng([seed, index, int(grey)])
+            for n in range(per_class):
+                picture = draw_example(kind, rng, size)
+                if grey:
+                    picture = picture.convert("L").convert("RGB")
+                picture.save(folder / f"{n:04d}.jpg", quality=90)
+    return root
+
+
+def _run(step: str, args: list[str], log: Path) -> float:
+    """Run one command (``python -m MODULE ...``), its output to ``log``; its seconds."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    print(f"== {step}: {' '.join(args)}", flush=True)
+    started = time.time()
+    with open(log, "a", encoding="utf-8") as out:
+        out.write(f"\n== {step}: {' '.join(args)}\n")
+        out.flush()
+        done = subprocess.run([sys.executable, "-m", *args], stdout=out, stderr=subprocess.STDOUT,
+                              env=env)
+    seconds = time.time() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{step} failed (exit {done.returncode}); see {log}")
+    print(f"   {seconds:.0f} s", flush=True)
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tune.e2e", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("out", type=Path, help="working folder (data, probe, run, e2e.json)")
+    p.add_argument("--per-class", type=int, default=300, help="pictures per class (10 classes)")
+    p.add_argument("--image-size", type=int, default=64, help="side of the pictures, pixels")
+    p.add_argument("--backbones", default="mobilenet_v2,mobilenet_v3_small,mobilenet_v3_large")
+    p.add_argument("--alphas", default="0.35,0.75,1.0")
+    p.add_argument("--sizes", default="64,96,128")
+    p.add_argument("--weights", default="none",
+                   help="none works offline; imagenet downloads weights once (phase 1 then "
+                        "trains on cached backbone features)")
+    p.add_argument("--rung-epochs", default="1")
+    p.add_argument("--eta", default="3", help="each rung keeps a third")
+    p.add_argument("--finalists", default="2")
+    p.add_argument("--epochs", default="10", help="the winner's phase 1 epochs")
+    p.add_argument("--fine-tune-epochs", default="0", help="the winner's phase 2 epochs")
+    p.add_argument("--quick", action="store_true",
+                   help="a rehearsal: 40 pictures per class, mobilenet_v2 and mobilenet_v3_small "
+                        "at widths 0.35 and 1.0 and sizes 64 and 96, a 3-epoch winner")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.per_class, args.sizes, args.alphas = 40, "64,96", "0.35,1.0"
+        args.backbones, args.epochs = "mobilenet_v2,mobilenet_v3_small", "3"
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "e2e.log"
+    seconds: dict[str, float] = {}
+
+    started = time.time()
+    data = write_ten_classes(out / "data", args.per_class, args.image_size)
+    seconds["data"] = time.time() - started
+    images = sum(1 for _ in data.rglob("*.jpg"))
+    probe, run = out / "probe", out / "runs" / "best"
+    for folder in (probe, run, run.with_name(run.name + ".tune")):
+        if folder.exists():
+            raise SystemExit(f"{folder} exists: use a new OUT folder")
+
+    seconds["probe"] = _run("probe", ["tune.cli", "probe", str(probe), "--backbones",
+                                      args.backbones, "--alphas", args.alphas, "--sizes",
+                                      args.sizes, "--classes", "10", "--no-progress"], log)
+    seconds["bench"] = _run("bench", ["benchmarks.cli", str(probe), "--no-progress"], log)
+    report = json.loads((probe / "bench" / "report.json").read_text())
+    budget = round(statistics.median(r["latency_ms"]["p50"] for r in report["rows"]), 3)
+    seconds["search"] = _run("search", [
+        "tune.cli", "search", "--data", str(data), "--device",
+        str(probe / "bench" / "report.json"), "--budget-ms", str(budget), "--out", str(run),
+        "--weights", args.weights, "--rung-epochs", args.rung_epochs, "--eta", args.eta,
+        "--finalists", args.finalists, "--epochs", args.epochs,
+        "--fine-tune-epochs", args.fine_tune_epochs, "--no-progress"], log)
+    total = sum(seconds.values())
+    tuned = json.loads((run / "tune" / "report.json").read_text())
+    chosen = tuned["chosen"]
+    result = {
+        "images": images, "image_size": args.image_size, "classes": 10,
+        "candidates": len(report["rows"]),
+        "trained": sum(c["val_accuracy"] is not None for c in tuned["candidates"]),
+        "budget_ms": budget, "chosen": chosen, "within_budget": chosen["p50_ms"] <= budget,
+        "seconds": {k: round(v, 1) for k, v in seconds.items()}, "total_seconds": round(total, 1),
+        "target_seconds": TARGET_SECONDS, "under_target": total < TARGET_SECONDS,
+        "cores": os.cpu_count(), "load_average_at_end": list(os.getloadavg()),
+        "settings": {k: str(v) for k, v in vars(args).items()},
+    }
+    write_json(out / "e2e.json", result)
+    print(json.dumps(result, indent=2))
+    print(f"chosen {chosen['name']} (p50 {chosen['p50_ms']:.2f} ms, budget {budget:.2f} ms); "
+          f"{total / 60:.1f} min end to end (target {TARGET_SECONDS // 60} min)")
+    return 0 if result["within_budget"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

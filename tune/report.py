@@ -1,0 +1,144 @@
+"""The search's report: ``out/tune/report.json``, ``report.md`` and ``pareto.png``.
+
+report.json::
+
+    {"budget_ms", "measured_on": {"report", "machine", "here"},
+     "candidates": [{"name", "backbone", "alpha", "img_size", "p50_ms", "fits", "skipped",
+                     "val_accuracy" (int8 on val; null: not trained), "keras_val_accuracy",
+                     "rung", "results": {rung: {...}}}],
+     "chosen": {"name", "backbone", "alpha", "img_size", "p50_ms", "val_accuracy", "run",
+                "final_val_accuracy", "test_accuracy", "eval_split"},
+     "rungs": [{"epochs", "names"}], "settings", "created"}
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from common.fileio import atomic_write, write_json, write_text
+from tune.select import pareto_front
+
+TUNE_DIR = "tune"
+PLOT = "pareto.png"
+DEVICE_REPORT = "device_report.json"
+
+
+def build_report(config, state: dict) -> dict:
+    """report.json's content from the search's final state."""
+    candidates = [{k: v for k, v in c.items()} for c in state["candidates"]]
+    winner = next(c for c in candidates if c["name"] == state["winner"])
+    final = state["final"] or {}
+    return {
+        "budget_ms": config.budget_ms,
+        "measured_on": state["device"],
+        "candidates": candidates,
+        "chosen": {"name": winner["name"], "backbone": winner["backbone"],
+                   "alpha": winner["alpha"], "img_size": winner["img_size"],
+                   "p50_ms": winner["p50_ms"], "val_accuracy": winner["val_accuracy"],
+                   "run": str(config.out), "final_val_accuracy": final.get("val_accuracy"),
+                   "test_accuracy": final.get("test_accuracy"),
+                   "eval_split": final.get("eval_split")},
+        "rungs": state["rungs"],
+        "settings": config.to_dict(),
+        "seconds": round(time.time() - state["started"], 1) if state.get("started") else None,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _num(value, fmt: str) -> str:
+    return "–" if value is None else format(value, fmt)
+
+
+def format_markdown(report: dict) -> str:
+    """report.md: where the latencies come from, the table, the choice and what to run next."""
+    where = report["measured_on"]
+    chosen = report["chosen"]
+    source = (f"measured on **this machine** ({where['machine']}), not on the device: no "
+              "--device report was given" if where["here"]
+              else f"measured on the device ({where['machine']}): {where['report']}")
+    lines = [f"# Model search for {chosen['run']}", "",
+             f"Budget: p50 ≤ {report['budget_ms']:g} ms per image; latencies {source}. "
+             "Candidates within the budget were trained by successive halving ("
+             + " → ".join(f"{len(r['names'])} × {r['epochs']} epoch(s)" for r in report["rungs"])
+             + ") and ranked by int8 accuracy on the validation split; the test split was used "
+             "once, for the winner.", "",
+             "| candidate | p50 ms | fits | int8 val acc | Keras val acc | last rung | |",
+             "|---|---|---|---|---|---|---|"]
+    for c in sorted(report["candidates"], key=lambda c: (c["p50_ms"], c["name"])):
+        note = "**chosen**" if c["name"] == chosen["name"] else (c["skipped"] or "")
+        lines.append(f"| {c['name']} | {c['p50_ms']:.2f} | {'yes' if c['fits'] else 'no'} | "
+                     f"{_num(c['val_accuracy'], '.3f')} | {_num(c['keras_val_accuracy'], '.3f')}"
+                     f" | {c['rung'] + 1 if c['rung'] >= 0 else '–'} | {note} |")
+    lines += ["", f"Chosen: **{chosen['name']}** (p50 {chosen['p50_ms']:.2f} ms, int8 val "
+                  f"accuracy {_num(chosen['val_accuracy'], '.3f')} after the search), trained "
+                  f"fully into {chosen['run']}: val accuracy "
+                  f"{_num(chosen['final_val_accuracy'], '.3f')}, {chosen['eval_split'] or 'test'}"
+                  f" accuracy {_num(chosen['test_accuracy'], '.3f')} (Keras).", "",
+              f"Next: `edge-export {chosen['run']}`, copy `{chosen['run']}/export` to the "
+              "device.", ""]
+    if report.get("plot_missing"):
+        lines += [f"No plot: {report['plot_missing']}.", ""]
+    return "\n".join(lines)
+
+
+def plot_pareto(report: dict, path: Path) -> None:
+    """int8 val accuracy against device p50 for the trained candidates, the Pareto front, the
+    budget line and the winner; untrained candidates as ticks on the latency axis."""
+    from benchmarks.plots import _figure, _save  # the benchmark's bare Agg figure and saving
+
+    figure = _figure(7, 4.6)
+    ax = figure.add_subplot()
+    trained = [c for c in report["candidates"] if c["val_accuracy"] is not None]
+    untrained = [c for c in report["candidates"] if c["val_accuracy"] is None]
+    points = [(c["p50_ms"], c["val_accuracy"]) for c in trained]
+    ax.scatter([p[0] for p in points], [p[1] for p in points], s=40, color="#1f77b4",
+               zorder=3, label="trained (int8 val accuracy)")
+    for i, c in enumerate(sorted(trained, key=lambda c: c["p50_ms"])):
+        # alternate above and below: neighbours in latency often share an accuracy
+        ax.annotate(c["name"], (c["p50_ms"], c["val_accuracy"]),
+                    xytext=(5, 4 if i % 2 == 0 else -11), textcoords="offset points", fontsize=7)
+    front = [points[i] for i in pareto_front(points)]
+    if len(front) > 1:
+        ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="#2ca02c",
+                label="Pareto front")
+    if untrained:
+        ax.plot([c["p50_ms"] for c in untrained], [0.03] * len(untrained), "|", color="#7f7f7f",
+                markersize=14, markeredgewidth=2, transform=ax.get_xaxis_transform(),
+                clip_on=False, linestyle="none", label="not trained (latency only)")
+    ax.axvline(report["budget_ms"], color="#d62728", linestyle="--",
+               label=f"budget {report['budget_ms']:g} ms")
+    chosen = report["chosen"]
+    ax.scatter([chosen["p50_ms"]], [chosen["val_accuracy"]], s=220, marker="*",
+               color="#ff7f0e", zorder=4, label=f"chosen: {chosen['name']}")
+    accuracies = [p[1] for p in points]
+    ax.set_ylim(max(0.0, min(accuracies) - 0.05), min(1.0, max(accuracies) + 0.05) + 0.01)
+    ax.set_xlabel("device latency p50, ms per image")
+    ax.set_ylabel("int8 top-1 on the validation split")
+    ax.set_title("Accuracy against measured latency")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    _save(figure, path)
+
+
+def write_report(out: Path, config, state: dict, probe_dir: Path):
+    """Write ``out/tune/``: report.json, report.md, pareto.png (where matplotlib imports) and
+    the device report the latencies came from; each atomically."""
+    from tune.search import SearchResult
+
+    folder = out / TUNE_DIR
+    report = build_report(config, state)
+    source = Path(state["device"]["report"])
+    if source.is_file():
+        atomic_write(folder / DEVICE_REPORT, lambda tmp: shutil.copyfile(source, tmp))
+        report["measured_on"] = {**report["measured_on"], "copy": str(folder / DEVICE_REPORT)}
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        report["plot_missing"] = "matplotlib is not installed"
+    else:
+        plot_pareto(report, folder / PLOT)
+    write_json(folder / "report.json", report)
+    write_text(folder / "report.md", format_markdown(report))
+    return SearchResult(out=out, report_dir=folder, report=report)
