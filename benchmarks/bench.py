@@ -20,7 +20,7 @@ from benchmarks.accuracy import accuracy_pass
 from benchmarks.bundle import is_bundle, load_bundle, open_variants
 from benchmarks.config import BenchConfig, BenchError, BenchResult, validate
 from benchmarks.machine import load_average, machine_info
-from benchmarks.memory import measure_memory
+from benchmarks.memory import measure_each
 from benchmarks.report import (
     KERAS_ROWS,
     TFLITE_TIMING,
@@ -32,7 +32,6 @@ from benchmarks.runners import KerasCompiled, KerasPredict, Runner
 from benchmarks.thermal import snapshot, summarize
 from benchmarks.timing import ModelResult, TimingPlan, time_interleaved
 from common.fileio import sha256
-from common.progress import progress_bar
 from common.rundir import BENCH_DIR, EXPORT_DIR, MODEL, check_run
 from edge_runtime.interpreter import available_cores
 from train.saved_run import load_run
@@ -129,13 +128,8 @@ def benchmark(config: BenchConfig) -> BenchResult:
 
     heat_at_start = snapshot()  # after any --export: the heat it made shows in the reading
     if config.memory:
-        with progress_bar(len(runners), "memory probes (one process each)",
-                          config.progress) as bar:
-            for name, result in results.items():
-                kind = name if result.kind == "keras" else "tflite"
-                path = keras_file if result.kind == "keras" else bundle / result.file
-                result.memory = measure_memory(kind, path, threads, backend)
-                bar.update()
+        measure_each(results, lambda name, result: (name, keras_file) if result.kind == "keras"
+                     else ("tflite", bundle / result.file), threads, backend, config.progress)
 
     split = splits.eval_split()
     paths = splits.paths(split)

@@ -51,6 +51,22 @@ def load_bundle(folder: Path, remedy: str) -> Manifest:
     return manifest
 
 
+def open_classifier(path: Path, what: str, threads: int, backend: str | None):
+    """The edge runtime's ``Classifier`` on ``path``, quietly.
+
+    Raises:
+        BenchError: the interpreter cannot load it (``what`` names it), or no backend at all.
+    """
+    from common.quiet import quiet_output
+    from edge_runtime.classifier import Classifier
+
+    try:
+        with quiet_output():  # the interpreter's "Created XNNPACK delegate" log line
+            return Classifier(path, threads=threads, backend=backend)
+    except EdgeError as exc:
+        raise BenchError(f"{what}: {exc}") from None
+
+
 def open_variants(folder: Path, manifest: Manifest, threads: int, backend: str | None
                   ) -> tuple[dict[str, TFLiteRunner], dict[str, ModelResult], str | None]:
     """A runner and an empty result per variant, and the interpreter backend they run on.
@@ -58,19 +74,12 @@ def open_variants(folder: Path, manifest: Manifest, threads: int, backend: str |
     Raises:
         BenchError: a variant the interpreter cannot load, or no backend at all.
     """
-    from common.quiet import quiet_output
-    from edge_runtime.classifier import Classifier
-
     runners: dict[str, TFLiteRunner] = {}
     results: dict[str, ModelResult] = {}
     used = None
     for name, variant in manifest.variants.items():
         path = folder / variant.file
-        try:
-            with quiet_output():  # the interpreter's "Created XNNPACK delegate" log line
-                classifier = Classifier(path, threads=threads, backend=backend)
-        except EdgeError as exc:
-            raise BenchError(f"variant {name}: {exc}") from None
+        classifier = open_classifier(path, f"variant {name}", threads, backend)
         used = used or classifier.backend
         runners[name] = TFLiteRunner(classifier)
         results[name] = ModelResult(

@@ -21,11 +21,10 @@ from benchmarks.accuracy import accuracy_pass
 from benchmarks.bundle import load_bundle, open_variants
 from benchmarks.config import BenchConfig, BenchError, BenchResult, validate
 from benchmarks.machine import load_average, machine_info
-from benchmarks.memory import measure_memory
+from benchmarks.memory import measure_each
 from benchmarks.report import TFLITE_TIMING, assemble_report, model_name, write_report
 from benchmarks.thermal import snapshot, summarize
 from benchmarks.timing import ModelResult, TimingPlan, time_interleaved
-from common.progress import progress_bar
 from common.rundir import BENCH_DIR
 from edge_runtime.errors import EdgeError
 from edge_runtime.eval_set import EvalSet
@@ -104,11 +103,8 @@ def bench_bundle(config: BenchConfig) -> BenchResult:
              len(runners), bundle, len(eval_set), threads, backend)
 
     if config.memory:
-        with progress_bar(len(results), "memory probes (one process each)",
-                          config.progress) as bar:
-            for result in results.values():
-                result.memory = measure_memory("tflite", bundle / result.file, threads, backend)
-                bar.update()
+        measure_each(results, lambda _, result: ("tflite", bundle / result.file), threads,
+                     backend, config.progress)
 
     accuracy_pass(runners, results, eval_batches(eval_set), len(eval_set), config.progress)
     for result in results.values():

@@ -9,7 +9,11 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+from benchmarks.timing import ModelResult
+from common.progress import progress_bar
 
 MEMPROBE_TIMEOUT_S = 600
 
@@ -41,3 +45,15 @@ def measure_memory(kind: str, model_path: Path, threads: int, backend: str | Non
         reason = f"{type(exc).__name__}: {exc}"
     log.warning("memory probe of %s (%s) failed: %s", model_path.name, kind, reason)
     return {}
+
+
+def measure_each(results: dict[str, ModelResult],
+                 locate: Callable[[str, ModelResult], tuple[str, Path]], threads: int,
+                 backend: str | None, progress: bool = True) -> None:
+    """:func:`measure_memory` for every model, one process each, into ``result.memory``;
+    ``locate(name, result)`` gives the model's kind and file."""
+    with progress_bar(len(results), "memory probes (one process each)", progress) as bar:
+        for name, result in results.items():
+            kind, path = locate(name, result)
+            result.memory = measure_memory(kind, path, threads, backend)
+            bar.update()

@@ -32,17 +32,16 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.bundle import open_classifier
 from benchmarks.config import BenchConfig, BenchError, BenchResult, validate
 from benchmarks.machine import describe, load_average, machine_info
-from benchmarks.memory import measure_memory
+from benchmarks.memory import measure_each
 from benchmarks.report import build_rows
 from benchmarks.runners import TFLiteRunner
 from benchmarks.thermal import describe_thermal, snapshot, summarize
 from benchmarks.timing import ModelResult, TimingPlan, time_interleaved
 from common.fileio import sha256, write_json, write_text
-from common.progress import progress_bar
 from common.rundir import BENCH_DIR
-from edge_runtime.errors import EdgeError
 from edge_runtime.interpreter import available_cores
 
 log = logging.getLogger(__name__)
@@ -195,20 +194,13 @@ class _OwnPixels:
 
 
 def _open(folder: Path, probe: Probe, threads: int, backend: str | None, seed: int = 0):
-    from common.quiet import quiet_output
-    from edge_runtime.classifier import Classifier
-
     runners: dict[str, _OwnPixels] = {}
     results: dict[str, ModelResult] = {}
     used = None
     rng = np.random.default_rng(seed)
     for candidate in probe.candidates:
         path = folder / candidate.file
-        try:
-            with quiet_output():  # the interpreter's "Created XNNPACK delegate" log line
-                classifier = Classifier(path, threads=threads, backend=backend)
-        except EdgeError as exc:
-            raise BenchError(f"candidate {candidate.name}: {exc}") from None
+        classifier = open_classifier(path, f"candidate {candidate.name}", threads, backend)
         used = used or classifier.backend
         pixels = rng.integers(0, 256, (PROBE_IMAGES, *classifier.input_size, 3), np.uint8)
         runners[candidate.name] = _OwnPixels(TFLiteRunner(classifier), pixels)
@@ -273,11 +265,8 @@ def bench_probe(config: BenchConfig) -> BenchResult:
     log.info("timing %d candidate(s) of %s, %d thread(s), backend %s", len(runners), folder,
              threads, backend)
     if config.memory:
-        with progress_bar(len(results), "memory probes (one process each)",
-                          config.progress) as bar:
-            for result in results.values():
-                result.memory = measure_memory("tflite", folder / result.file, threads, backend)
-                bar.update()
+        measure_each(results, lambda _, result: ("tflite", folder / result.file), threads,
+                     backend, config.progress)
     indices = np.arange(PROBE_IMAGES)
     time_interleaved(runners, indices, results,
                      TimingPlan(config.runs, config.warmup, config.repeats), config.progress)
