@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,12 @@ def bundle(request) -> Path:
     if given is not None:
         return given
     return request.getfixturevalue("exported_run") / "export"
+
+
+@pytest.fixture
+def ctrl_c_handler():
+    """SIGINT as Ctrl-C for the test: Python leaves SIGINT ignored when its parent ignored it
+    (a job started in the background, as CI may be), and edge-classify rightly keeps it so."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

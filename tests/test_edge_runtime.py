@@ -327,7 +327,7 @@ def test_no_module_imports_tensorflow_and_files_need_no_opencv(bundle, demo_dir,
     assert lines[-1] == {"summary": lines[-1]["summary"]} and lines[-1]["summary"]["frames"] == 3
 
 
-def test_ctrl_c_signal_ends_a_stream_between_frames(bundle, video):
+def test_ctrl_c_signal_ends_a_stream_between_frames(bundle, video, ctrl_c_handler):
     # A real SIGINT while a frame's result is being delivered: that frame is counted (its
     # result is out) and the run ends before the next one, instead of KeyboardInterrupt
     # landing wherever the main thread happens to be.

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.edge
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_during_delivery_is_held_until_the_frame_is_counted(bundle, demo_dir, tmp_path,
-                                                                     signum):
+                                                                     signum, ctrl_c_handler):
     video = write_video(tmp_path / "clip.avi", demo_images(demo_dir), frames=8)
     classifier = Classifier(bundle / "model_int8.tflite")
     delivered = []
