@@ -628,6 +628,12 @@ def test_page_in_headless_chromium_shows_the_models_labels(bundle, images, tmp_p
                        capture_output=True, timeout=120, check=True)
         assert shot.stat().st_size > 10_000
         predictions = json.loads(get(f"http://127.0.0.1:{port}/predictions?token={TOKEN}")[2])
+        # --loop plays the 20-frame clip at its own 10 fps: wait until it has started over
+        deadline = time.monotonic() + 60
+        while predictions["frame"] <= 20 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            predictions = json.loads(
+                get(f"http://127.0.0.1:{port}/predictions?token={TOKEN}")[2])
     finally:
         code, out, rest = _stop(child)
     # the page was filled in by its own script, which passed the page's token on to
