@@ -116,6 +116,7 @@ def test_phase1_on_features_checkpoints_and_resumes_like_end_to_end(tmp_path, de
     assert last.name == "edge_classifier"  # the whole model, not the head
 
     caplog.set_level("INFO")
+    caplog.clear()  # the resume's lines only (an earlier test may have set INFO already)
     result = train(TrainConfig(data="", out=str(run), resume=True))
     assert "backbone features read from the cache" in caplog.text
     assert "extracting backbone features" not in caplog.text
