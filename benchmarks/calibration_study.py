@@ -14,7 +14,6 @@ Needs TensorFlow (the ``train`` extra). Exit codes: 0 done, 2 a bad run or flag,
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from collections.abc import Sequence
@@ -24,7 +23,8 @@ import numpy as np
 
 from common.argtypes import Parser, parse_command_line
 from common.command import run_command
-from common.fileio import atomic_write
+from common.figures import missing, new_figure, save
+from common.fileio import write_json, write_text
 from common.progress import progress_bar
 
 SIZES = (25, 50, 100, 200, 400, 800, 1600, 3200)
@@ -111,15 +111,11 @@ def report_markdown(study: dict) -> str:
 def plot(study: dict, path: Path) -> bool:
     """``curve.png``: int8's loss against Keras and the ranges' widening as calibration grows;
     False without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    if missing():
         return False
     n = [r["calibration_images"] for r in study["rows"]]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    fig = new_figure(7, 6)
+    top, bottom = fig.subplots(2, 1, sharex=True)
     top.plot(n, [r["drop_points"] for r in study["rows"]], "o-")
     top.axhline(0, color="grey", linewidth=0.8)
     top.set_ylabel("int8 loss vs Keras (points, val)")
@@ -129,9 +125,7 @@ def plot(study: dict, path: Path) -> bool:
     bottom.set_xscale("log")
     bottom.set_xlabel("calibration images (train split, stratified)")
     fig.suptitle(f"int8 calibration: {Path(study['run']).name}")
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
+    save(fig, path, dpi=110)
     return True
 
 
@@ -155,10 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         study = measure(args.run, args.sizes, progress=not args.no_progress)
         out = args.run / OUT
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write(out / "report.json",
-                     lambda tmp: Path(tmp).write_text(json.dumps(study, indent=2) + "\n"))
+        write_json(out / "report.json", study)
         text = report_markdown(study)
-        atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(text))
+        write_text(out / "report.md", text)
         print(text, end="")
         drawn = plot(study, out / "curve.png")
         print(f"report: {out / 'report.md'}"

@@ -6,36 +6,15 @@ import os
 
 import numpy as np
 
-from common.fileio import atomic_write
+from common.figures import new_figure, plain_numbers, save
 
 KERAS_COLOR = "#7f7f7f"
 TFLITE_COLOR = "#1f77b4"
 
 
-def _figure(width: float, height: float):
-    # A bare Figure on an Agg canvas: no pyplot, so no GUI backend and no global state
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def _plain_numbers():
-    """Tick labels such as 0.5 and 10 rather than 10^0 on log axes."""
-    from matplotlib.ticker import FuncFormatter
-
-    return FuncFormatter(lambda value, _: f"{value:g}")
-
-
-def _save(figure, path: str | os.PathLike) -> None:
-    atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=120))
-
-
 def plot_latency(rows: list[dict], path: str | os.PathLike) -> None:
     """Horizontal bars of p50 latency per model, whiskers reaching p90 (thick) and p99 (thin)."""
-    figure = _figure(7, 0.55 * len(rows) + 1.4)
+    figure = new_figure(7, 0.55 * len(rows) + 1.4)
     ax = figure.add_subplot()
     names = [r["model"] for r in rows]
     p50, p90, p99 = (np.array([r["latency_ms"][q] for r in rows]) for q in ("p50", "p90", "p99"))
@@ -58,19 +37,19 @@ def plot_latency(rows: list[dict], path: str | os.PathLike) -> None:
         # predict() can be 100× slower than TFLite: on a linear axis the fast models vanish
         ax.set_xscale("log")
         ax.set_xlim(p50.min() / 3, p99.max() * 4)
-        ax.xaxis.set_major_formatter(_plain_numbers())
+        ax.xaxis.set_major_formatter(plain_numbers())
         label += ", log scale"
     else:
         ax.set_xlim(0, p99.max() * 1.3)
     ax.set_xlabel(label)
     ax.set_title("Inference latency, batch 1 (Keras grey, TFLite blue)")
     ax.grid(axis="x", alpha=0.3)
-    _save(figure, path)
+    save(figure, path)
 
 
 def plot_accuracy_size(rows: list[dict], path: str | os.PathLike) -> None:
     """Accuracy against size on disk (log scale), one labelled point per model."""
-    figure = _figure(6, 4.2)
+    figure = new_figure(6, 4.2)
     ax = figure.add_subplot()
     # both Keras rows are one file with one accuracy: label the point once
     points: dict[tuple[float, float], list[dict]] = {}
@@ -86,11 +65,11 @@ def plot_accuracy_size(rows: list[dict], path: str | os.PathLike) -> None:
     accuracies = [k[1] for k in points]
     ax.set_xscale("log")
     ax.set_xlim(min(sizes) / 1.6, max(sizes) * 2.2)
-    ax.xaxis.set_major_formatter(_plain_numbers())
+    ax.xaxis.set_major_formatter(plain_numbers())
     margin = max(0.02, (max(accuracies) - min(accuracies)) * 0.3)
     ax.set_ylim(max(0.0, min(accuracies) - margin), min(1.0, max(accuracies) + margin) + 0.005)
     ax.set_xlabel("size on disk, MB (log scale)")
     ax.set_ylabel("top-1 accuracy")
     ax.set_title("Accuracy against size")
     ax.grid(alpha=0.3, which="both")
-    _save(figure, path)
+    save(figure, path)

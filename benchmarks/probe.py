@@ -40,6 +40,7 @@ from benchmarks.report import build_rows
 from benchmarks.runners import TFLiteRunner
 from benchmarks.thermal import describe_thermal, snapshot, summarize
 from benchmarks.timing import ModelResult, TimingPlan, time_interleaved
+from common.figures import missing
 from common.fileio import sha256, write_json, write_text
 from common.rundir import BENCH_DIR
 from edge_runtime.interpreter import available_cores
@@ -285,10 +286,9 @@ def bench_probe(config: BenchConfig) -> BenchResult:
     out = folder / BENCH_DIR
     write_json(out / "report.json", report)
     write_text(out / "report.md", format_probe_markdown(report))
-    try:
-        import matplotlib  # noqa: F401  (not in the [edge] extra)
-    except ImportError:
-        log.info("no plot: matplotlib is not installed")
+    problem = missing()  # matplotlib is not in the [edge] extra
+    if problem:
+        log.info("no plot: %s", problem)
         (out / PLOT).unlink(missing_ok=True)
     else:
         from benchmarks.plots import plot_latency

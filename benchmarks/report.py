@@ -17,6 +17,7 @@ import numpy as np
 from benchmarks.machine import describe
 from benchmarks.thermal import describe_thermal
 from benchmarks.timing import ModelResult
+from common.figures import missing
 from common.fileio import write_json, write_text
 from common.formatting import signed
 
@@ -281,12 +282,9 @@ def format_markdown(report: dict) -> str:
 
 def _plot_problem() -> str | None:
     """Why plots cannot be drawn here (matplotlib is not in the ``[edge]`` extra), or None."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return "matplotlib is not installed (pip install matplotlib to get latency.png and " \
-               "accuracy_size.png)"
-    return None
+    problem = missing()
+    return problem and f"{problem} (pip install matplotlib to get latency.png and " \
+                       "accuracy_size.png)"
 
 
 def model_name(manifest) -> str | None:

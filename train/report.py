@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common.fileio import atomic_write, write_text
+from common.figures import new_figure, save
+from common.fileio import write_text
 
 HISTORY_FIELDS = ("epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 
@@ -53,14 +54,11 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list
 def plot_learning_curves(rows: list[dict], path: str | os.PathLike,
                          fine_tune_epoch: int | None) -> None:
     """Accuracy and loss, training vs validation, with the start of fine-tuning marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
     epochs = [r["epoch"] for r in rows]
-    fig, axes = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
+    fig = new_figure(8, 7)
+    axes = fig.subplots(2, 1, sharex=True)
     for ax, key, title in ((axes[0], "accuracy", "Accuracy"), (axes[1], "loss", "Loss")):
         ax.plot(epochs, [r[key] for r in rows], marker="o", label=f"training {key}")
         ax.plot(epochs, [r[f"val_{key}"] for r in rows], marker="o", label=f"validation {key}")
@@ -72,6 +70,4 @@ def plot_learning_curves(rows: list[dict], path: str | os.PathLike,
     axes[0].set_ylim(0, 1.02)
     axes[1].set_xlabel("epoch")
     axes[1].xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
-    plt.close(fig)
+    save(fig, path, dpi=100)

@@ -17,6 +17,7 @@ import shutil
 import time
 from pathlib import Path
 
+from common.figures import missing, new_figure, plain_numbers, save
 from common.fileio import atomic_write, write_json, write_text
 from tune.select import pareto_front
 
@@ -83,26 +84,42 @@ def format_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_pareto(report: dict, path: Path) -> None:
-    """int8 val accuracy against device p50 for the trained candidates, the Pareto front, the
-    budget line and the winner; untrained candidates as ticks on the latency axis."""
-    from benchmarks.plots import _figure, _save  # the benchmark's bare Agg figure and saving
+SHORT_BACKBONE = {"mobilenet_v2": "V2", "mobilenet_v3_small": "V3S", "mobilenet_v3_large": "V3L"}
+RUNG_COLORS = ("#9ecae1", "#4292c6", "#08519c", "#08306b")
 
-    figure = _figure(7, 4.6)
+
+def short_name(candidate: dict) -> str:
+    """``V2 0.35/96``: the backbone, its width and its input size, for labels on a plot."""
+    backbone = SHORT_BACKBONE.get(candidate["backbone"], candidate["backbone"])
+    return f"{backbone} {candidate['alpha']:g}/{candidate['img_size']}"
+
+
+def plot_pareto(report: dict, path: Path) -> None:
+    """int8 val accuracy against device p50 for the trained candidates, coloured by how long
+    they trained (successive halving stops most after the first rung), the Pareto front, the
+    budget line and the winner; candidates over the budget as ticks on the latency axis."""
+    figure = new_figure(7.5, 5.4)
     ax = figure.add_subplot()
-    trained = [c for c in report["candidates"] if c["val_accuracy"] is not None]
+    trained = sorted((c for c in report["candidates"] if c["val_accuracy"] is not None),
+                     key=lambda c: c["p50_ms"])
     untrained = [c for c in report["candidates"] if c["val_accuracy"] is None]
-    points = [(c["p50_ms"], c["val_accuracy"]) for c in trained]
-    ax.scatter([p[0] for p in points], [p[1] for p in points], s=40, color="#1f77b4",
-               zorder=3, label="trained (int8 val accuracy)")
-    for i, c in enumerate(sorted(trained, key=lambda c: c["p50_ms"])):
+    for index, rung in enumerate(report["rungs"]):
+        last = [c for c in trained if c["rung"] == index]
+        if last:
+            ax.scatter([c["p50_ms"] for c in last], [c["val_accuracy"] for c in last], s=45,
+                       color=RUNG_COLORS[min(index, len(RUNG_COLORS) - 1)], zorder=3,
+                       edgecolor="black", linewidth=0.4,
+                       label=f"trained {rung['epochs']} epoch(s) (int8 val accuracy)")
+    for i, c in enumerate(trained):
         # alternate above and below: neighbours in latency often share an accuracy
-        ax.annotate(c["name"], (c["p50_ms"], c["val_accuracy"]),
-                    xytext=(5, 4 if i % 2 == 0 else -11), textcoords="offset points", fontsize=7)
+        ax.annotate(short_name(c), (c["p50_ms"], c["val_accuracy"]),
+                    xytext=(4, 5 if i % 2 == 0 else -11), textcoords="offset points",
+                    fontsize=7)
+    points = [(c["p50_ms"], c["val_accuracy"]) for c in trained]
     front = [points[i] for i in pareto_front(points)]
     if len(front) > 1:
         ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="#2ca02c",
-                label="Pareto front")
+                linewidth=1, label="Pareto front")
     if untrained:
         ax.plot([c["p50_ms"] for c in untrained], [0.03] * len(untrained), "|", color="#7f7f7f",
                 markersize=14, markeredgewidth=2, transform=ax.get_xaxis_transform(),
@@ -110,16 +127,22 @@ def plot_pareto(report: dict, path: Path) -> None:
     ax.axvline(report["budget_ms"], color="#d62728", linestyle="--",
                label=f"budget {report['budget_ms']:g} ms")
     chosen = report["chosen"]
-    ax.scatter([chosen["p50_ms"]], [chosen["val_accuracy"]], s=220, marker="*",
-               color="#ff7f0e", zorder=4, label=f"chosen: {chosen['name']}")
-    accuracies = [p[1] for p in points]
-    ax.set_ylim(max(0.0, min(accuracies) - 0.05), min(1.0, max(accuracies) + 0.05) + 0.01)
-    ax.set_xlabel("device latency p50, ms per image")
+    ax.scatter([chosen["p50_ms"]], [chosen["val_accuracy"]], s=240, marker="*",
+               color="#ff7f0e", edgecolor="black", linewidth=0.5, zorder=4,
+               label=f"chosen: {short_name(chosen)}")
+    ax.set_ylim(0, 1.02)
+    ax.set_xscale("log")  # a probe spans ten times in latency and more
+    ax.xaxis.set_major_formatter(plain_numbers())
+    ax.xaxis.set_minor_formatter(plain_numbers())
+    ax.tick_params(axis="x", which="minor", labelsize=7)
+    ax.set_xlabel("device latency p50, ms per image (log scale)")
     ax.set_ylabel("int8 top-1 on the validation split")
-    ax.set_title("Accuracy against measured latency")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    _save(figure, path)
+    ax.set_title(f"Accuracy against latency measured on {report['measured_on']['machine']}"
+                 if report["measured_on"].get("machine") else "Accuracy against measured latency",
+                 fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    figure.legend(fontsize=7, loc="outside lower center", ncols=3)  # off the points
+    save(figure, path)
 
 
 def write_report(out: Path, config, state: dict, probe_dir: Path):
@@ -133,11 +156,9 @@ def write_report(out: Path, config, state: dict, probe_dir: Path):
     if source.is_file():
         atomic_write(folder / DEVICE_REPORT, lambda tmp: shutil.copyfile(source, tmp))
         report["measured_on"] = {**report["measured_on"], "copy": str(folder / DEVICE_REPORT)}
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        report["plot_missing"] = "matplotlib is not installed"
-    else:
+    report["plot_missing"] = missing()
+    if report["plot_missing"] is None:
+        del report["plot_missing"]
         plot_pareto(report, folder / PLOT)
     write_json(folder / "report.json", report)
     write_text(folder / "report.md", format_markdown(report))
