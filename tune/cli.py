@@ -64,6 +64,8 @@ def _candidate_flags(parser: argparse.ArgumentParser, *, for_search: bool) -> No
 
 
 def build_parser() -> Parser:
+    from tune.settings import PRETRAINED_LR, SCRATCH_LR
+
     p = Parser(prog="edge-tune", description=__doc__.split("\n\n", 1)[1].split("\n\nExit")[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="{probe,search}",
                            parser_class=Parser)
@@ -114,8 +116,8 @@ def build_parser() -> Parser:
                      help="the winner's phase 2 epochs")
     fit.add_argument("--batch-size", type=positive_int, default=32, help="batch size")
     fit.add_argument("--lr", type=positive_float, default=None,
-                     help="phase 1 learning rate (default: 1e-4 with pretrained weights, 2e-3 "
-                          "from scratch)")
+                     help=f"phase 1 learning rate (default: {PRETRAINED_LR:g} with pretrained "
+                          f"weights, {SCRATCH_LR:g} from scratch)")
     fit.add_argument("--val-split", type=fraction, default=0.2,
                      help="share of each class for validation (ranks the candidates)")
     fit.add_argument("--test-split", type=fraction, default=0.1,

@@ -7,14 +7,16 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from common.errors import UserError
+from train.config import TrainConfig
+from train.demo_data import DEMO_TRAIN_SETTINGS
 from tune.device import DeviceReport, Measured, read_device_report
 from tune.select import fits
 
 STATE_FILE = "state.json"
 PROBE_DIR = "probe"
-SCRATCH_LR = 2e-3
+SCRATCH_LR = DEMO_TRAIN_SETTINGS["lr"]
 """Learning rate from scratch (``--weights none``): the demo's, which learns in a few epochs."""
-PRETRAINED_LR = 1e-4
+PRETRAINED_LR = TrainConfig.lr
 """Learning rate with pretrained weights: edge-train's default."""
 
 
@@ -50,7 +52,8 @@ class SearchConfig:
     """The winner's phase-2 epochs (edge-train --fine-tune-epochs)."""
     batch_size: int = 32
     lr: float | None = None
-    """Phase-1 learning rate; None: 1e-4 with pretrained weights, 2e-3 from scratch."""
+    """Phase-1 learning rate; None: ``PRETRAINED_LR`` with pretrained weights, ``SCRATCH_LR``
+    from scratch."""
     val_split: float = 0.2
     test_split: float = 0.1
     seed: int = 83
