@@ -5,8 +5,8 @@
 
 The data set is made here: ten classes of small drawn pictures (the demo's five shapes, each
 in colour and in grey), a few thousand files. The three commands run as a user runs them (each
-its own process), the budget is the median p50 of the probe's candidates on this machine (about
-half of them fit), and the result — each step's seconds, the budget, the candidate chosen and
+its own process), the budget is the p50 that a third of the probe's candidates on this machine
+meet (``--fit-share``), and the result — each step's seconds, the budget, the candidate chosen and
 whether it fits — goes to ``OUT/e2e.json`` and is printed. The target (issue 21): under 30
 minutes on 2 cores, a candidate within the budget. A benchmark, not a test: it exits 1 when the
 chosen candidate is over the budget, 0 otherwise, whatever the time.
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -51,6 +51,17 @@ def write_ten_classes(root: Path, per_class: int, size: int, seed: int = 0) -> P
     return root
 
 
+def budget_for(latencies: list[float], share: float) -> float:
+    """The budget ``share`` of the sorted ``latencies`` meet: the slowest of them, rounded up
+    to the microsecond so it still fits.
+
+    >>> budget_for([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 1 / 3)
+    2.0
+    """
+    keep = max(1, min(len(latencies), round(share * len(latencies))))
+    return math.ceil(latencies[keep - 1] * 1000) / 1000
+
+
 def _run(step: str, args: list[str], log: Path) -> float:
     """Run one command (``python -m MODULE ...``), its output to ``log``; its seconds."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -81,18 +92,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", default="none",
                    help="none works offline; imagenet downloads weights once (phase 1 then "
                         "trains on cached backbone features)")
-    p.add_argument("--rung-epochs", default="1")
+    p.add_argument("--fit-share", type=float, default=1 / 3,
+                   help="share of the candidates the budget lets through (the budget is the "
+                        "p50 of the slowest of them)")
+    p.add_argument("--rung-epochs", default="2",
+                   help="from scratch, one epoch barely leaves chance; two rank the candidates")
     p.add_argument("--eta", default="3", help="each rung keeps a third")
-    p.add_argument("--finalists", default="2")
-    p.add_argument("--epochs", default="10", help="the winner's phase 1 epochs")
+    p.add_argument("--finalists", default="3")
+    p.add_argument("--epochs", default="12", help="the winner's phase 1 epochs")
     p.add_argument("--fine-tune-epochs", default="0", help="the winner's phase 2 epochs")
     p.add_argument("--quick", action="store_true",
                    help="a rehearsal: 40 pictures per class, mobilenet_v2 and mobilenet_v3_small "
-                        "at widths 0.35 and 1.0 and sizes 64 and 96, a 3-epoch winner")
+                        "at widths 0.35 and 1.0 and sizes 64 and 96, 1-epoch rungs, a 3-epoch "
+                        "winner")
     args = p.parse_args(argv)
     if args.quick:
         args.per_class, args.sizes, args.alphas = 40, "64,96", "0.35,1.0"
         args.backbones, args.epochs = "mobilenet_v2,mobilenet_v3_small", "3"
+        args.rung_epochs, args.finalists, args.fit_share = "1", "2", 0.5
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     log = out / "e2e.log"
@@ -112,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                                       args.sizes, "--classes", "10", "--no-progress"], log)
     seconds["bench"] = _run("bench", ["benchmarks.cli", str(probe), "--no-progress"], log)
     report = json.loads((probe / "bench" / "report.json").read_text())
-    budget = round(statistics.median(r["latency_ms"]["p50"] for r in report["rows"]), 3)
+    budget = budget_for(sorted(r["latency_ms"]["p50"] for r in report["rows"]), args.fit_share)
     seconds["search"] = _run("search", [
         "tune.cli", "search", "--data", str(data), "--device",
         str(probe / "bench" / "report.json"), "--budget-ms", str(budget), "--out", str(run),
