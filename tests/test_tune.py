@@ -132,9 +132,19 @@ def test_search_trains_only_candidates_within_the_budget_and_picks_the_best(tmp_
     # halving: 4 candidates for 1 epoch, the best 2 for 2 epochs, then the winner in full
     assert [e for _, e, _ in steps.trained] == [1, 1, 1, 1, 2, 2, 10]
     assert steps.trained[-1][0] == "mobilenet_v2-a1-96"
-    assert (result.report_dir / "report.md").is_file()
     assert (result.report_dir / "pareto.png").stat().st_size > 0
     assert not work_dir(Path(result.out)).exists()  # the working folder goes at the end
+
+
+def test_report_table_gives_the_epochs_each_accuracy_came_from(tmp_path, data):
+    result = search(config_for(tmp_path, data, rung_epochs=3), FakeSteps())
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")
+            for line in (result.report_dir / "report.md").read_text().splitlines()
+            if line.startswith("| mobilenet")}
+    epochs = {name: row[5] for name, row in rows.items()}
+    assert epochs["mobilenet_v2-a1-96"] == "6"  # a finalist: 3 epochs, then 3 × 2
+    assert sorted(epochs.values()).count("3") == 2  # dropped after the first rung
+    assert rows["mobilenet_v2-a1-160"][3:6] == ["–", "–", "–"]  # over the budget: untrained
 
 
 def test_search_resumes_without_training_a_finished_candidate_again(tmp_path, data):

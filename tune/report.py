@@ -52,6 +52,12 @@ def _num(value, fmt: str) -> str:
     return "–" if value is None else format(value, fmt)
 
 
+def _epochs(candidate: dict) -> str:
+    """How long the candidate trained in its last rung (the one its accuracy comes from)."""
+    result = candidate["results"].get(str(candidate["rung"]))
+    return "–" if result is None else str(result["epochs"])
+
+
 def format_markdown(report: dict) -> str:
     """report.md: where the latencies come from, the table, the choice and what to run next."""
     where = report["measured_on"]
@@ -65,13 +71,13 @@ def format_markdown(report: dict) -> str:
              + " → ".join(f"{len(r['names'])} × {r['epochs']} epoch(s)" for r in report["rungs"])
              + ") and ranked by int8 accuracy on the validation split; the test split was used "
              "once, for the winner.", "",
-             "| candidate | p50 ms | fits | int8 val acc | Keras val acc | last rung | |",
+             "| candidate | p50 ms | fits | int8 val acc | Keras val acc | epochs | |",
              "|---|---|---|---|---|---|---|"]
     for c in sorted(report["candidates"], key=lambda c: (c["p50_ms"], c["name"])):
         note = "**chosen**" if c["name"] == chosen["name"] else (c["skipped"] or "")
         lines.append(f"| {c['name']} | {c['p50_ms']:.2f} | {'yes' if c['fits'] else 'no'} | "
                      f"{_num(c['val_accuracy'], '.3f')} | {_num(c['keras_val_accuracy'], '.3f')}"
-                     f" | {c['rung'] + 1 if c['rung'] >= 0 else '–'} | {note} |")
+                     f" | {_epochs(c)} | {note} |")
     lines += ["", f"Chosen: **{chosen['name']}** (p50 {chosen['p50_ms']:.2f} ms, int8 val "
                   f"accuracy {_num(chosen['val_accuracy'], '.3f')} after the search), trained "
                   f"fully into {chosen['run']}: val accuracy "
