@@ -209,3 +209,24 @@ def test_search_leaves_a_foreign_folder_where_it_would_work_alone(tmp_path, data
                  "--out", config.out])
     assert code == 2 and "not an edge-tune working folder" in capsys.readouterr().err
     assert (work / "notes.txt").read_text() == "the user's"
+
+
+def test_plot_labels_of_neighbouring_candidates_do_not_overlap():
+    pytest.importorskip("matplotlib", reason="the plot needs matplotlib (the train extra has it)")
+    from common.figures import new_figure
+    from tune.report import _label_points
+
+    # five candidates as close in latency and accuracy as a real search gives
+    candidates = [{"backbone": "mobilenet_v2", "alpha": 0.35, "img_size": 64 + 32 * i,
+                   "p50_ms": 0.30 + 0.004 * i, "val_accuracy": 0.20 + 0.003 * i}
+                  for i in range(5)]
+    ax = new_figure(7, 4).add_subplot()
+    ax.scatter([c["p50_ms"] for c in candidates], [c["val_accuracy"] for c in candidates])
+    ax.set_xscale("log")
+    ax.set_xlim(0.05, 5)  # the axes of a whole probe, as plot_pareto's
+    ax.set_ylim(0, 1.02)
+    _label_points(ax, candidates)
+    renderer = ax.figure.canvas.get_renderer()
+    boxes = [text.get_window_extent(renderer) for text in ax.texts]
+    assert [t.get_text() for t in ax.texts] == [f"V2 0.35/{64 + 32 * i}" for i in range(5)]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])

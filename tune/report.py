@@ -100,10 +100,39 @@ def short_name(candidate: dict) -> str:
     return f"{backbone} {candidate['alpha']:g}/{candidate['img_size']}"
 
 
+LABEL_OFFSETS = ((4, 4, "left"), (4, -11, "left"), (-4, 4, "right"), (-4, -11, "right"),
+                 (4, 13, "left"), (4, -20, "left"), (-4, 13, "right"), (-4, -20, "right"))
+"""Where a point's label may go, in points from it, nearest first."""
+
+
+def _label_points(ax, candidates: list[dict]) -> None:
+    """Label each candidate's point at the first of :data:`LABEL_OFFSETS` where the text
+    overlaps no label already placed (the first offset when every one does)."""
+    ax.figure.canvas.draw()  # settle the layout: extents measured now stay true
+    renderer = ax.figure.canvas.get_renderer()
+    placed = []
+    for c in candidates:
+        for dx, dy, align in LABEL_OFFSETS:
+            text = ax.annotate(short_name(c), (c["p50_ms"], c["val_accuracy"]), xytext=(dx, dy),
+                               textcoords="offset points", fontsize=7, ha=align)
+            box = text.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            text.remove()
+        else:
+            dx, dy, align = LABEL_OFFSETS[0]
+            text = ax.annotate(short_name(c), (c["p50_ms"], c["val_accuracy"]), xytext=(dx, dy),
+                               textcoords="offset points", fontsize=7, ha=align)
+            box = text.get_window_extent(renderer)
+        placed.append(box)
+
+
 def plot_pareto(report: dict, path: Path) -> None:
     """int8 val accuracy against device p50 for the trained candidates, coloured by how long
     they trained (successive halving stops most after the first rung), the Pareto front, the
     budget line and the winner; candidates over the budget as ticks on the latency axis."""
+    from matplotlib.ticker import LogLocator, NullFormatter
+
     figure = new_figure(7.5, 5.4)
     ax = figure.add_subplot()
     trained = sorted((c for c in report["candidates"] if c["val_accuracy"] is not None),
@@ -116,11 +145,6 @@ def plot_pareto(report: dict, path: Path) -> None:
                        color=RUNG_COLORS[min(index, len(RUNG_COLORS) - 1)], zorder=3,
                        edgecolor="black", linewidth=0.4,
                        label=f"trained {rung['epochs']} epoch(s) (int8 val accuracy)")
-    for i, c in enumerate(trained):
-        # alternate above and below: neighbours in latency often share an accuracy
-        ax.annotate(short_name(c), (c["p50_ms"], c["val_accuracy"]),
-                    xytext=(4, 5 if i % 2 == 0 else -11), textcoords="offset points",
-                    fontsize=7)
     points = [(c["p50_ms"], c["val_accuracy"]) for c in trained]
     front = [points[i] for i in pareto_front(points)]
     if len(front) > 1:
@@ -138,9 +162,9 @@ def plot_pareto(report: dict, path: Path) -> None:
                label=f"chosen: {short_name(chosen)}")
     ax.set_ylim(0, 1.02)
     ax.set_xscale("log")  # a probe spans ten times in latency and more
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(plain_numbers())
-    ax.xaxis.set_minor_formatter(plain_numbers())
-    ax.tick_params(axis="x", which="minor", labelsize=7)
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("device latency p50, ms per image (log scale)")
     ax.set_ylabel("int8 top-1 on the validation split")
     ax.set_title(f"Accuracy against latency measured on {report['measured_on']['machine']}"
@@ -148,6 +172,8 @@ def plot_pareto(report: dict, path: Path) -> None:
                  fontsize=10)
     ax.grid(alpha=0.3, which="both")
     figure.legend(fontsize=7, loc="outside lower center", ncols=3)  # off the points
+    # the winner's label first, then the fastest: each where it covers no label placed before
+    _label_points(ax, sorted(trained, key=lambda c: (c["name"] != chosen["name"], c["p50_ms"])))
     save(figure, path)
 
 
