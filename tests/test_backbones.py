@@ -81,6 +81,17 @@ def test_fine_tune_default_is_per_backbone_and_explicit_values_stay():
     assert TrainConfig.from_dict(saved) == small
 
 
+@pytest.mark.parametrize("backbone", backbones.BACKBONES)
+def test_the_demo_preset_fine_tunes_each_backbone_from_its_own_default(backbone):
+    from train.cli import parse_args
+
+    args = parse_args(["--preset", "demo", "--out", "o", "--backbone", backbone])
+    config = TrainConfig(**{k: v for k, v in vars(args).items()
+                            if k not in ("preset", "verbose", "quiet")})
+    assert config.fine_tune_at == backbones.SPECS[backbone].fine_tune_at
+    assert (config.weights, config.lr) == ("none", 5e-3)  # the preset's own settings stay
+
+
 def test_a_config_from_before_the_choice_is_a_mobilenet_v2_run():
     old = {"data": "d", "out": "o", "img_size": 96, "alpha": 0.5, "fine_tune_at": 40,
            "resize": "bilinear", "versions": {}}

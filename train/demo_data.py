@@ -164,7 +164,7 @@ def demo_dataset(per_class: int = DEFAULT_PER_CLASS) -> Path:
 
 DEMO_TRAIN_SETTINGS = dict(
     data="demo", weights="none", alpha=0.35, img_size=96, epochs=7, fine_tune_epochs=3,
-    fine_tune_at=100, lr=5e-3, batch_size=32, patience=6, deterministic=True,
+    lr=5e-3, batch_size=32, patience=6, deterministic=True,
 )
 """The ``edge-train`` settings of ``make demo`` and ``make bench``: learnt from scratch on a CPU
 in about two minutes (no ImageNet download), and the same model each time on a given
