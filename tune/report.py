@@ -110,21 +110,23 @@ def _label_points(ax, candidates: list[dict]) -> None:
     overlaps no label already placed (the first offset when every one does)."""
     ax.figure.canvas.draw()  # settle the layout: extents measured now stay true
     renderer = ax.figure.canvas.get_renderer()
+
+    def label(candidate: dict, offset: tuple):
+        dx, dy, align = offset
+        return ax.annotate(short_name(candidate), (candidate["p50_ms"], candidate["val_accuracy"]),
+                           xytext=(dx, dy), textcoords="offset points", fontsize=7, ha=align)
+
     placed = []
     for c in candidates:
-        for dx, dy, align in LABEL_OFFSETS:
-            text = ax.annotate(short_name(c), (c["p50_ms"], c["val_accuracy"]), xytext=(dx, dy),
-                               textcoords="offset points", fontsize=7, ha=align)
-            box = text.get_window_extent(renderer)
+        where = LABEL_OFFSETS[0]
+        for offset in LABEL_OFFSETS:
+            trial = label(c, offset)
+            box = trial.get_window_extent(renderer)
+            trial.remove()
             if not any(box.overlaps(other) for other in placed):
+                where = offset
                 break
-            text.remove()
-        else:
-            dx, dy, align = LABEL_OFFSETS[0]
-            text = ax.annotate(short_name(c), (c["p50_ms"], c["val_accuracy"]), xytext=(dx, dy),
-                               textcoords="offset points", fontsize=7, ha=align)
-            box = text.get_window_extent(renderer)
-        placed.append(box)
+        placed.append(label(c, where).get_window_extent(renderer))
 
 
 def plot_pareto(report: dict, path: Path) -> None:
@@ -162,9 +164,14 @@ def plot_pareto(report: dict, path: Path) -> None:
                label=f"chosen: {short_name(chosen)}")
     ax.set_ylim(0, 1.02)
     ax.set_xscale("log")  # a probe spans ten times in latency and more
-    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    latencies = [c["p50_ms"] for c in report["candidates"]] + [report["budget_ms"]]
     ax.xaxis.set_major_formatter(plain_numbers())
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    if max(latencies) > 5 * min(latencies):  # ticks at 1, 2, 5 × 10^n are enough
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    else:  # a narrow probe may hold no 1-2-5 tick: label the minor ones too
+        ax.xaxis.set_minor_formatter(plain_numbers())
+        ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel("device latency p50, ms per image (log scale)")
     ax.set_ylabel("int8 top-1 on the validation split")
     ax.set_title(f"Accuracy against latency measured on {report['measured_on']['machine']}"
