@@ -173,8 +173,9 @@ def export(config: ExportConfig) -> ExportResult:
     cal_pixels = calibration.pixels if calibration else None
 
     trained = run_model(read_config(run))  # the backbone, as a person names it
+    model_sha256 = sha256(run / MODEL)
     # what every variant's embedded TFLite metadata says (export/metadata.py)
-    described = dict(run_name=run.name, version=sha256(run / MODEL)[:12], labels=labels,
+    described = dict(run_name=run.name, version=model_sha256[:12], labels=labels,
                      input_spec=spec.to_json(), model=trained["name"])
     with staged_bundle(out) as folder:
         write_labels(folder, labels)
@@ -273,7 +274,7 @@ def export(config: ExportConfig) -> ExportResult:
                    "calibration": calibration.info if calibration else None,
                    "int8_target_drop": auto_entry,
                    "model": trained,
-                   "source": {"model_sha256": sha256(run / MODEL), "run": str(run.resolve())},
+                   "source": {"model_sha256": model_sha256, "run": str(run.resolve())},
                    "export_seconds": round(time.time() - started, 2),
                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                    "versions": library_versions("tensorflow", "keras", "numpy", "PIL",
