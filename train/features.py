@@ -94,7 +94,7 @@ def cache_key(extractor: keras.Model, splits: Splits, config: TrainConfig, views
     """Everything the cached features depend on: the split, the image size, the backbone and its
     weights (the values themselves, not only the file's name), the views and their seed."""
     return {"split": split_fingerprint(splits), "img_size": config.img_size,
-            "backbone": getattr(config, "backbone", "mobilenet_v2"), "alpha": config.alpha,
+            "backbone": config.backbone, "alpha": config.alpha,
             "weights": config.weights, "weights_sha256": weights_fingerprint(extractor),
             "views": views, "seed": config.seed, "chunk_images": chunk_images}
 
@@ -203,6 +203,7 @@ def extract(extractor: keras.Model, cache: FeatureCache, splits: Splits, plan: d
     chunks = {split: math.ceil(splits.count(split) / chunk_images) for split in plan}
     jobs = [(split, view, c) for split, views in plan.items() for view in range(views)
             for c in range(chunks[split])]
+    width = extractor.output_shape[-1]
     parts: dict[tuple[str, int, int], tuple[np.ndarray, np.ndarray]] = {}
     todo = []
     for job in jobs:
@@ -226,7 +227,6 @@ def extract(extractor: keras.Model, cache: FeatureCache, splits: Splits, plan: d
                     feats.append(_predict(extractor, batch, batch_size))
                     labels.append(y.numpy())
                     bar.update(len(y))
-                width = extractor.output_shape[-1]
                 part = (np.concatenate(feats) if feats else np.zeros((0, width), np.float32),
                         np.concatenate(labels) if labels else np.zeros((0,), np.int32))
                 cache.write_chunk(split, view, c, *part)
@@ -237,7 +237,6 @@ def extract(extractor: keras.Model, cache: FeatureCache, splits: Splits, plan: d
     result = {}
     for split, views in plan.items():
         if not chunks[split]:
-            width = extractor.output_shape[-1]
             result[split] = Features(np.zeros((views, 0, width), np.float32),
                                      np.zeros((0,), np.int32))
             continue
