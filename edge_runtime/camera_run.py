@@ -7,6 +7,7 @@ nothing here reads a flag.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -20,7 +21,9 @@ from edge_runtime.errors import CameraError
 from edge_runtime.frame_source import FrameSource
 from edge_runtime.live import LiveServer, is_loopback
 from edge_runtime.loops import classify_stream
+from edge_runtime.reload import ModelWatch
 from edge_runtime.results import ResultWriter, result_json
+from edge_runtime.sdnotify import Notifier
 from edge_runtime.sources import open_source
 from edge_runtime.stream_summary import PeriodicSummary
 from edge_runtime.window import open_window
@@ -141,9 +144,13 @@ def start_live_view(serve: ServeOptions) -> LiveServer:
     return server
 
 
-def run_camera(classifier: Classifier, options: CameraOptions) -> int:
+def run_camera(classifier: Classifier, options: CameraOptions,
+               watch: ModelWatch | None = None) -> int:
     """Classify the source's frames until it ends or the run is stopped; returns the exit code:
     0, or 1 when reading frames failed or a live source stopped delivering.
+
+    With ``watch``, a model switched underneath (or SIGHUP) is swapped in between two frames.
+    Under systemd (``NOTIFY_SOCKET``) each classified frame notifies its watchdog.
 
     Raises:
         CameraError, ServeError: the source or the live view cannot be opened.
@@ -176,10 +183,12 @@ def run_camera(classifier: Classifier, options: CameraOptions) -> int:
     writer = ResultWriter(options.json, min(options.top_k, len(classifier.labels)),
                           len(source.name) + 7, max(len(label) for label in classifier.labels))
     periods = PeriodicSummary(options.summary_every_s) if options.summary_every_s else None
+    notifier = Notifier()
 
     def on_frame(number: int, frame: np.ndarray, predictions: list[Prediction],
                  latency_ms: float) -> bool:
         nonlocal due
+        notifier.frame_classified()  # a frozen camera stops this: systemd's watchdog restarts
         if pace_s:  # a recording plays at its own speed
             if due > time.perf_counter():
                 time.sleep(due - time.perf_counter())
@@ -199,9 +208,12 @@ def run_camera(classifier: Classifier, options: CameraOptions) -> int:
     try:
         # Ctrl-C and SIGTERM (run_command turns it into KeyboardInterrupt) end the stream
         # with its summary
-        summary = classify_stream(classifier, source.start(), options.top_k, options.threshold,
-                                  options.max_frames, on_frame)
+        with watch.sighup() if watch is not None else contextlib.nullcontext():
+            summary = classify_stream(classifier, source.start(), options.top_k,
+                                      options.threshold, options.max_frames, on_frame, watch)
     finally:
+        notifier.stopping()
+        notifier.close()
         if window is not None:
             window.close()
         if server is not None:

@@ -48,6 +48,7 @@ from edge_runtime.inputs import expand_inputs
 from edge_runtime.interpreter import BACKENDS, stream_threads
 from edge_runtime.live import parse_address
 from edge_runtime.loops import classify_files
+from edge_runtime.reload import ModelWatch
 from edge_runtime.results import ResultWriter
 from edge_runtime.sources import list_cameras
 
@@ -271,10 +272,13 @@ def run(args: argparse.Namespace) -> int:
         # exits 0, after the summary once frames came. (Elsewhere an interrupt gives 130.)
         try:
             # all cores but one: the capture and preprocessing threads need one
-            classifier = load_classifier(args.model, args.labels,
-                                         args.threads or stream_threads(), args.backend,
+            threads = args.threads or stream_threads()
+            classifier = load_classifier(args.model, args.labels, threads, args.backend,
                                          args.verbose)
-            return run_camera(classifier, options)
+            # hot reload: the --model path switched underneath (edge-model activate) or SIGHUP
+            watch = ModelWatch(args.model, lambda path: load_classifier(
+                path, args.labels, threads, args.backend, args.verbose))
+            return run_camera(classifier, options, watch)
         except KeyboardInterrupt:
             say(PROG, "stopped (Ctrl-C or SIGTERM)")
             return EXIT_OK

@@ -93,8 +93,9 @@ class Preprocessor:
     def _run(self) -> None:
         try:
             for number, frame in self.source.frames():
-                tensor = self.classifier.input_tensor(frame_to_image(frame))
-                if not self._slot.put(number, (frame, tensor)):
+                made_by = self.classifier  # swapped between two frames by a model reload
+                tensor = made_by.input_tensor(frame_to_image(frame))
+                if not self._slot.put(number, (frame, tensor, made_by)):
                     break
         except BaseException as exc:  # reported by the consumer; a thread has no caller
             self.error = exc
@@ -110,7 +111,9 @@ class Preprocessor:
             if item is END:
                 return
             if item is not None:
-                number, (frame, tensor) = item
+                number, (frame, tensor, made_by) = item
+                if made_by is not self.classifier:  # made for the model a reload replaced
+                    tensor = self.classifier.input_tensor(frame_to_image(frame))
                 yield number, frame, tensor
 
     def stop(self) -> None:
@@ -123,7 +126,8 @@ class Preprocessor:
 
 def classify_stream(classifier: Classifier, source: FrameSource, k: int = 3,
                     threshold: float = 0.0, max_frames: int | None = None,
-                    on_frame: FrameCallback | None = None) -> StreamSummary:
+                    on_frame: FrameCallback | None = None,
+                    reload: Callable[[], Classifier | None] | None = None) -> StreamSummary:
     """Classify frames from a frame source until it ends, its stages overlapped.
 
     Frames are preprocessed on a thread of their own while the model runs on the
@@ -138,6 +142,8 @@ def classify_stream(classifier: Classifier, source: FrameSource, k: int = 3,
         k, threshold: passed to :meth:`Classifier.classify_tensor`.
         max_frames: stop after this many frames (None: until the source ends).
         on_frame: called after each frame; returning False stops the run.
+        reload: asked before each frame; a classifier it returns replaces the running one
+            from that frame on (:class:`~edge_runtime.reload.ModelWatch`: hot reload).
 
     Returns:
         The run's :class:`StreamSummary`.
@@ -146,7 +152,7 @@ def classify_stream(classifier: Classifier, source: FrameSource, k: int = 3,
     stage = Preprocessor(classifier, source)
     started = time.perf_counter()
     try:
-        _run_stream(classifier, stage, summary, k, threshold, max_frames, on_frame)
+        _run_stream(stage, summary, k, threshold, max_frames, on_frame, reload)
     except KeyboardInterrupt:
         summary.ended_by = "interrupt"
     finally:
@@ -188,13 +194,17 @@ def signals_held() -> Iterator[None]:
             signal.raise_signal(noted[0])
 
 
-def _run_stream(classifier: Classifier, stage: Preprocessor, summary: StreamSummary, k: int,
-                threshold: float, max_frames: int | None,
-                on_frame: FrameCallback | None) -> None:
+def _run_stream(stage: Preprocessor, summary: StreamSummary, k: int, threshold: float,
+                max_frames: int | None, on_frame: FrameCallback | None,
+                reload: Callable[[], Classifier | None] | None) -> None:
     """The inference stage of :func:`classify_stream`: fills ``summary`` as frames are done."""
     stage.start()
     for number, frame, tensor in stage.items():
-        predictions, latency_ms = classifier.classify_tensor(tensor, k, threshold)
+        new = reload() if reload is not None else None
+        if new is not None:  # between two frames: this one is the new model's first
+            stage.classifier = new
+            tensor = new.input_tensor(frame_to_image(frame))
+        predictions, latency_ms = stage.classifier.classify_tensor(tensor, k, threshold)
         with signals_held():  # delivered ⇔ counted, whenever Ctrl-C or SIGTERM lands
             keep_going = on_frame is None or on_frame(number, frame, predictions, latency_ms)
             summary.add(predictions, latency_ms)

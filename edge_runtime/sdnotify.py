@@ -1,0 +1,77 @@
+"""systemd's notification protocol (sd_notify(3)), standard library only.
+
+The service (``deploy/edge-classify.service``: ``Type=notify``, ``WatchdogSec=``) is started once
+the first frame is classified (``READY=1``), and restarted by systemd when ``WATCHDOG=1`` stops
+coming for ``WatchdogSec``. ``WATCHDOG=1`` is sent from the loop that classifies frames, never
+from a timer: a camera hung in a capture call (libcamera can) stops the frames, so it stops
+the notifications, and systemd restarts the service. Outside systemd (no ``NOTIFY_SOCKET``)
+nothing is sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Mapping
+
+log = logging.getLogger(__name__)
+
+
+class Notifier:
+    """Datagrams to the socket ``NOTIFY_SOCKET`` names (``@name``: the abstract namespace).
+
+    Args:
+        environ: where ``NOTIFY_SOCKET``, ``WATCHDOG_USEC`` and ``WATCHDOG_PID`` are read.
+    """
+
+    def __init__(self, environ: Mapping[str, str] = os.environ) -> None:
+        address = environ.get("NOTIFY_SOCKET", "")
+        self.address = "\0" + address[1:] if address.startswith("@") else address
+        usec, pid = environ.get("WATCHDOG_USEC", ""), environ.get("WATCHDOG_PID", "")
+        ours = not pid or pid == str(os.getpid())
+        self.watchdog_s = int(usec) / 1e6 if usec.isdigit() and ours and self.address else 0.0
+        """systemd's watchdog timeout; 0: no watchdog."""
+        self._every_s = self.watchdog_s / 4  # well within the timeout, not a datagram a frame
+        self._last = float("-inf")
+        self._ready = False
+        self._socket: socket.socket | None = None
+        self._failed = False
+
+    def send(self, state: str) -> bool:
+        """Send ``state`` (``KEY=VALUE`` lines); False when there is no socket or it failed."""
+        if not self.address:
+            return False
+        try:
+            if self._socket is None:
+                self._socket = socket.socket(socket.AF_UNIX,
+                                             socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            self._socket.sendto(state.encode(), self.address)
+            return True
+        except OSError as exc:
+            if not self._failed:  # once, not a line a frame
+                self._failed = True
+                log.warning(f"cannot notify systemd at NOTIFY_SOCKET ({exc.strerror or exc})")
+            return False
+
+    def frame_classified(self) -> None:
+        """A frame was classified: ``READY=1`` the first time, then ``WATCHDOG=1`` at most
+        four times per watchdog period."""
+        if not self._ready:
+            self._ready = True
+            self.send("READY=1")
+        if self.watchdog_s:
+            now = time.monotonic()
+            if now - self._last >= self._every_s:
+                self._last = now
+                self.send("WATCHDOG=1")
+
+    def stopping(self) -> None:
+        """The run is ending (``STOPPING=1``)."""
+        self.send("STOPPING=1")
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None

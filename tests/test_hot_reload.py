@@ -1,0 +1,205 @@
+"""A running camera changes models between two frames (edge_runtime/reload.py), and tells
+systemd's watchdog it is alive only while frames are classified (edge_runtime/sdnotify.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_runtime.camera_run import CameraOptions, run_camera
+from edge_runtime.classifier import Prediction
+from edge_runtime.frame_source import FrameSource
+from edge_runtime.manifest import MANIFEST_FILE
+from edge_runtime.sdnotify import Notifier
+from tests.helpers import demo_images, write_video
+
+pytestmark = pytest.mark.edge
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def renamed_bundle(bundle: Path, out: Path, prefix: str) -> Path:
+    """A copy of ``bundle`` whose class names start with ``prefix``: the same answers under
+    other names, so which model gave a label is plain to see."""
+    shutil.copytree(bundle, out)
+    labels = [prefix + name for name in (out / "labels.txt").read_text().split()]
+    (out / "labels.txt").write_text("\n".join(labels) + "\n")
+    manifest = json.loads((out / MANIFEST_FILE).read_text())
+    manifest["labels"] = labels
+    (out / MANIFEST_FILE).write_text(json.dumps(manifest))
+    return out
+
+
+def switch(link: Path, target: str) -> None:
+    """What edge-model activate does: a new link under a temporary name, renamed over."""
+    temporary = link.with_name(".current.new")
+    os.symlink(target, temporary)
+    os.replace(temporary, link)
+
+
+def test_a_looping_camera_run_switches_models_without_losing_a_frame(bundle, demo_dir,
+                                                                      tmp_path):
+    video = write_video(tmp_path / "clip.avi", demo_images(demo_dir)[:10], 10)
+    renamed_bundle(bundle, tmp_path / "v1", "old-")
+    renamed_bundle(bundle, tmp_path / "v2", "new-")
+    broken = tmp_path / "v3"
+    broken.mkdir()
+    (broken / "model_fp32.tflite").write_bytes(b"not a model")
+    current = tmp_path / "current"
+    os.symlink("v1", current)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge_runtime.cli", "--model", str(current / "model_fp32.tflite"),
+         "--camera", str(video), "--loop", "--headless", "--json", "--serve", "0"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[dict] = []
+    reader = threading.Thread(target=lambda: lines.extend(json.loads(x) for x in process.stdout))
+    reader.start()
+    errors: list[str] = []
+    url = None
+    try:
+        for line in process.stderr:
+            errors.append(line)
+            found = re.search(r"live view: (http://\S+)", line)
+            if found:
+                url = found.group(1).rstrip("/")
+                break
+        assert url, "".join(errors)
+        drain = threading.Thread(target=lambda: errors.extend(process.stderr))
+        drain.start()
+
+        def labels_seen() -> set[str]:
+            return {r["top_k"][0]["label"].split("-")[0] for r in list(lines) if "top_k" in r}
+
+        def wait_for(condition, seconds=30.0):
+            deadline = time.monotonic() + seconds
+            while not condition() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            return condition()
+
+        assert wait_for(lambda: len(lines) > 15)  # looped once past the end of the video
+        assert labels_seen() == {"old"}
+        switch(current, "v2")
+        assert wait_for(lambda: "new" in labels_seen()), "".join(errors)
+        with urllib.request.urlopen(url + "/predictions", timeout=10) as answer:
+            assert json.load(answer)["top_k"][0]["label"].startswith("new-")
+        # a model that cannot load: the running one stays, one line says so
+        seen = len(lines)
+        switch(current, "v3")
+        assert wait_for(lambda: any("model reload failed" in e for e in errors))
+        assert wait_for(lambda: len(lines) > seen + 30)
+        assert {r["top_k"][0]["label"].split("-")[0] for r in lines[seen + 10:]} == {"new"}
+        with urllib.request.urlopen(url + "/healthz", timeout=10) as answer:
+            assert answer.status == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+        reader.join(timeout=10)
+    assert code == 0, "".join(errors)
+    frames = [r for r in lines if "top_k" in r]
+    numbers = [int(r["source"].rsplit("#", 1)[1]) for r in frames]
+    # a recording hands over every frame: none lost across the swap, in order
+    assert numbers == list(range(1, len(numbers) + 1))
+    labels = [r["top_k"][0]["label"].split("-")[0] for r in frames]
+    first_new = labels.index("new")
+    assert set(labels[:first_new]) == {"old"} and set(labels[first_new:]) == {"new"}
+    assert sum("model reload failed" in e for e in errors) == 1
+    assert sum("model reloaded" in e for e in errors) == 1, "".join(errors)
+
+
+# ----------------------------------------------------------------------------- the watchdog
+
+class StallingSource(FrameSource):
+    """A camera that delivers ``good`` frames, then hangs in its capture call (as libcamera
+    can) until ``release`` is set."""
+
+    def __init__(self, good: int) -> None:
+        self.name, self.fps, self.keep_all = "stalling", 0.0, False
+        self.good = good
+        self.release = threading.Event()
+        self._begin(np.zeros((8, 8, 3), np.uint8))
+
+    def _read(self):
+        if self.frames_read < self.good:
+            time.sleep(0.02)
+            return np.zeros((8, 8, 3), np.uint8)
+        self.release.wait()
+        return None
+
+    def _release(self) -> None:
+        pass
+
+
+class CountingClassifier:
+    """What the stream loop needs of a classifier, without a model."""
+
+    labels = ["a", "b"]
+
+    def input_tensor(self, image):
+        return np.zeros(1)
+
+    def classify_tensor(self, tensor, k=3, threshold=0.0):
+        return [Prediction("a", 0, 1.0)], 0.1
+
+
+def test_a_stalled_camera_stops_notifying_the_watchdog(tmp_path, monkeypatch):
+    address = str(tmp_path / "notify")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(address)
+    listener.settimeout(0.1)
+    monkeypatch.setenv("NOTIFY_SOCKET", address)
+    monkeypatch.setenv("WATCHDOG_USEC", "200000")  # 0.2 s: a datagram every 0.05 s at most
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    source = StallingSource(good=40)
+    monkeypatch.setattr("edge_runtime.camera_run.open_camera", lambda options: source)
+    codes = []
+    run = threading.Thread(target=lambda: codes.append(
+        run_camera(CountingClassifier(), CameraOptions(camera="0", headless=True,
+                                                       summary_every_s=60))))
+    received: list[tuple[float, str]] = []
+    run.start()
+    try:
+        deadline = time.monotonic() + 4.0  # 40 frames take 0.8 s, then the camera hangs
+        while time.monotonic() < deadline:
+            try:
+                received.append((time.monotonic(), listener.recv(256).decode()))
+            except TimeoutError:
+                pass
+    finally:
+        source.release.set()
+        run.join(timeout=10)
+    with listener:
+        ending = []
+        while True:
+            try:
+                ending.append(listener.recv(256).decode())
+            except TimeoutError:
+                break
+    states = [state for _, state in received]
+    assert states[0] == "READY=1" and states.count("READY=1") == 1
+    assert states.count("WATCHDOG=1") >= 3
+    last = max(t for t, state in received if state == "WATCHDOG=1")
+    # frozen for over 2 s: silent well past the 0.2 s timeout, so systemd would restart it
+    assert deadline - last > 2.0, states
+    assert codes == [1]  # the camera "stopped delivering" once released
+    assert ending == ["STOPPING=1"]
+
+
+def test_no_notify_socket_sends_nothing_and_abstract_names_are_understood(monkeypatch):
+    assert Notifier({}).send("READY=1") is False
+    notifier = Notifier({"NOTIFY_SOCKET": "@edge-test", "WATCHDOG_USEC": "30000000",
+                         "WATCHDOG_PID": str(os.getpid() + 1)})
+    assert notifier.address == "\0edge-test"
+    assert notifier.watchdog_s == 0.0  # the watchdog is another process's
