@@ -24,7 +24,7 @@ from common.errors import (
     UserError,
 )
 
-PACKAGES = ("common", "train", "export", "edge_runtime", "benchmarks", "tune")
+PACKAGES = ("common", "train", "export", "edge_runtime", "deploy", "benchmarks", "tune")
 """The loggers :func:`setup_logging` configures: library code logs under its module name."""
 
 

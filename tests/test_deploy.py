@@ -1,12 +1,11 @@
 """Running at boot: the unit template deploy/edge-classify.service stays a command line
-edge-classify accepts, and deploy/install-service writes it for the user who installs it, in
-a form systemd accepts (``systemd-analyze verify``), with the live view's token kept out of it."""
+edge-classify accepts, and ``edge-service install`` writes it for the user who installs it, in
+a form systemd accepts (``systemd-analyze verify``, watchdog included), with the live view's
+token kept out of it."""
 
 from __future__ import annotations
 
 import configparser
-import importlib.machinery
-import importlib.util
 import os
 import pwd
 import re
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from deploy import service_cli
+from deploy import unit as unit_module
 from edge_runtime.cli import build_parser, camera_options, check_inputs
 
 # the edge extra alone runs these (no TensorFlow): make pi-check runs them on arm64
@@ -25,15 +26,6 @@ pytestmark = pytest.mark.edge
 
 REPO = Path(__file__).resolve().parents[1]
 UNIT = REPO / "deploy/edge-classify.service"
-INSTALLER = REPO / "deploy/install-service"
-
-
-def installer():
-    """deploy/install-service as a module (a script without the .py suffix)."""
-    loader = importlib.machinery.SourceFileLoader("install_service", str(INSTALLER))
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
-    loader.exec_module(module)
-    return module
 
 
 def parse_unit(text: str) -> configparser.ConfigParser:
@@ -56,7 +48,7 @@ def example_unit(**changes) -> str:
               "model": Path("/home/alice/pets/model_int8.tflite"), "camera": "auto",
               "serve": "127.0.0.1:8080",
               "env_file": Path("/home/alice/.config/edge-classify/serve.env")}
-    return installer().render(**{**values, **changes})
+    return unit_module.render(**{**values, **changes})
 
 
 # ----------------------------------------------------------------------------- the unit
@@ -92,14 +84,22 @@ def test_the_unit_does_not_restart_on_a_usage_error():
 
 
 def test_the_template_is_the_one_definition():
-    assert installer().TEMPLATE == UNIT
+    assert unit_module.template() == UNIT.read_text()
     assert sorted(p.name for p in UNIT.parent.glob("*.service")) == [UNIT.name]
     placeholders = set(re.findall(r"@([A-Z_]+)@", UNIT.read_text()))
-    assert placeholders == {"USER", "WORKDIR", "ENV_FILE", "EDGE_CLASSIFY", "MODEL", "CAMERA",
-                            "SERVE"}
+    assert placeholders == set(unit_module.PLACEHOLDERS)
 
 
-# ----------------------------------------------------------------------------- install-service
+def test_the_unit_is_watched_and_reloads():
+    service = parse_unit(example_unit())["Service"]
+    # systemd restarts a service whose frames stopped (edge_runtime/sdnotify.py notifies)
+    assert service["Type"] == "notify" and int(service["WatchdogSec"]) > 0
+    # the camera wait (60 s) fits before READY=1 is due
+    assert int(service["TimeoutStartSec"]) > 60 + 30
+    assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
+
+
+# ----------------------------------------------------------------------------- edge-service
 
 def this_user() -> str:
     return pwd.getpwuid(os.geteuid()).pw_name
@@ -119,13 +119,12 @@ def home(tmp_path) -> Path:
 
 
 def install(home: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """The installer as the system's python3 would run it: -I -S, so the standard library
-    alone (no venv, no PYTHONPATH, no site-packages) must be enough."""
-    argv = [sys.executable, "-I", "-S", str(INSTALLER), "--user", this_user(),
+    """``edge-service install`` in a process of its own."""
+    argv = [sys.executable, "-m", "deploy.service_cli", "install", "--user", this_user(),
             "--workdir", str(home), "--venv", str(home / "edge"),
             "--model", str(home / "pets/model_int8.tflite"),
             "--env-file", str(home / ".config/edge-classify/serve.env"), *extra]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60,
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=REPO,
                           env={**os.environ, **(env or {})})
 
 
@@ -176,14 +175,14 @@ def test_network_mode_keeps_the_token_in_a_private_file_and_out_of_the_unit(home
 
 
 def test_under_sudo_the_unit_is_for_the_user_who_ran_sudo(home, monkeypatch, capsys):
-    module = installer()
+    module = service_cli
     alice = pwd.struct_passwd(("alice", "x", 4242, 4242, "", str(home), "/bin/bash"))
-    monkeypatch.setattr(module.os, "geteuid", lambda: 0)
-    monkeypatch.setattr(module.pwd, "getpwnam",
+    monkeypatch.setattr(unit_module.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(unit_module.pwd, "getpwnam",
                         lambda name: alice if name == "alice" else pwd.getpwnam(name))
     monkeypatch.setenv("SUDO_USER", "alice")
     # "~" is alice's home, not root's; the venv is the README's ~/edge, hers
-    assert module.main(["--model", "~/pets/model_int8.tflite", "--print"]) == 0
+    assert module.main(["install", "--model", "~/pets/model_int8.tflite", "--print"]) == 0
     unit = parse_unit(capsys.readouterr().out)
     assert unit["Service"]["User"] == "alice"
     assert unit["Service"]["WorkingDirectory"].replace("%%", "%") == str(home)
@@ -191,7 +190,7 @@ def test_under_sudo_the_unit_is_for_the_user_who_ran_sudo(home, monkeypatch, cap
                                     str(home / "pets/model_int8.tflite")]
     # root without sudo, naming nobody: refused, not a unit that runs the camera as root
     monkeypatch.delenv("SUDO_USER")
-    assert module.main(["--model", "~/pets/model_int8.tflite", "--print"]) == 2
+    assert module.main(["install", "--model", "~/pets/model_int8.tflite", "--print"]) == 2
     assert "--user NAME" in capsys.readouterr().err
 
 
@@ -210,14 +209,14 @@ def test_install_usage_errors_are_one_line_and_exit_2(home, change, message):
 
 
 def test_installing_without_root_says_to_use_sudo(home, monkeypatch, tmp_path, capsys):
-    module = installer()
+    module = service_cli
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     monkeypatch.setattr(module, "UNIT_PATH", locked / "edge-classify.service")
     access = os.access  # root may write anywhere: pretend it may not write there
     monkeypatch.setattr(module.os, "access",
                         lambda path, mode: Path(path) != locked and access(path, mode))
-    code = module.main(["--user", this_user(), "--workdir", str(home), "--venv",
+    code = module.main(["install", "--user", this_user(), "--workdir", str(home), "--venv",
                         str(home / "edge"), "--model", str(home / "pets/model_int8.tflite")])
     assert code == 2 and not (locked / "edge-classify.service").exists()
     assert "run it with sudo" in capsys.readouterr().err

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = ("common", "edge_runtime", "train", "export", "benchmarks", "tune")
+LAYERS = ("common", "edge_runtime", "deploy", "train", "export", "benchmarks", "tune")
 """Bottom first: a package may import its own modules and those of the packages before it."""
 
 
