@@ -9,8 +9,11 @@
 #              probe, bench on this machine, search (target: under 30 min on 2 cores; tune/e2e.py)
 # make feature-cache-bench — phase 1 on cached backbone features against end to end: seconds per
 #              epoch and val accuracy, MobileNetV2 1.0/160 (benchmarks/feature_cache.py; ~15 min)
+# make deploy-check — edge-deploy and the Ansible playbook against two sshd on localhost
 # make mediapipe-check — load the exported models in MediaPipe Tasks (a venv of its own,
 #                 cached in ~/.cache/edge-toolchain; see tests/test_mediapipe.py)
+# make wheel — dist/edge_toolchain-VERSION-py3-none-any.whl: what a Raspberry Pi installs (README,
+#              "On the Raspberry Pi": the wheel with the edge extra, no clone)
 # make pi-check — rehearse the Raspberry Pi install on an emulated Raspberry Pi OS, arm64 (root,
 #                 Linux; PI_CHECK_SUITE=trixie for Trixie; cached in /var/cache/edge-toolchain;
 #                 see scripts/pi_check.py)
@@ -27,7 +30,7 @@ ON_PI  := $(shell grep -qas 'Raspberry Pi' /proc/device-tree/model && echo yes)
 # the demo's settings live in train.demo_data.DEMO_TRAIN_SETTINGS
 DEMO_FLAGS := --preset demo
 
-.PHONY: demo test test-long bench bench-device calibration-study tune-bench feature-cache-bench pi-check mediapipe-check lint clean
+.PHONY: demo wheel test test-long deploy-check bench bench-device calibration-study tune-bench feature-cache-bench pi-check mediapipe-check lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,14 +56,26 @@ demo: $(VENV)/.installed-train
 	@echo "== 4/4 bench (the demo's: no process per model for peak memory, 50 timed runs a model)"
 	$(BIN)/edge-bench $(DEMO) --no-memory --runs 50 --warmup 5
 
+# built aside and moved in whole, so dist/ never holds half a wheel
+wheel: | $(BIN)/python
+	@rm -rf build/wheel && mkdir -p build/wheel dist
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir build/wheel .
+	@for w in build/wheel/*.whl; do mv -f "$$w" dist/ && echo "dist/$$(basename $$w)"; done
+	@rm -rf build/wheel
+
 # make test stays under 10 minutes on 2 cores; the tests that train or export models of their
 # own (learnability, determinism, resume, strategies, quantization debugging) are test-long,
 # and the MediaPipe check installs a second environment: CI runs all three
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -m "not mediapipe and not long"
+	$(BIN)/python -m pytest -m "not mediapipe and not long and not sshd"
 
 test-long: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -m long
+
+# edge-deploy and the Ansible role against two sshd on localhost (tests/test_fleet.py; skips,
+# saying why, without openssh-server and rsync: .ci/run installs them when root)
+deploy-check: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -m sshd -v
 
 mediapipe-check: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -m mediapipe -v

@@ -9,7 +9,6 @@ from pathlib import Path
 from benchmarks.config import BenchError
 from benchmarks.runners import TFLiteRunner
 from benchmarks.timing import ModelResult
-from common.fileio import sha256
 from edge_runtime.errors import EdgeError
 from edge_runtime.manifest import MANIFEST_FILE, Manifest
 
@@ -37,17 +36,10 @@ def load_bundle(folder: Path, remedy: str) -> Manifest:
         raise BenchError(f"{exc}; {remedy}") from None
     if not manifest.variants:
         raise BenchError(f"{folder / MANIFEST_FILE} lists no variants; {remedy}")
-    for name, variant in manifest.variants.items():
-        path = folder / variant.file
-        if not path.is_file():
-            raise BenchError(f"variant {name}: {path} is missing; {remedy}")
-        if variant.sha256:
-            actual = sha256(path)
-            if actual != variant.sha256:
-                raise BenchError(
-                    f"variant {name}: {path} does not match the manifest (sha256 "
-                    f"{actual[:12]}…, manifest.json says {variant.sha256[:12]}…): the file "
-                    f"was changed or damaged after export; copy the bundle again or {remedy}")
+    try:
+        manifest.check_files(folder)
+    except EdgeError as exc:
+        raise BenchError(f"{exc}; copy the bundle again or {remedy}") from None
     return manifest
 
 

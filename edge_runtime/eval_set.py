@@ -26,6 +26,21 @@ ANSWERS_PREFIX = "answers_"
 DEFAULT_SAMPLES = 300
 """How many images export puts in the bundle unless told otherwise (stratified)."""
 
+INT8_AGREEMENT = 0.75
+"""The share of images on which an int8 variant's top-1 on a device must equal the workstation's.
+Float kernels agree to rounding (a float variant must match on every image); int8 ones requantize
+differently on ARM and x86, and in a tiny model trained from scratch on 70 images, with calibration
+ranges that have not settled, that moves borderline answers: seen in ``make pi-check``, 3 and 10
+of 100 images in two trainings (the same pixels gave 0.62 square on arm64, 0.54 triangle on x86). A
+real fault (the kernels, the preprocessing, the colour order) answers near chance, 20-40 % of
+images. ``make pi-check`` and ``edge-model activate`` hold devices to it."""
+
+
+def required_agreement(variant: str) -> float:
+    """The share of the workstation's answers variant ``variant`` must give on a device: every
+    one for a float variant, :data:`INT8_AGREEMENT` for an int8 one (``int8``, ``int8_*``)."""
+    return INT8_AGREEMENT if variant.startswith("int8") else 1.0
+
 
 @dataclass(frozen=True)
 class EvalSet:

@@ -307,6 +307,27 @@ class Manifest:
         except ManifestError as exc:
             raise ManifestError(str(exc).replace(MANIFEST_FILE, str(path), 1)) from None
 
+    def check_files(self, folder: str | os.PathLike) -> None:
+        """Check that every variant file is in ``folder`` and, where the manifest records its
+        sha256, unchanged: a file altered or truncated in copying is caught before it is used.
+
+        Raises:
+            ManifestError: the first missing or altered file, named with both hashes.
+        """
+        from common.fileio import sha256
+
+        for name, variant in self.variants.items():
+            path = Path(folder) / variant.file
+            if not path.is_file():
+                raise ManifestError(f"variant {name}: {path} is missing")
+            if variant.sha256:
+                actual = sha256(path)
+                if actual != variant.sha256:
+                    raise ManifestError(
+                        f"variant {name}: {path} does not match the manifest (sha256 "
+                        f"{actual[:12]}…, manifest.json says {variant.sha256[:12]}…): the file "
+                        "was changed or damaged after export")
+
     @classmethod
     def beside(cls, model_path: str | os.PathLike) -> Manifest | None:
         """The manifest in the model file's folder, or None when there is none."""

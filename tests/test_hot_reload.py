@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from deploy.store import Store, activate
 from edge_runtime.camera_run import CameraOptions, run_camera
 from edge_runtime.classifier import Prediction
 from edge_runtime.frame_source import FrameSource
-from edge_runtime.manifest import MANIFEST_FILE
 from edge_runtime.sdnotify import Notifier
+from tests.bundle_variants import renamed
 from tests.helpers import demo_images, write_video
 
 pytestmark = pytest.mark.edge
@@ -31,20 +31,8 @@ pytestmark = pytest.mark.edge
 REPO = Path(__file__).resolve().parents[1]
 
 
-def renamed_bundle(bundle: Path, out: Path, prefix: str) -> Path:
-    """A copy of ``bundle`` whose class names start with ``prefix``: the same answers under
-    other names, so which model gave a label is plain to see."""
-    shutil.copytree(bundle, out)
-    labels = [prefix + name for name in (out / "labels.txt").read_text().split()]
-    (out / "labels.txt").write_text("\n".join(labels) + "\n")
-    manifest = json.loads((out / MANIFEST_FILE).read_text())
-    manifest["labels"] = labels
-    (out / MANIFEST_FILE).write_text(json.dumps(manifest))
-    return out
-
-
 def switch(link: Path, target: str) -> None:
-    """What edge-model activate does: a new link under a temporary name, renamed over."""
+    """The link switched by hand (as edge-model would, atomically), here to what no check passes."""
     temporary = link.with_name(".current.new")
     os.symlink(target, temporary)
     os.replace(temporary, link)
@@ -53,13 +41,12 @@ def switch(link: Path, target: str) -> None:
 def test_a_looping_camera_run_switches_models_without_losing_a_frame(bundle, demo_dir,
                                                                       tmp_path):
     video = write_video(tmp_path / "clip.avi", demo_images(demo_dir)[:10], 10)
-    renamed_bundle(bundle, tmp_path / "v1", "old-")
-    renamed_bundle(bundle, tmp_path / "v2", "new-")
-    broken = tmp_path / "v3"
+    store = Store(tmp_path / "models")
+    assert activate(store, renamed(bundle, tmp_path / "v1", "old-")).ok
+    broken = store.root / "versions" / "broken"  # what no check would let through
     broken.mkdir()
     (broken / "model_fp32.tflite").write_bytes(b"not a model")
-    current = tmp_path / "current"
-    os.symlink("v1", current)
+    current = store.root / "current"
     process = subprocess.Popen(
         [sys.executable, "-m", "edge_runtime.cli", "--model", str(current / "model_fp32.tflite"),
          "--camera", str(video), "--loop", "--headless", "--json", "--serve", "0"],
@@ -91,13 +78,14 @@ def test_a_looping_camera_run_switches_models_without_losing_a_frame(bundle, dem
 
         assert wait_for(lambda: len(lines) > 15)  # looped once past the end of the video
         assert labels_seen() == {"old"}
-        switch(current, "v2")
+        # edge-model activate: checked, then the link switched underneath the running camera
+        assert activate(store, renamed(bundle, tmp_path / "v2", "new-")).result == "activated"
         assert wait_for(lambda: "new" in labels_seen()), "".join(errors)
         with urllib.request.urlopen(url + "/predictions", timeout=10) as answer:
             assert json.load(answer)["top_k"][0]["label"].startswith("new-")
         # a model that cannot load: the running one stays, one line says so
         seen = len(lines)
-        switch(current, "v3")
+        switch(current, "versions/broken")
         assert wait_for(lambda: any("model reload failed" in e for e in errors))
         assert wait_for(lambda: len(lines) > seen + 30)
         assert {r["top_k"][0]["label"].split("-")[0] for r in lines[seen + 10:]} == {"new"}

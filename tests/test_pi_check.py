@@ -4,6 +4,7 @@ under emulation: make pi-check)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -43,7 +44,7 @@ def test_only_the_public_index_shows_no_folder():
 def test_the_rehearsed_install_is_the_readmes_block(tmp_path):
     lines = pi_check.readme_install_lines()
     assert lines in (REPO / "README.md").read_text()
-    assert 'pip install ".[edge]"' in lines and "--system-site-packages" in lines
+    assert '-py3-none-any.whl[edge]"' in lines and "--system-site-packages" in lines
     assert "--list-cameras" in lines  # check_list_cameras reads what this line prints
     readme = tmp_path / "README.md"
     readme.write_text("# no marker\n```bash\necho hi\n```\n")
@@ -65,3 +66,11 @@ def test_the_picamera2_stand_in_is_an_apt_package_that_imports_an_apt_numpy_modu
     compile(source, str(module), "exec")  # from __future__ still comes first
     index = pi_userland.packages_index(deb)
     assert f"Filename: ./{deb.name}" in index and "SHA256: " in index
+
+
+def test_the_readme_installs_the_wheel_make_wheel_builds():
+    version = re.search(r'^version = "([^"]+)"', (REPO / "pyproject.toml").read_text(),
+                        re.M).group(1)
+    wheel = f"edge_toolchain-{version}-py3-none-any.whl"
+    assert f'pip install "./{wheel}[edge]"' in pi_check.readme_install_lines()
+    assert f"scp dist/{wheel} " in (REPO / "README.md").read_text()

@@ -1,0 +1,112 @@
+"""edge-deploy: a bundle to one Raspberry Pi or fifty, over ssh and rsync, none left broken.
+
+    edge-deploy runs/pets/export pi-kitchen pi-door pi@10.0.0.7
+    edge-deploy runs/pets/export $(cat hosts.txt) --jobs 16 --json
+
+Each host, in parallel, gets the bundle copied into a new version folder (rsync: only what
+changed) and runs ``edge-model activate`` on it: every file's sha256 against the manifest, the
+bundle's evaluation set giving the workstation's answers on that device, then the ``current``
+link switched atomically; a running service picks the new model up between two frames. A host
+that fails a check stays on its version. One row per host: version, checks, result. Hosts,
+users, ports and keys come from ssh's configuration (batch mode: keys, no password prompts).
+The hosts need the wheel installed (README, 'On the Raspberry Pi'): ``~/edge/bin/edge-model``.
+For an inventory instead of a list, deploy/ansible/ does the same with ansible-playbook.
+
+Exit codes: 0 every host runs the bundle; 1 a host could not be reached, could not take the
+copy or refused the bundle (the others went on); 2 bad usage: not a bundle, no ssh or rsync
+here; 3 an internal error (the traceback saved to a file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from common.argtypes import Parser, parse_command_line, positive_float, positive_int
+from common.command import run_command, say
+from common.errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
+from deploy.fleet import DEFAULT_EDGE_MODEL, Settings, deploy
+from deploy.store import version_of
+from edge_runtime.errors import EdgeError
+from edge_runtime.manifest import MANIFEST_FILE, Manifest
+
+PROG = "edge-deploy"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``edge-deploy``."""
+    parser = Parser(prog=PROG, description=__doc__)
+    parser.add_argument("bundle", type=Path, metavar="BUNDLE",
+                        help="the export/ folder edge-export wrote")
+    parser.add_argument("hosts", nargs="+", metavar="HOST",
+                        help="[USER@]HOST as ssh takes it (an alias of ~/.ssh/config too)")
+    parser.add_argument("--ssh-config", type=Path, metavar="FILE",
+                        help="ssh configuration to use instead of ~/.ssh/config (ssh -F)")
+    parser.add_argument("--edge-model", default=DEFAULT_EDGE_MODEL, metavar="PATH",
+                        help="edge-model on the hosts (~ is the remote user's home)")
+    parser.add_argument("--root", metavar="DIR",
+                        help="the versions' folder on the hosts (default: theirs, "
+                             "$EDGE_MODEL_ROOT else ~/edge-models)")
+    parser.add_argument("--jobs", type=positive_int, default=8, metavar="N",
+                        help="hosts deployed to at once")
+    parser.add_argument("--timeout", type=positive_float, default=600.0, metavar="SECONDS",
+                        help="the longest one step (connect, copy, check) may take on a host")
+    parser.add_argument("--json", action="store_true",
+                        help='one JSON object per host: {"host", "version", "checks", '
+                             '"result", "ok"}')
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Carry out a parsed command line; returns the exit code."""
+    bundle = args.bundle
+    try:
+        manifest = Manifest.load(bundle)
+        manifest.check_files(bundle)  # a bundle broken here is broken everywhere: say it once
+    except EdgeError as exc:
+        if not (bundle / MANIFEST_FILE).is_file():
+            raise UsageError(f"{bundle}: not a bundle (no {MANIFEST_FILE}): give the export/ "
+                             "folder edge-export wrote") from None
+        raise UsageError(f"{exc}; copy or export the bundle again") from None
+    for tool in ("ssh", "rsync"):
+        if shutil.which(tool) is None:
+            raise UsageError(f"{tool} is not installed here (apt install openssh-client rsync)")
+    if args.ssh_config is not None and not args.ssh_config.is_file():
+        raise UsageError(f"--ssh-config {args.ssh_config}: no such file")
+    hosts = list(dict.fromkeys(args.hosts))  # a host named twice is deployed to once
+    version = version_of(bundle)
+    settings = Settings(args.ssh_config, args.edge_model, args.root, args.jobs, args.timeout)
+    say(PROG, f"version {version} to {len(hosts)} host(s), {min(args.jobs, len(hosts))} at a "
+              "time")
+    rows = deploy(bundle.resolve(), hosts, version, settings,
+                  on_done=lambda r: say(PROG, f"{r.host}: {r.result}"))
+    if args.json:
+        for row in rows:
+            print(json.dumps(row.to_json()))
+    else:
+        width = max(len("host"), *(len(r.host) for r in rows))
+        checks = max(len("checks"), *(len(r.checks) for r in rows))
+        print(f"{'host':{width}}  {'version':12}  {'checks':{checks}}  result")
+        for r in rows:
+            print(f"{r.host:{width}}  {r.version:12}  {r.checks:{checks}}  {r.result}")
+    failed = [r.host for r in rows if not r.ok]
+    if failed:
+        say(PROG, f"{len(failed)} of {len(rows)} host(s) not updated: {', '.join(failed)}")
+        return EXIT_CHECK_FAILED
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point of ``edge-deploy``; returns the exit code (see the module doc)."""
+    args = parse_command_line(lambda: build_parser().parse_intermixed_args(argv))
+    if isinstance(args, int):
+        return args
+    return run_command(PROG, lambda: run(args), needs_tensorflow=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

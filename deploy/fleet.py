@@ -1,0 +1,144 @@
+"""A bundle to many devices over ssh and rsync, each checked and switched by its own
+``edge-model activate`` (``edge-deploy``).
+
+Per host, in parallel: ``edge-model incoming VERSION`` there says (and makes) the folder to copy
+into, ``rsync`` copies the bundle into it (only what changed, when a copy was started before),
+and ``edge-model activate`` there checks it and switches ``current``. A host that cannot be
+reached, or whose check fails, stays on its version and does not stop the others. ssh runs in
+batch mode (keys, never a password prompt); hosts, users, ports and keys come from ssh's own
+configuration (``~/.ssh/config``, or ``--ssh-config FILE``).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_EDGE_MODEL = "~/edge/bin/edge-model"
+"""edge-model in the README's venv on the device (``~``: the remote user's home)."""
+SSH_UNREACHABLE = 255
+"""ssh's exit code when it could not connect (or authenticate)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to reach the hosts and what to run there."""
+
+    ssh_config: Path | None = None
+    """An ssh configuration file (``ssh -F``); None: ssh's own (``~/.ssh/config``)."""
+    edge_model: str = DEFAULT_EDGE_MODEL
+    """The edge-model command on the hosts."""
+    root: str | None = None
+    """``--root`` for edge-model on the hosts; None: theirs (``$EDGE_MODEL_ROOT``, else
+    ``~/edge-models``)."""
+    jobs: int = 8
+    """Hosts deployed to at once."""
+    timeout_s: float = 600.0
+    """The longest one step on one host may take (the answers check runs every variant)."""
+
+
+@dataclass(frozen=True)
+class HostResult:
+    """One host's row."""
+
+    host: str
+    version: str
+    checks: str
+    """The checks as ``name ok`` / ``name FAILED``, or ``-`` when none ran."""
+    result: str
+    """``activated``, ``already current``, or what went wrong."""
+    ok: bool
+
+    def to_json(self) -> dict:
+        return {"host": self.host, "version": self.version, "checks": self.checks,
+                "result": self.result, "ok": self.ok}
+
+
+def _remote_word(word: str) -> str:
+    """A word of a remote shell command: quoted, a leading ``~/`` left for the shell to expand."""
+    if word.startswith("~/"):
+        return "~/" + shlex.quote(word[2:])
+    return shlex.quote(word)
+
+
+def ssh_options(settings: Settings) -> list[str]:
+    """ssh's options: no password prompts, a bounded wait to connect, the configuration."""
+    options = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+    if settings.ssh_config is not None:
+        options += ["-F", str(settings.ssh_config)]
+    return options
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "(no message)"
+
+
+def _remote(host: str, settings: Settings, *args: str) -> subprocess.CompletedProcess:
+    """``edge-model ARGS`` on ``host`` over ssh."""
+    words = [settings.edge_model, *args]
+    if settings.root is not None:
+        words += ["--root", settings.root]
+    command = " ".join(_remote_word(w) for w in words)
+    return subprocess.run(["ssh", *ssh_options(settings), host, "--", command],
+                          capture_output=True, text=True, timeout=settings.timeout_s,
+                          stdin=subprocess.DEVNULL)
+
+
+def deploy_host(host: str, bundle: Path, version: str, settings: Settings) -> HostResult:
+    """Copy ``bundle`` to ``host`` and activate it there; never raises for the host's sake."""
+    def failed(result: str, checks: str = "-") -> HostResult:
+        return HostResult(host, version, checks, " ".join(result.split()), False)
+
+    try:
+        where = _remote(host, settings, "incoming", version)
+        if where.returncode == SSH_UNREACHABLE:
+            return failed(f"unreachable: {_last_line(where.stderr)}")
+        if where.returncode != 0:
+            return failed(f"edge-model incoming failed (exit {where.returncode}): "
+                          f"{_last_line(where.stderr)}")
+        folder = _last_line(where.stdout)
+        rsh = shlex.join(["ssh", *ssh_options(settings)])
+        copy = subprocess.run(["rsync", "-a", "--delete", "--exclude", "/bench/", "-e", rsh,
+                               f"{bundle}/", f"{host}:{folder}/"],
+                              capture_output=True, text=True, timeout=settings.timeout_s,
+                              stdin=subprocess.DEVNULL)
+        if copy.returncode != 0:
+            return failed(f"copy failed (rsync exit {copy.returncode}): "
+                          f"{_last_line(copy.stderr)}")
+        done = _remote(host, settings, "activate", folder, "--json")
+    except subprocess.TimeoutExpired as exc:
+        return failed(f"timed out after {exc.timeout:.0f} s")
+    except OSError as exc:
+        return failed(f"cannot run {exc.filename}: {exc.strerror}")
+    if done.returncode == SSH_UNREACHABLE:
+        return failed(f"unreachable: {_last_line(done.stderr)}")
+    try:
+        report = json.loads(_last_line(done.stdout))
+        checks = ", ".join(f"{c['name']} {'ok' if c['ok'] else 'FAILED'}"
+                           for c in report["checks"]) or "-"
+        outcome = report["result"]
+    except (ValueError, KeyError, TypeError):
+        return failed(f"edge-model activate failed (exit {done.returncode}): "
+                      f"{_last_line(done.stderr)}")
+    if done.returncode != 0:
+        # the device's own line naming the failed check and the version that stays
+        return failed(f"refused: {_last_line(done.stderr)}", checks)
+    return HostResult(host, report.get("version") or version, checks, outcome, True)
+
+
+def deploy(bundle: Path, hosts: list[str], version: str, settings: Settings,
+           on_done=lambda result: None) -> list[HostResult]:
+    """:func:`deploy_host` on every host, ``settings.jobs`` at a time; rows in ``hosts`` order.
+    ``on_done`` is called as each host finishes."""
+    def one(host: str) -> HostResult:
+        result = deploy_host(host, bundle, version, settings)
+        on_done(result)
+        return result
+
+    with ThreadPoolExecutor(max_workers=max(1, min(settings.jobs, len(hosts)))) as pool:
+        return list(pool.map(one, hosts))
