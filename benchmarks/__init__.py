@@ -21,4 +21,6 @@ evaluation set the bundle carries. One module per job:
 - :mod:`~benchmarks.camera_loop` — the camera loop's stages, timed (``python -m``)
 - :mod:`~benchmarks.calibration_study` — int8 against the number of calibration images, on val (``python -m``)
 - :mod:`~benchmarks.feature_cache` — phase 1 on cached backbone features against end to end (``python -m``)
+- :mod:`~benchmarks.soak` — a long ``--camera --loop --serve`` run with a client: RSS and open
+  descriptors sampled, their slope (``python -m``)
 """
