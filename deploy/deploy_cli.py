@@ -26,7 +26,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.argtypes import Parser, parse_command_line, positive_float, positive_int
+from common.argtypes import (
+    Parser,
+    add_verbosity,
+    parse_command_line,
+    positive_float,
+    positive_int,
+)
 from common.command import run_command, say
 from common.errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 from deploy.fleet import DEFAULT_EDGE_MODEL, Settings, deploy
@@ -53,11 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "$EDGE_MODEL_ROOT else ~/edge-models)")
     parser.add_argument("--jobs", type=positive_int, default=8, metavar="N",
                         help="hosts deployed to at once")
-    parser.add_argument("--timeout", type=positive_float, default=600.0, metavar="SECONDS",
+    parser.add_argument("--timeout", type=positive_float, default=600, metavar="SECONDS",
                         help="the longest one step (connect, copy, check) may take on a host")
     parser.add_argument("--json", action="store_true",
                         help='one JSON object per host: {"host", "version", "checks", '
                              '"result", "ok"}')
+    add_verbosity(parser)
     return parser
 
 
@@ -105,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_command_line(lambda: build_parser().parse_intermixed_args(argv))
     if isinstance(args, int):
         return args
-    return run_command(PROG, lambda: run(args), needs_tensorflow=False)
+    return run_command(PROG, lambda: run(args), needs_tensorflow=False, verbose=args.verbose,
+                       quiet=args.quiet)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.argtypes import Parser, parse_command_line, positive_int
+from common.argtypes import Parser, add_verbosity, parse_command_line, positive_int
 from common.command import run_command, say
 from common.errors import EXIT_CHECK_FAILED, EXIT_OK
 from deploy.store import DEFAULT_ROOT, ROOT_VARIABLE, Store, activate, default_root, describe
@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--root", type=Path, default=None, metavar="DIR",
                          help=f"where the versions live (default: ${ROOT_VARIABLE}, else "
                               f"{DEFAULT_ROOT})")
+        add_verbosity(sub)
         return sub
 
     act = command("activate", "check a bundle on this machine and make it the current version")
@@ -113,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_command_line(lambda: build_parser().parse_args(argv))
     if isinstance(args, int):
         return args
-    return run_command(PROG, lambda: run(args), needs_tensorflow=False, progress_to="stderr")
+    return run_command(PROG, lambda: run(args), needs_tensorflow=False, verbose=args.verbose,
+                       quiet=args.quiet, progress_to="stderr")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.argtypes import Parser, parse_command_line
+from common.argtypes import Parser, add_verbosity, parse_command_line
 from common.command import run_command, say
 from common.errors import UsageError
 from deploy.unit import (
@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--output", metavar="FILE",
                        help=f"write the unit to FILE instead of {UNIT_PATH} (to review it, "
                             "or for tests)")
+    add_verbosity(install)
     return parser
 
 
@@ -165,7 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_command_line(lambda: build_parser().parse_args(argv))
     if isinstance(args, int):
         return args
-    return run_command(PROG, lambda: run(args), needs_tensorflow=False, progress_to="stderr")
+    return run_command(PROG, lambda: run(args), needs_tensorflow=False, verbose=args.verbose,
+                       quiet=args.quiet, progress_to="stderr")
 
 
 if __name__ == "__main__":
