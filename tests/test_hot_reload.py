@@ -4,6 +4,7 @@ systemd's watchdog it is alive only while frames are classified (edge_runtime/sd
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -22,6 +23,7 @@ from deploy.store import Store, activate
 from edge_runtime.camera_run import CameraOptions, run_camera
 from edge_runtime.classifier import Prediction
 from edge_runtime.frame_source import FrameSource
+from edge_runtime.reload import ModelWatch
 from edge_runtime.sdnotify import Notifier
 from tests.bundle_variants import renamed
 from tests.helpers import demo_images, write_video
@@ -191,3 +193,46 @@ def test_no_notify_socket_sends_nothing_and_abstract_names_are_understood(monkey
                          "WATCHDOG_PID": str(os.getpid() + 1)})
     assert notifier.address == "\0edge-test"
     assert notifier.watchdog_s == 0.0  # the watchdog is another process's
+
+
+def test_sighup_reloads_the_same_path_and_a_model_that_fails_keeps_the_old(tmp_path):
+    model = tmp_path / "model.tflite"
+    model.write_bytes(b"TFL3")
+    loads: list[str] = []
+
+    def load(path: str):
+        loads.append(path)
+        if len(loads) == 2:
+            raise ValueError("not a\nmodel")
+        return f"classifier {len(loads)}"
+
+    def next_swap(watch: ModelWatch, seconds: float = 5.0):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            new = watch()
+            if new is not None:
+                return new
+            time.sleep(0.01)
+        return None
+
+    watch = ModelWatch(model, load, poll_s=3600)  # only SIGHUP can ask
+    assert watch() is None and loads == []
+    # the logger may not propagate (run_command configured it in an earlier test): listen to it
+    logger = logging.getLogger("edge_runtime.reload")
+    records: list[logging.LogRecord] = []
+    listener = logging.Handler()
+    listener.emit = records.append
+    logger.addHandler(listener)
+    previous_level = logger.level
+    logger.setLevel(logging.INFO)
+    with watch.sighup():
+        os.kill(os.getpid(), signal.SIGHUP)  # systemctl reload
+        assert next_swap(watch) == "classifier 1"
+        assert loads == [str(model)] and watch.reloads == 1
+        os.kill(os.getpid(), signal.SIGHUP)
+        assert next_swap(watch, 1.0) is None  # the load failed: nothing to swap
+    logger.removeHandler(listener)
+    logger.setLevel(previous_level)
+    failures = [r.getMessage() for r in records if "reload failed" in r.getMessage()]
+    assert len(failures) == 1 and "\n" not in failures[0] and "not a model" in failures[0]
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL  # put back after the run
