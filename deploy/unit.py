@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from common.errors import UsageError
+from common.fileio import atomic_write
 
 TEMPLATE_NAME = "edge-classify.service"
 UNIT_PATH = Path("/etc/systemd/system/edge-classify.service")
@@ -101,8 +102,6 @@ def write_private(path: Path, text: str, owner: pwd.struct_passwd | None) -> Non
         if owner is not None:
             os.chown(tmp, owner.pw_uid, owner.pw_gid)
 
-    from common.fileio import atomic_write
-
     atomic_write(path, write)
 
 
@@ -127,8 +126,6 @@ def make_env_file(path: Path, owner: pwd.struct_passwd) -> tuple[bool, str | Non
 def write_unit(path: Path, text: str) -> None:
     """Write the unit atomically, mode 644 whatever the umask (systemd reads it as root, people
     read it too)."""
-    from common.fileio import atomic_write
-
     def write(tmp: str) -> None:
         Path(tmp).write_text(text, encoding="utf-8")
         os.chmod(tmp, 0o644)
