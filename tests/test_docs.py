@@ -247,3 +247,16 @@ def test_exit_code_tables_match_common_errors():
 def test_exit_code_docstring_matches_the_constants():
     rows = re.findall(r"^(\d+)\s{2,}\S", errors.__doc__, re.M)
     assert {int(code) for code in rows} == exit_codes()
+
+
+def test_relative_links_in_the_docs_reach_a_file():
+    broken = []
+    for doc in DOCS:
+        text = doc.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            path = target.split("#", 1)[0]
+            if not path or re.match(r"[a-z]+:", path):  # an anchor on the page, or a URL
+                continue
+            if not (doc.parent / path).exists():
+                broken.append(f"{doc.relative_to(ROOT)}: {target}")
+    assert not broken, f"links to no file: {broken}"
