@@ -199,3 +199,15 @@ def run_main(parser, argv: Sequence[str] | None, work: Callable[[argparse.Namesp
     return run_command(parser.prog, lambda: work(args), interrupted, needs_tensorflow,
                        verbose=getattr(args, "verbose", False),
                        quiet=getattr(args, "quiet", False), progress_to=progress_to)
+
+
+def check_first(prog: str, check: Callable[[], object]) -> int | None:
+    """Run ``check`` (a validation that must answer before TensorFlow's seconds of start-up):
+    None when it passes; when it raises a :class:`UserError`, one line on stderr and the exit
+    code to return (2)."""
+    try:
+        check()
+    except UserError as exc:
+        say(prog, f"error: {exc}")
+        return EXIT_USAGE
+    return None
