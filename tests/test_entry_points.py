@@ -8,7 +8,8 @@ import importlib
 import pytest
 
 ENTRY_POINTS = ["benchmarks.calibration_study", "benchmarks.camera_loop",
-                "benchmarks.feature_cache", "benchmarks.memprobe", "train.splits", "tune.e2e"]
+                "benchmarks.feature_cache", "benchmarks.memprobe", "tests.tiny_bundle", "train.splits",
+                "tune.e2e"]
 
 
 @pytest.mark.parametrize("module", ENTRY_POINTS)
