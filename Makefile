@@ -107,9 +107,14 @@ tune-bench: $(VENV)/.installed-train
 feature-cache-bench: $(VENV)/.installed-train
 	$(BIN)/python -m benchmarks.feature_cache
 
-# the dev extra trains the tiny bundle the emulated tests use
-pi-check: $(VENV)/.installed-dev
-	$(BIN)/python scripts/pi_check.py
+# the dev extra trains the tiny bundle the emulated tests use. Under sudo the venv is built as
+# the user who ran sudo, and root writes no bytecode into the checkout: nothing in it is left
+# owned by root
+pi-check:
+	@if [ "$$(id -u)" = 0 ] && [ -n "$$SUDO_USER" ] && [ "$$SUDO_USER" != root ]; then \
+	    sudo -H -u "$$SUDO_USER" $(MAKE) --no-print-directory $(VENV)/.installed-dev; \
+	else $(MAKE) --no-print-directory $(VENV)/.installed-dev; fi
+	PYTHONDONTWRITEBYTECODE=1 $(BIN)/python scripts/pi_check.py
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

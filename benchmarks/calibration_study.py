@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common.argtypes import Parser, parse_command_line
-from common.command import run_command
+from common.argtypes import Parser
+from common.command import run_main
 from common.figures import missing, new_figure, save
 from common.fileio import write_json, write_text
 from common.progress import progress_bar
@@ -140,12 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parse_command_line(lambda: parser.parse_args(argv))
-    if isinstance(args, int):
-        return args
-
-    def work() -> int:
+    def work(args) -> int:
         study = measure(args.run, args.sizes, progress=not args.no_progress)
         out = args.run / OUT
         out.mkdir(parents=True, exist_ok=True)
@@ -158,7 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               + ("" if drawn else " (no curve.png: matplotlib is missing)"))
         return 0
 
-    return run_command("calibration_study", work, interrupted="the study was not written")
+    return run_main(build_parser(), argv, work, "the study was not written",
+                    needs_tensorflow=True)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ shared (the load average is reported with it). TensorFlow is never imported.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
@@ -28,19 +27,17 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
+from common.argtypes import Parser, add_verbosity, positive_int
+from common.command import run_main
 from common.fileio import write_json
 from edge_runtime.classifier import Classifier
 from edge_runtime.errors import CameraError
 from edge_runtime.frames import frame_to_image
-from edge_runtime.interpreter import (
-    BACKENDS,
-    BackendError,
-    ModelError,
-    available_cores,
-    stream_threads,
-)
+from edge_runtime.interpreter import BACKENDS, available_cores, stream_threads
 from edge_runtime.loops import classify_stream
 from edge_runtime.opencv_source import OpenCVSource
+
+PROG = "python -m benchmarks.camera_loop"
 
 WARMUP = 10
 """Untimed invocations first: the first ones allocate and pack weights."""
@@ -159,43 +156,37 @@ def measure(classifier: Classifier, video: str, frames: int,
             for key, values in runs.items()}
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     """The command-line parser."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.camera_loop", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog=PROG, description=__doc__)
     parser.add_argument("--model", required=True, metavar="FILE.tflite", help="the model")
     parser.add_argument("--video", required=True, metavar="FILE",
                         help="a video file OpenCV can read (its frames feed every row)")
-    parser.add_argument("--frames", type=_positive_int, default=200, metavar="N",
-                        help="frames per row (default: 200; fewer if the video is shorter)")
-    parser.add_argument("--repeats", type=_positive_int, default=5, metavar="N",
-                        help="times each row is run; the median is reported (default: 5)")
-    parser.add_argument("--threads", type=_positive_int, metavar="N",
+    parser.add_argument("--frames", type=positive_int, default=200, metavar="N",
+                        help="frames per row (fewer if the video is shorter)")
+    parser.add_argument("--repeats", type=positive_int, default=5, metavar="N",
+                        help="times each row is run; the median is reported")
+    parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="interpreter threads (default: what edge-classify --camera uses, "
                              "every usable core but one)")
     parser.add_argument("--backend", choices=BACKENDS, help="interpreter backend to force")
     parser.add_argument("--out", metavar="FILE.json", help="also save the result as JSON")
+    add_verbosity(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the measurement and print it; returns the exit code (2 on a bad model or video)."""
-    args = build_parser().parse_args(argv)
+    """Run the measurement and print it; the exit code (:mod:`common.errors`: 2 on a bad model
+    or video)."""
+    return run_main(build_parser(), argv, _measure_and_report)
+
+
+def _measure_and_report(args) -> int:
     load_before = os.getloadavg()
-    try:
-        classifier = Classifier(args.model, threads=args.threads or stream_threads(),
-                                backend=args.backend)
-        rows = measure(classifier, args.video, args.frames, args.repeats)
-    except (ModelError, BackendError, CameraError) as exc:
-        print(f"camera_loop: {exc}", file=sys.stderr)
-        return 2
+    # a bad model, backend or video is a UserError (edge_runtime.errors): one line, exit 2
+    classifier = Classifier(args.model, threads=args.threads or stream_threads(),
+                            backend=args.backend)
+    rows = measure(classifier, args.video, args.frames, args.repeats)
     load_after = os.getloadavg()
     height, width = classifier.input_size
     print(f"model {os.path.basename(args.model)}: backend {classifier.backend}, "

@@ -36,8 +36,8 @@ from common.argtypes import (
     parse_command_line,
     positive_int,
 )
-from common.command import run_command, say
-from common.errors import EXIT_USAGE, UserError
+from common.command import check_first, run_command
+from common.errors import UserError
 from edge_runtime.interpreter import BACKENDS
 
 
@@ -123,11 +123,8 @@ def main(argv: list[str] | None = None) -> int:
                          threads=args.threads, repeats=args.repeats,
                          export_first=args.export_first, memory=args.memory,
                          progress=args.progress, backend=args.backend)
-    try:
-        validate(config)  # before TensorFlow's seconds of start-up
-    except UserError as exc:
-        say("edge-bench", f"error: {exc}")
-        return EXIT_USAGE
+    if (refused := check_first("edge-bench", lambda: validate(config))) is not None:
+        return refused  # before TensorFlow's seconds of start-up
     # asked only for a run: the device path must not even look for TensorFlow
     has_tensorflow = not device and _tensorflow_installed()
 

@@ -29,8 +29,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.argtypes import Parser, parse_command_line, positive_int
-from common.command import run_command
+from common.argtypes import Parser, positive_int
+from common.command import run_main
 from common.fileio import atomic_write, write_json, write_text
 
 PRETRAIN_CLASSES = ("circle", "square", "star")
@@ -125,11 +125,7 @@ def build_parser() -> Parser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_command_line(lambda: build_parser().parse_args(argv))
-    if isinstance(args, int):
-        return args
-
-    def work() -> int:
+    def work(args) -> int:
         from benchmarks.machine import cpu_model
         from edge_runtime.interpreter import available_cores
         from train.demo_data import demo_dataset
@@ -150,7 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"report: {args.out / 'report.md'}")
         return 0
 
-    return run_command("feature_cache", work, interrupted="the benchmark was not written")
+    return run_main(build_parser(), argv, work, "the benchmark was not written",
+                    needs_tensorflow=True)
 
 
 if __name__ == "__main__":

@@ -12,13 +12,17 @@ imports only the edge runtime, as a device would.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
 import sys
 import time
 
+from common.argtypes import Parser, add_verbosity, positive_int
+from common.command import run_main
+from common.errors import UserError
+
+PROG = "python -m benchmarks.memprobe"
 KINDS = ("keras", "keras_compiled", "tflite")
 
 
@@ -113,24 +117,38 @@ def probe(kind: str, model_path: str, threads: int | None = None, backend: str |
             "first_inference_ms": round(first_ms, 2)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.memprobe",
-                                     description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def build_parser() -> Parser:
+    """The command-line parser."""
+    parser = Parser(prog=PROG, description=__doc__)
     parser.add_argument("--kind", required=True, choices=KINDS, help="how the model is run")
     parser.add_argument("--model", required=True, help=".keras or .tflite file")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="CPU threads (default: all)")
     parser.add_argument("--backend", default=None, help="TFLite interpreter backend to force")
-    parser.add_argument("--inferences", type=int, default=3, help="inferences after loading")
-    args = parser.parse_args(argv)
+    parser.add_argument("--inferences", type=positive_int, default=3,
+                        help="inferences after loading")
+    add_verbosity(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Probe one model and print its JSON line; the exit code (:mod:`common.errors`: 2 when
+    the model cannot be loaded or run, which the parent reports from the last stderr line)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        result = probe(args.kind, args.model, args.threads, args.backend, args.inferences)
-    except Exception as exc:  # the parent reports it as one line; it needs no traceback
-        print(f"memprobe: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(result))
-    return 0
+
+    def work(args) -> int:
+        try:
+            result = probe(args.kind, args.model, args.threads, args.backend, args.inferences)
+        except UserError:
+            raise
+        except (OSError, ValueError, RuntimeError) as exc:  # a model that will not load or run
+            raise UserError(f"{type(exc).__name__}: {exc}") from exc
+        print(json.dumps(result))
+        return 0
+
+    # TensorFlow is imported by the Keras runner only: before it, the baseline is measured;
+    # stdout is the JSON line alone
+    return run_main(build_parser(), argv, work, progress_to="stderr")
 
 
 if __name__ == "__main__":

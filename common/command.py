@@ -7,6 +7,7 @@ function to :func:`run_command`, which turns every way of ending into one exit c
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import signal
@@ -14,7 +15,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from common.errors import (
     EXIT_CHECK_FAILED,
@@ -181,3 +182,32 @@ def run_command(prog: str, work: Callable[[], int], interrupted: str = "",
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def run_main(parser, argv: Sequence[str] | None, work: Callable[[argparse.Namespace], int],
+             interrupted: str = "", needs_tensorflow: bool = False,
+             progress_to: str = "stdout") -> int:
+    """A whole ``main(argv)`` for a command with nothing to check before its work: ``argv``
+    parsed by ``parser`` (a :class:`common.argtypes.Parser`; ``--help`` gives 0, a usage error
+    one line and 2), then ``work(args)`` under :func:`run_command`, named ``parser.prog``, with
+    the parser's ``-v``/``-q`` where it has them."""
+    from common.argtypes import parse_command_line
+
+    args = parse_command_line(lambda: parser.parse_args(argv))
+    if isinstance(args, int):
+        return args
+    return run_command(parser.prog, lambda: work(args), interrupted, needs_tensorflow,
+                       verbose=getattr(args, "verbose", False),
+                       quiet=getattr(args, "quiet", False), progress_to=progress_to)
+
+
+def check_first(prog: str, check: Callable[[], object]) -> int | None:
+    """Run ``check`` (a validation that must answer before TensorFlow's seconds of start-up):
+    None when it passes; when it raises a :class:`UserError`, one line on stderr and the exit
+    code to return (2)."""
+    try:
+        check()
+    except UserError as exc:
+        say(prog, f"error: {exc}")
+        return EXIT_USAGE
+    return None

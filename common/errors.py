@@ -7,7 +7,8 @@ code  meaning
 ====  =================================================================================
 0     success
 1     the work finished but a check failed: a variant lost more accuracy than allowed,
-      some inputs could not be read (each one reported)
+      some inputs could not be read (each one reported); or the output's reader went
+      away (a broken pipe, e.g. ``| head``): stopped quietly
 2     bad usage or unreadable input: a flag, a missing or broken data folder, run
       directory, model, labels file or camera
 3     an unexpected internal error: one line, the traceback saved to a file (or shown

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from common.progress import progress_bar
+from common.progress import progress_bar, progress_timer
 from common.quiet import quiet_output
 from export.errors import ExportError
 from export.formats import SELECTIVE, ExportFormat
@@ -70,8 +70,12 @@ def convert(model, fmt: ExportFormat, calibration: np.ndarray | None, int8_io: s
     the tail of its silenced output attached as a note.
     """
     calibrated = fmt.full_integer and calibration is not None
-    with progress_bar(len(calibration) if calibrated else 0, f"calibrating {fmt.name}",
-                      progress and calibrated) as bar:
+    if not calibrated:  # nothing to count: the seconds it has taken
+        with progress_timer(f"converting {fmt.name}", progress):
+            converter = make_converter(model, fmt, calibration, int8_io)
+            with quiet_output():
+                return converter.convert()
+    with progress_bar(len(calibration), f"calibrating {fmt.name}", progress) as bar:
         converter = make_converter(model, fmt, calibration, int8_io, bar)
         with quiet_output():
             return converter.convert()

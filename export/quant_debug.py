@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.progress import progress_bar
 from common.quiet import quiet_output
 from export.convert import make_converter, representative_dataset
 from export.formats import FORMATS
@@ -76,20 +77,24 @@ def plan_float_layers(rows: list[dict], n: int) -> QuantReport:
     return QuantReport(rows=rows, requested=n, float_layers=tuple(signal[:n]))
 
 
-def quantization_report(model, calibration: np.ndarray) -> list[dict]:
+def quantization_report(model, calibration: np.ndarray, progress: bool = True) -> list[dict]:
     """Per-layer int8 error on the calibration images, worst first.
 
     Layers are ranked by RMSE divided by the quantization scale, and each is
     called signal or noise against :data:`NOISE_FLOOR` (see :func:`verdict`). The
     model's I/O type does not change the layer errors, so float32 I/O is used.
+    With ``progress``, a bar counts the images through both passes (calibration, then
+    float against int8 layer by layer).
     """
     import tensorflow as tf
 
-    converter = make_converter(model, FORMATS["int8"], calibration, "float32")
-    with quiet_output():
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter, debug_dataset=representative_dataset(calibration))
-        debugger.run()
+    with progress_bar(2 * len(calibration), "quantization debugger (calibrate, compare)",
+                      progress) as bar:
+        converter = make_converter(model, FORMATS["int8"], calibration, "float32", bar)
+        with quiet_output():
+            debugger = tf.lite.experimental.QuantizationDebugger(
+                converter=converter, debug_dataset=representative_dataset(calibration, bar))
+            debugger.run()
     buffer = io.StringIO()
     debugger.layer_statistics_dump(buffer)
     rows = []

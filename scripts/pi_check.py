@@ -35,9 +35,10 @@ Environment:
     PI_CHECK_REBUILD=1 build the userland again
     PI_CHECK_OPTIONAL=1  where this machine cannot emulate arm64, say why and exit 0 (CI)
 
-Exit codes: 0 every check passed; 1 a check failed; 2 bad usage (run from the checkout with the
-dev venv's python); 3 this machine cannot rehearse (no root, binfmt_misc or apt), unless
-PI_CHECK_OPTIONAL=1.
+Exit codes (common/errors.py): 0 every check passed; 1 a check failed; 2 bad usage (run from
+the checkout with the dev venv's python) or this machine cannot rehearse (no root, binfmt_misc
+or apt), unless PI_CHECK_OPTIONAL=1; 3 a bug in pi-check (one line, the traceback saved to a
+file); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -57,8 +58,13 @@ from pathlib import Path
 import pi_userland as userland
 from pi_userland import REPO, CannotRehearse, Failed, Usage, in_guest, say
 
+from common.argtypes import Parser, add_verbosity
+from common.command import run_main
+from common.command import say as print_error
+from common.errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 from edge_runtime.eval_set import required_agreement
 
+PROG = "pi-check"
 CACHE = Path(os.environ.get("PI_CHECK_CACHE", "/var/cache/edge-toolchain"))
 SUITE = os.environ.get("PI_CHECK_SUITE", "bookworm")
 ROOT = Path(os.environ.get("PI_CHECK_ROOT", userland.default_root(SUITE, CACHE)))
@@ -192,10 +198,8 @@ def install() -> str:
     userland.offer_picamera2(ROOT)
     lines = readme_install_lines()
     say("the README's Pi install, as written:\n" + "".join(f"    {x}\n" for x in lines.splitlines()))
-    done = in_guest(ROOT, ["bash", "-e", "-o", "pipefail", "-c", lines], cwd=PI_HOME,
-                    capture=True)
-    print(done.stdout, end="")
-    print(done.stderr, end="", file=sys.stderr)
+    # apt and pip under emulation take minutes: their output is shown as it comes
+    done = in_guest(ROOT, ["bash", "-e", "-o", "pipefail", "-c", lines], cwd=PI_HOME, stream=True)
     if done.returncode != 0:
         raise Failed(f"the README's Pi install lines failed in the userland (exit {done.returncode})")
     extra = guest(["python", "-m", "pip", "install", "--quiet", "pytest"])
@@ -466,24 +470,34 @@ def rehearse() -> int:
     return 1 if any(status == "FAILED" for _, status, _, _ in results) else 0
 
 
-def main() -> int:
-    started = time.monotonic()
-    try:
-        code = rehearse()
-    except CannotRehearse as why:
-        if os.environ.get("PI_CHECK_OPTIONAL") == "1":
-            say(f"SKIPPED: this machine cannot rehearse arm64: {why}")
-            return 0
-        print(f"pi-check: this machine cannot rehearse arm64: {why}", file=sys.stderr)
-        return 3
-    except Usage as why:
-        print(f"pi-check: {why}", file=sys.stderr)
-        return 2
-    except Failed as why:
-        print(f"pi-check: FAILED: {why}", file=sys.stderr)
-        return 1
-    say(f"{'passed' if code == 0 else 'FAILED'} in {time.monotonic() - started:.0f} s")
-    return code
+def build_parser() -> Parser:
+    """The command-line parser: ``--help`` and ``-v``; the settings are environment variables."""
+    parser = Parser(prog=PROG, description=__doc__)
+    add_verbosity(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The rehearsal; the exit code (see the module docstring)."""
+    def work(_args) -> int:
+        started = time.monotonic()
+        try:
+            code = rehearse()
+        except CannotRehearse as why:
+            if os.environ.get("PI_CHECK_OPTIONAL") == "1":
+                say(f"SKIPPED: this machine cannot rehearse arm64: {why}")
+                return EXIT_OK
+            raise UsageError(f"this machine cannot rehearse arm64: {why}") from why
+        except Usage as why:
+            raise UsageError(str(why)) from why
+        except Failed as why:
+            print_error(PROG, f"FAILED: {why}")
+            return EXIT_CHECK_FAILED
+        say(f"{'passed' if code == 0 else 'FAILED'} in {time.monotonic() - started:.0f} s")
+        return code
+
+    return run_main(build_parser(), argv, work,
+                    "the mounts are undone; the next run reuses what was built")
 
 
 if __name__ == "__main__":

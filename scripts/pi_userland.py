@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -87,6 +88,53 @@ def run(args: list, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([str(a) for a in args], text=True, **kwargs)
 
 
+def streamed(args: list, show=lambda line: True, timeout: float | None = None,
+             **kwargs) -> subprocess.CompletedProcess:
+    """``args`` with its output (stdout and stderr together) printed as it comes, each line
+    indented, where ``show(line)``: minutes of apt, pip or debootstrap are never silent. The
+    result holds the whole output as ``stdout``; past ``timeout`` seconds the command is killed
+    and ``subprocess.TimeoutExpired`` raised."""
+    command = [str(a) for a in args]
+    lines: list[str] = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          errors="replace", **kwargs) as process:
+        fired: list[bool] = []
+        timer = (threading.Timer(timeout, lambda: fired.append(True) or process.kill())
+                 if timeout else None)
+        if timer:
+            timer.start()
+        try:
+            for line in process.stdout:
+                lines.append(line)
+                if show(line):
+                    print("    " + line.rstrip(), flush=True)
+            code = process.wait()
+        finally:
+            if timer:
+                timer.cancel()
+    if fired:
+        raise subprocess.TimeoutExpired(command, timeout, "".join(lines))
+    return subprocess.CompletedProcess(command, code, "".join(lines), "")
+
+
+def new_phase():
+    """A ``show`` for :func:`streamed` that summarises a long log live: a line whose first two
+    words (``I: Retrieving``) start a phase not seen yet, and every warning or error."""
+    seen: set[str] = set()
+
+    def show(line: str) -> bool:
+        words = line.split()
+        if not words:
+            return False
+        phase = " ".join(words[:2])
+        if words[0] in ("W:", "E:") or phase not in seen:
+            seen.add(phase)
+            return True
+        return False
+
+    return show
+
+
 # ----------------------------------------------------------------------------- this machine
 
 def preflight() -> None:
@@ -101,14 +149,12 @@ def preflight() -> None:
             raise CannotRehearse(f"needs the Debian packages {' '.join(missing)}; no apt-get here")
         say(f"installing {' '.join(missing)} with apt-get")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        done = run(["apt-get", "install", "-y", "-q", *missing], check=False,
-                   capture_output=True, env=env)
+        done = streamed(["apt-get", "install", "-y", "-q", *missing], env=env)
         if done.returncode != 0:  # a fresh machine may have no package lists yet
-            run(["apt-get", "update", "-q"], check=False, capture_output=True, env=env)
-            done = run(["apt-get", "install", "-y", "-q", *missing], check=False,
-                       capture_output=True, env=env)
+            streamed(["apt-get", "update", "-q"], env=env)
+            done = streamed(["apt-get", "install", "-y", "-q", *missing], env=env)
         if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-1:]
+            tail = done.stdout.strip().splitlines()[-1:]
             raise CannotRehearse(f"apt-get could not install {' '.join(missing)}: "
                                  f"{tail[0] if tail else 'exit ' + str(done.returncode)}")
     # mounts binfmt_misc when it is not, and registers qemu with the fix-binary flag, so
@@ -200,17 +246,18 @@ def build_userland(root: Path, suite: str) -> None:
         say(f"userland: {root} (cached; PI_CHECK_REBUILD=1 builds it again)")
         return
     mirror = debian_mirror()
-    say(f"userland: building arm64 Debian {suite} at {root} from {mirror} (once; minutes)")
+    say(f"userland: building arm64 Debian {suite} at {root} from {mirror} (once; minutes; "
+        "each new debootstrap phase shown as it starts)")
     started = time.monotonic()
     tmp = root.with_name(root.name + ".building")
     remove_tree(tmp)
     root.parent.mkdir(parents=True, exist_ok=True)
-    done = run(["debootstrap", "--arch=arm64", "--variant=minbase",
-                f"--include={','.join(packages(suite))}", suite, tmp, mirror],
-               check=False, capture_output=True)
+    done = streamed(["debootstrap", "--arch=arm64", "--variant=minbase",
+                     f"--include={','.join(packages(suite))}", suite, tmp, mirror],
+                    show=new_phase())
     if done.returncode != 0:
         log = tmp / "debootstrap" / "debootstrap.log"
-        detail = (log.read_text()[-1000:] if log.exists() else "") + (done.stderr or done.stdout)[-800:]
+        detail = (log.read_text()[-1000:] if log.exists() else "") + done.stdout[-800:]
         raise CannotRehearse(f"debootstrap failed (exit {done.returncode}):\n{detail}")
     (tmp / READY).write_text(recipe)
     remove_tree(root)
@@ -271,11 +318,14 @@ def guest_env(path: str) -> dict[str, str]:
 
 def in_guest(root: Path, args: list, cwd: Path = Path("/tmp"), env: dict | None = None,
              timeout: float = 1800, capture: bool = False,
-             path: str = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+             path: str = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", stream: bool = False
              ) -> subprocess.CompletedProcess:
-    """Run ``args`` in the userland (arm64, emulated) from ``cwd``, as root."""
+    """Run ``args`` in the userland (arm64, emulated) from ``cwd``, as root. With ``stream``,
+    its output is printed as it comes and kept (stdout and stderr together, in ``stdout``)."""
     command = ["chroot", root, "/usr/bin/env", "-C", cwd, "-i",
                *[f"{k}={v}" for k, v in {**guest_env(path), **(env or {})}.items()], *args]
+    if stream:
+        return streamed(command, timeout=timeout)
     return run(command, check=False, timeout=timeout, capture_output=capture)
 
 

@@ -125,7 +125,15 @@ def test_impossible_settings_are_named_before_training(settings, message):
     dict(alpha=0.35, img_size=64, weights="none"),
 ])
 def test_possible_settings_pass(settings):
-    TrainConfig(data="d", out="o", **settings).validate()
+    config = TrainConfig(data="d", out="o", **settings)
+    try:
+        config.validate()
+    except UserError as exc:
+        pytest.fail(f"{settings} refused: {exc}")
+    # what validate() consults says yes too: weights to load, a layer to fine-tune from
+    if config.weights == "imagenet":
+        assert backbones.imagenet_problem(config.backbone, config.alpha, config.img_size) is None
+    assert 0 <= config.fine_tune_at < backbones.spec(config.backbone).layers
 
 
 def test_cli_rejects_an_unknown_backbone_and_impossible_weights_in_one_line(tmp_path, capsys,

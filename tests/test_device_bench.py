@@ -215,10 +215,20 @@ def test_the_report_says_what_it_read_of_the_heat(device_benched, device_bundle)
     assert set(heat) == {"before", "after", "throttled", "reason"}
     text = (device_bundle / "bench" / "report.md").read_text(encoding="utf-8")
     line = next(ln for ln in text.splitlines() if ln.startswith("Thermal: "))
-    if heat["before"]["temperature"] is None:  # this machine has no thermal zone: said so
+    # whatever this machine has, the line states what was read, or that nothing could be
+    before, after = heat["before"], heat["after"]
+    if before["temperature"] and after["temperature"]:
+        assert (f"{before['temperature']['celsius']:.1f} °C before, "
+                f"{after['temperature']['celsius']:.1f} °C after") in line
+    else:  # this machine has no thermal zone: said so
         assert "SoC temperature: not available" in line
-    if heat["before"]["throttled"] is None:
+    if before["throttled"] and after["throttled"]:
+        assert (f"{before['throttled']['value']} before, {after['throttled']['value']} after"
+                in line)
+    else:
         assert "throttling flags: not available" in line
+    verdict = {True: "throttled", False: "not throttled", None: "throttling unknown"}
+    assert line.endswith(f": {verdict[heat['throttled']]}.")
 
 
 BLOCKER = textwrap.dedent('''

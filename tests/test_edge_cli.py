@@ -123,7 +123,9 @@ def test_top_k(capfd, bundle, images, labels, k, expected):
     code, out, _ = run(capfd, "--model", bundle / "model_fp32.tflite", "--json", "--top-k", k,
                        *images[:3])
     assert code == 0
-    for result in json_lines(out):
+    results = json_lines(out)
+    assert [result["source"] for result in results] == [str(image) for image in images[:3]]
+    for result in results:
         check_result(result, labels, k)
         assert len(result["top_k"]) == expected
     code, out, _ = run(capfd, "--model", bundle / "model_fp32.tflite", "--top-k", k, images[0])

@@ -261,6 +261,7 @@ def test_stream_feeds_rgb_frames_to_the_classifier(bundle, tmp_path, monkeypatch
     red = solid_video(tmp_path / "red.avi", (230, 20, 20), frames=4)
     summary = classify_stream(classifier, OpenCVSource(str(red)), k=2)
     assert summary.frames == 4 and summary.ended_by == "end"
+    assert len(seen) == 4  # every frame passed through the spy: the loop below checks them all
     for rgb in seen:
         assert rgb[..., 0].mean() > 180 and rgb[..., 2].mean() < 70  # red stays red
 

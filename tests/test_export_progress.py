@@ -6,6 +6,7 @@ import contextlib
 import os
 import pty
 import select
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -85,3 +86,35 @@ def test_no_bar_when_progress_is_off(monkeypatch):
                            progress=False)
         shown = read_terminal()
     assert "calibrating" not in shown
+
+
+def test_a_float_conversion_shows_its_seconds_while_the_converter_is_silenced(monkeypatch):
+    import tensorflow as tf
+
+    class Converter:  # a float conversion: nothing to count, seconds of work
+        def __init__(self):
+            self.target_spec = SimpleNamespace()
+
+        def convert(self):
+            os.write(2, b"converter noise\n")
+            time.sleep(0.3)
+            return b"\0\0\0\0TFL3"
+
+    monkeypatch.setattr(tf.lite.TFLiteConverter, "from_keras_model",
+                        staticmethod(lambda model: Converter()))
+    with terminal_on_fd2() as read_terminal:
+        conversion.convert(None, FORMATS["fp16"], None, "uint8", progress=True)
+        shown = read_terminal()
+    assert "converting fp16: 00:00" in shown, repr(shown)
+    assert "converter noise" not in shown
+
+
+def test_the_quantization_debugger_counts_its_images_on_the_terminal():
+    from export.quant_debug import quantization_report
+    from tests.test_quant_debug import _tiny_cnn
+
+    calibration = np.random.default_rng(0).integers(0, 256, (16, 8, 8, 3)).astype(np.uint8)
+    with terminal_on_fd2() as read_terminal:
+        rows = quantization_report(_tiny_cnn(outlier=False), calibration, progress=True)
+        shown = read_terminal()
+    assert rows and "quantization debugger" in shown and "/32" in shown, repr(shown)

@@ -59,3 +59,60 @@ def test_the_check_sees_an_upward_import_inside_a_function_and_a_cli_import(tmp_
         "common/plumbing.py:4 imports train.splits (a higher layer)"]
     assert violations("export", tmp_path) == [
         "export/table.py:1 imports edge_runtime.cli (a command-line module)"]
+
+
+def import_cycles(root: Path = ROOT) -> list[list[str]]:
+    """Groups of modules that import one another, directly or round about (imports inside
+    functions too): each a cycle to break, e.g. by importing from where a name is defined."""
+    modules = {}
+    for package in LAYERS:
+        for path in sorted((root / package).rglob("*.py")):
+            parts = path.relative_to(root).with_suffix("").parts
+            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {name: {target for _, target in imported_modules(path)
+                    if target in modules and target != name}
+             for name, path in modules.items()}
+    # Tarjan's strongly connected components
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph[node]:
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return cycles
+
+
+def test_no_import_cycles():
+    assert import_cycles() == []
+
+
+def test_the_cycle_check_sees_a_cycle_through_a_function_import(tmp_path):
+    (tmp_path / "tune").mkdir()
+    (tmp_path / "tune" / "report.py").write_text("def f():\n    from tune.search import R\n")
+    (tmp_path / "tune" / "search.py").write_text("from tune import report\n")
+    (tmp_path / "tune" / "select.py").write_text("import tune.report\n")
+    assert import_cycles(tmp_path) == [["tune.report", "tune.search"]]

@@ -74,3 +74,36 @@ def test_the_readme_installs_the_wheel_make_wheel_builds():
     wheel = f"edge_toolchain-{version}-py3-none-any.whl"
     assert f'pip install "./{wheel}[edge]"' in pi_check.readme_install_lines()
     assert f"scp dist/{wheel} " in (REPO / "README.md").read_text()
+
+
+def test_long_steps_are_shown_as_they_come_and_summarised(capsys):
+    log = "I: Retrieving a\nI: Validating a\nI: Retrieving b\nW: odd\nW: odd\nI: Base done\n"
+    done = pi_userland.streamed([sys.executable, "-c", f"print({log!r}, end='')"],
+                                show=pi_userland.new_phase())
+    assert done.returncode == 0 and done.stdout == log  # all of it kept
+    shown = capsys.readouterr().out.splitlines()
+    assert shown == ["    I: Retrieving a", "    I: Validating a", "    W: odd", "    W: odd",
+                     "    I: Base done"]  # each phase once, every warning
+    with pytest.raises(subprocess.TimeoutExpired):
+        pi_userland.streamed([sys.executable, "-c", "import time; time.sleep(30)"], timeout=1)
+
+
+@pytest.mark.parametrize("optional, code", [("", 2), ("1", 0)])
+def test_a_machine_that_cannot_emulate_gets_one_line_and_a_documented_code(
+        monkeypatch, capsys, optional, code):
+    def cannot():
+        raise pi_userland.CannotRehearse("needs root (debootstrap, mount and chroot)")
+
+    monkeypatch.setattr(pi_check.userland, "preflight", cannot)
+    monkeypatch.setenv("PI_CHECK_OPTIONAL", optional)
+    assert pi_check.main([]) == code  # not 3, which means a bug
+    captured = capsys.readouterr()
+    said = (captured.err if code else captured.out).strip().splitlines()
+    assert len(said) == 1 and "cannot rehearse arm64: needs root" in said[0]
+    assert "Traceback" not in captured.err
+
+
+def test_pi_check_help_explains_and_starts_nothing(monkeypatch, capsys):
+    monkeypatch.setattr(pi_check, "rehearse", lambda: pytest.fail("--help started a rehearsal"))
+    assert pi_check.main(["--help"]) == 0
+    assert "PI_CHECK_SUITE" in capsys.readouterr().out

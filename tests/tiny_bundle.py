@@ -15,7 +15,6 @@ extra.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -79,14 +78,19 @@ def build(out: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: build the tiny data set, run and bundle into a folder."""
-    parser = argparse.ArgumentParser(prog="python -m tests.tiny_bundle", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from common.argtypes import Parser, add_verbosity
+    from common.command import run_main
+
+    parser = Parser(prog="python -m tests.tiny_bundle", description=__doc__)
     parser.add_argument("out", type=Path, help="folder to write (replaced if it exists)")
-    args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    out = build(args.out)
-    print(f"tiny bundle: {out / 'run' / 'export'} (data: {out / 'data'})")
-    return 0
+    add_verbosity(parser)
+
+    def work(args) -> int:
+        out = build(args.out)
+        print(f"tiny bundle: {out / 'run' / 'export'} (data: {out / 'data'})")
+        return 0
+
+    return run_main(parser, argv, work, "the folder was not replaced", needs_tensorflow=True)
 
 
 if __name__ == "__main__":

@@ -260,22 +260,33 @@ def main(argv: list[str] | None = None) -> int:
 
         python -m train.splits runs/demo/splits.json --split test --per-class 1
     """
-    import argparse
+    from common.argtypes import Parser, add_verbosity, non_negative_int
+    from common.command import run_main
 
-    parser = argparse.ArgumentParser(prog="python -m train.splits", description=main.__doc__)
+    prog = "python -m train.splits"
+    parser = Parser(prog=prog, description=main.__doc__)
     parser.add_argument("splits_json", help="a run's splits.json")
-    parser.add_argument("--split", default="test", choices=SPLIT_NAMES)
-    parser.add_argument("--per-class", type=int, default=0, help="at most this many per class "
-                        "(0: all)")
-    args = parser.parse_args(argv)
-    splits = Splits.load(args.splits_json)
-    taken: dict[int, int] = {}
-    for path, label in zip(splits.paths(args.split), splits.labels[args.split]):
-        if args.per_class and taken.get(label, 0) >= args.per_class:
-            continue
-        taken[label] = taken.get(label, 0) + 1
-        print(path)
-    return 0
+    parser.add_argument("--split", default="test", choices=SPLIT_NAMES, help="which split")
+    parser.add_argument("--per-class", type=non_negative_int, default=0,
+                        help="at most this many per class (0: all)")
+    add_verbosity(parser)
+
+    def work(args) -> int:
+        try:
+            splits = Splits.load(args.splits_json)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"{args.splits_json}: not a readable splits.json "
+                            f"({type(exc).__name__}: {exc})") from exc
+        taken: dict[int, int] = {}
+        for path, label in zip(splits.paths(args.split), splits.labels[args.split]):
+            if args.per_class and taken.get(label, 0) >= args.per_class:
+                continue
+            taken[label] = taken.get(label, 0) + 1
+            print(path)
+        return 0
+
+    # stdout is the list of paths alone (make demo passes it to edge-classify)
+    return run_main(parser, argv, work, progress_to="stderr")
 
 
 if __name__ == "__main__":

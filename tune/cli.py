@@ -20,17 +20,34 @@ from __future__ import annotations
 import argparse
 import sys
 
-from common.argtypes import (
-    Parser,
-    add_verbosity,
-    fraction,
-    non_negative_int,
-    parse_command_line,
-    positive_float,
-    positive_int,
+from common import argtypes as types
+from common.argtypes import Parser, add_verbosity, parse_command_line
+from common.command import check_first, run_command, say
+from common.errors import EXIT_USAGE
+
+TRAINING_FLAGS = (
+    ("--rung-epochs", types.positive_int, 1,
+     "epochs of the first rung; each later rung trains --eta times longer"),
+    ("--eta", types.positive_int, 2, "each rung keeps 1/eta of the previous one (at least 2)"),
+    ("--finalists", types.positive_int, 2,
+     "halving stops at this many; the winner is the best of them"),
+    ("--epochs", types.positive_int, 10, "the winner's phase 1 epochs"),
+    ("--fine-tune-epochs", types.non_negative_int, 10, "the winner's phase 2 epochs"),
+    ("--batch-size", types.positive_int, 32, "batch size"),
+    ("--lr", types.positive_float, None,
+     "phase 1 learning rate (default: {pretrained:g} with pretrained weights, {scratch:g} "
+     "from scratch)"),
+    ("--val-split", types.fraction, 0.2,
+     "share of each class for validation (ranks the candidates)"),
+    ("--test-split", types.fraction, 0.1,
+     "share of each class for the test (the winner's final check only)"),
+    ("--seed", int, 83, "seed of the split and training"),
+    ("--calibration-samples", types.positive_int, 100,
+     "train images calibrating each candidate's int8 conversion"),
+    ("--threads", types.positive_int, None,
+     "interpreter threads (default: every core this process may use)"),
 )
-from common.command import run_command, say
-from common.errors import EXIT_USAGE, UserError
+"""edge-tune search's training settings as data: (flag, type, default, help)."""
 
 
 def _list(kind, what: str):
@@ -77,7 +94,7 @@ def build_parser() -> Parser:
                                        "suffices). Cost: a few seconds per candidate.")
     probe.add_argument("probe_dir", metavar="PROBE_DIR", help="folder to create (new or empty)")
     _candidate_flags(probe, for_search=False)
-    probe.add_argument("--classes", type=positive_int, default=10,
+    probe.add_argument("--classes", type=types.positive_int, default=10,
                        help="outputs of the candidates' head (your number of classes)")
     probe.add_argument("--no-progress", dest="progress", action="store_false",
                        help="hide progress bars")
@@ -93,7 +110,7 @@ def build_parser() -> Parser:
     search.add_argument("--device", metavar="REPORT",
                         help="PROBE_DIR/bench/report.json from edge-bench on the device "
                              "(default: measure on this machine, which the report says)")
-    search.add_argument("--budget-ms", type=positive_float,
+    search.add_argument("--budget-ms", type=types.positive_float,
                         help="the p50 latency per image a candidate must not exceed")
     search.add_argument("--out", required=True, help="run directory for the winner (new)")
     search.add_argument("--weights", default="imagenet",
@@ -105,28 +122,9 @@ def build_parser() -> Parser:
                              "(finished candidates are not trained again)")
     _candidate_flags(search, for_search=True)
     fit = search.add_argument_group("training")
-    fit.add_argument("--rung-epochs", type=positive_int, default=1,
-                     help="epochs of the first rung; each later rung trains --eta times longer")
-    fit.add_argument("--eta", type=positive_int, default=2,
-                     help="each rung keeps 1/eta of the previous one (at least 2)")
-    fit.add_argument("--finalists", type=positive_int, default=2,
-                     help="halving stops at this many; the winner is the best of them")
-    fit.add_argument("--epochs", type=positive_int, default=10, help="the winner's phase 1 epochs")
-    fit.add_argument("--fine-tune-epochs", type=non_negative_int, default=10,
-                     help="the winner's phase 2 epochs")
-    fit.add_argument("--batch-size", type=positive_int, default=32, help="batch size")
-    fit.add_argument("--lr", type=positive_float, default=None,
-                     help=f"phase 1 learning rate (default: {PRETRAINED_LR:g} with pretrained "
-                          f"weights, {SCRATCH_LR:g} from scratch)")
-    fit.add_argument("--val-split", type=fraction, default=0.2,
-                     help="share of each class for validation (ranks the candidates)")
-    fit.add_argument("--test-split", type=fraction, default=0.1,
-                     help="share of each class for the test (the winner's final check only)")
-    fit.add_argument("--seed", type=int, default=83, help="seed of the split and training")
-    fit.add_argument("--calibration-samples", type=positive_int, default=100,
-                     help="train images calibrating each candidate's int8 conversion")
-    fit.add_argument("--threads", type=positive_int, default=None,
-                     help="interpreter threads (default: every core this process may use)")
+    for flag, kind, default, what in TRAINING_FLAGS:
+        fit.add_argument(flag, type=kind, default=default,
+                         help=what.format(pretrained=PRETRAINED_LR, scratch=SCRATCH_LR))
     search.add_argument("--no-progress", dest="progress", action="store_false",
                         help="hide progress bars")
     add_verbosity(search)
@@ -173,11 +171,8 @@ def _search(args) -> int:
         lr=args.lr, val_split=args.val_split, test_split=args.test_split, seed=args.seed,
         calibration_samples=args.calibration_samples, threads=args.threads,
         progress=args.progress, resume=args.resume)
-    try:
-        preflight(config)  # before TensorFlow's seconds of start-up
-    except UserError as exc:
-        say("edge-tune", f"error: {exc}")
-        return EXIT_USAGE
+    if (refused := check_first("edge-tune", lambda: preflight(config))) is not None:
+        return refused  # before TensorFlow's seconds of start-up
 
     def work() -> int:
         from tune.report import format_markdown

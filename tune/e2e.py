@@ -14,7 +14,6 @@ chosen candidate is over the budget, 0 otherwise, whatever the time.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -25,8 +24,18 @@ from pathlib import Path
 
 import numpy as np
 
+from common.argtypes import (
+    Parser,
+    add_verbosity,
+    non_negative_int,
+    positive_int,
+    probability,
+)
+from common.command import run_main, say
+from common.errors import EXIT_CHECK_FAILED, UsageError
 from common.fileio import write_json
 
+PROG = "python -m tune.e2e"
 TARGET_SECONDS = 30 * 60
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,6 +71,10 @@ def budget_for(latencies: list[float], share: float) -> float:
     return math.ceil(latencies[keep - 1] * 1000) / 1000
 
 
+class StepFailed(Exception):
+    """One of the three commands ended with a non-zero exit code (exit code 1 here)."""
+
+
 def _run(step: str, args: list[str], log: Path) -> float:
     """Run one command (``python -m MODULE ...``), its output to ``log``; its seconds."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -75,41 +88,68 @@ def _run(step: str, args: list[str], log: Path) -> float:
                               env=env)
     seconds = time.time() - started
     if done.returncode != 0:
-        raise SystemExit(f"{step} failed (exit {done.returncode}); see {log}")
+        raise StepFailed(f"{step} failed (exit {done.returncode}); see {log}")
     print(f"   {seconds:.0f} s", flush=True)
     return seconds
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tune.e2e", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+SEARCH_FLAGS = (
+    ("--rung-epochs", positive_int, 2,
+     "from scratch, one epoch barely leaves chance; two rank the candidates"),
+    ("--eta", positive_int, 3, "each rung keeps a third"),
+    ("--finalists", positive_int, 3, "halving stops at this many"),
+    ("--epochs", positive_int, 12, "the winner's phase 1 epochs"),
+    ("--fine-tune-epochs", non_negative_int, 0, "the winner's phase 2 epochs"),
+)
+"""The search's settings this benchmark chooses: (flag, type, default, why), passed on as given."""
+
+
+def build_parser() -> Parser:
+    """The command-line parser."""
+    p = Parser(prog=PROG, description=__doc__)
     p.add_argument("out", type=Path, help="working folder (data, probe, run, e2e.json)")
-    p.add_argument("--per-class", type=int, default=300, help="pictures per class (10 classes)")
-    p.add_argument("--image-size", type=int, default=64, help="side of the pictures, pixels")
+    p.add_argument("--per-class", type=positive_int, default=300,
+                   help="pictures per class (10 classes)")
+    p.add_argument("--image-size", type=positive_int, default=64,
+                   help="side of the pictures, pixels")
     p.add_argument("--backbones", default="mobilenet_v2,mobilenet_v3_small,mobilenet_v3_large")
     p.add_argument("--alphas", default="0.35,0.75,1.0")
     p.add_argument("--sizes", default="64,96,128")
     p.add_argument("--weights", default="none",
                    help="none works offline; imagenet downloads weights once (phase 1 then "
                         "trains on cached backbone features)")
-    p.add_argument("--fit-share", type=float, default=1 / 3,
+    p.add_argument("--fit-share", type=probability, default=1 / 3,
                    help="share of the candidates the budget lets through (the budget is the "
                         "p50 of the slowest of them)")
-    p.add_argument("--rung-epochs", default="2",
-                   help="from scratch, one epoch barely leaves chance; two rank the candidates")
-    p.add_argument("--eta", default="3", help="each rung keeps a third")
-    p.add_argument("--finalists", default="3")
-    p.add_argument("--epochs", default="12", help="the winner's phase 1 epochs")
-    p.add_argument("--fine-tune-epochs", default="0", help="the winner's phase 2 epochs")
+    for flag, kind, default, what in SEARCH_FLAGS:
+        p.add_argument(flag, type=kind, default=default, help=f"edge-tune search {flag}: {what}")
     p.add_argument("--quick", action="store_true",
                    help="a rehearsal: 40 pictures per class, mobilenet_v2 and mobilenet_v3_small "
                         "at widths 0.35 and 1.0 and sizes 64 and 96, 1-epoch rungs, a 3-epoch "
                         "winner")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.per_class, args.sizes, args.alphas = 40, "64,96", "0.35,1.0"
-        args.backbones, args.epochs = "mobilenet_v2,mobilenet_v3_small", "3"
-        args.rung_epochs, args.finalists, args.fit_share = "1", "2", 0.5
+    add_verbosity(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the three steps and print the result; the exit code (:mod:`common.errors`: 1 when a
+    step failed or the chosen candidate is over the budget)."""
+    def work(args) -> int:
+        if args.quick:
+            args.per_class, args.sizes, args.alphas = 40, "64,96", "0.35,1.0"
+            args.backbones, args.epochs = "mobilenet_v2,mobilenet_v3_small", 3
+            args.rung_epochs, args.finalists, args.fit_share = 1, 2, 0.5
+        try:
+            return _end_to_end(args)
+        except StepFailed as failed:
+            say(PROG, f"error: {failed}")
+            return EXIT_CHECK_FAILED
+
+    return run_main(build_parser(), argv, work, "what ran is in OUT; start again in a new "
+                    "OUT folder")
+
+
+def _end_to_end(args) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     log = out / "e2e.log"
@@ -122,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     probe, run = out / "probe", out / "runs" / "best"
     for folder in (probe, run, run.with_name(run.name + ".tune")):
         if folder.exists():
-            raise SystemExit(f"{folder} exists: use a new OUT folder")
+            raise UsageError(f"{folder} exists: use a new OUT folder")
 
     seconds["probe"] = _run("probe", ["tune.cli", "probe", str(probe), "--backbones",
                                       args.backbones, "--alphas", args.alphas, "--sizes",
@@ -133,9 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     seconds["search"] = _run("search", [
         "tune.cli", "search", "--data", str(data), "--device",
         str(probe / "bench" / "report.json"), "--budget-ms", str(budget), "--out", str(run),
-        "--weights", args.weights, "--rung-epochs", args.rung_epochs, "--eta", args.eta,
-        "--finalists", args.finalists, "--epochs", args.epochs,
-        "--fine-tune-epochs", args.fine_tune_epochs, "--no-progress"], log)
+        "--weights", args.weights, "--rung-epochs", str(args.rung_epochs), "--eta", str(args.eta),
+        "--finalists", str(args.finalists), "--epochs", str(args.epochs),
+        "--fine-tune-epochs", str(args.fine_tune_epochs), "--no-progress"], log)
     total = sum(seconds.values())
     tuned = json.loads((run / "tune" / "report.json").read_text())
     chosen = tuned["chosen"]
