@@ -11,6 +11,8 @@
 #              epoch and val accuracy, MobileNetV2 1.0/160 (benchmarks/feature_cache.py; ~15 min)
 # make mediapipe-check — load the exported models in MediaPipe Tasks (a venv of its own,
 #                 cached in ~/.cache/edge-toolchain; see tests/test_mediapipe.py)
+# make imx500-check — export the tiny run for the Raspberry Pi AI Camera (Sony's converter in a
+#                 venv of its own with TensorFlow 2.15, cached in ~/.cache/edge-toolchain; Java 17)
 # make pi-check — rehearse the Raspberry Pi install on an emulated Raspberry Pi OS, arm64 (root,
 #                 Linux; PI_CHECK_SUITE=trixie for Trixie; cached in /var/cache/edge-toolchain;
 #                 see scripts/pi_check.py)
@@ -27,7 +29,7 @@ ON_PI  := $(shell grep -qas 'Raspberry Pi' /proc/device-tree/model && echo yes)
 # the demo's settings live in train.demo_data.DEMO_TRAIN_SETTINGS
 DEMO_FLAGS := --preset demo
 
-.PHONY: demo test test-long bench bench-device calibration-study tune-bench feature-cache-bench pi-check mediapipe-check lint clean
+.PHONY: demo test test-long bench bench-device calibration-study tune-bench feature-cache-bench pi-check mediapipe-check imx500-check lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,13 +59,16 @@ demo: $(VENV)/.installed-train
 # own (learnability, determinism, resume, strategies, quantization debugging) are test-long,
 # and the MediaPipe check installs a second environment: CI runs all three
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -m "not mediapipe and not long"
+	$(BIN)/python -m pytest -m "not mediapipe and not imx500 and not long"
 
 test-long: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -m long
 
 mediapipe-check: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -m mediapipe -v
+
+imx500-check: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -m imx500 -v tests/test_imx500.py
 
 # with BUNDLE= (any machine) or on a Pi, `make bench` is the TensorFlow-free device bench
 ifneq ($(BUNDLE)$(ON_PI),)
