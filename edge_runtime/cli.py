@@ -24,6 +24,7 @@ file, --verbose prints it); 130 a run over files interrupted by Ctrl-C or SIGTER
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -44,6 +45,7 @@ from common.quiet import quiet_output
 from edge_runtime.camera_run import CAMERA_RETRY_S, CameraOptions, ServeOptions, run_camera
 from edge_runtime.camera_spec import DEFAULT_SIZE, parse_camera, parse_size
 from edge_runtime.classifier import Classifier
+from edge_runtime.imx500 import SensorClassifier, sensor_camera
 from edge_runtime.inputs import expand_inputs
 from edge_runtime.interpreter import BACKENDS, stream_threads
 from edge_runtime.live import parse_address
@@ -270,6 +272,10 @@ def run(args: argparse.Namespace) -> int:
         # normal end, whenever it comes (loading, waiting for the camera, streaming), so it
         # exits 0, after the summary once frames came. (Elsewhere an interrupt gives 130.)
         try:
+            sensor = sensor_camera(args.model, args.camera, quiet=not args.verbose)
+            if sensor is not None:  # the AI Camera: the network runs on its sensor
+                options = dataclasses.replace(options, camera=sensor)
+                return run_camera(SensorClassifier(options.spec.target, args.labels), options)
             # all cores but one: the capture and preprocessing threads need one
             classifier = load_classifier(args.model, args.labels,
                                          args.threads or stream_threads(), args.backend,

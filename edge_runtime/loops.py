@@ -25,7 +25,6 @@ import numpy as np
 from edge_runtime.classifier import Classifier, Prediction
 from edge_runtime.errors import ImageError
 from edge_runtime.frame_source import END, FrameSlot, FrameSource
-from edge_runtime.frames import frame_to_image
 from edge_runtime.stream_summary import StreamSummary
 
 FrameCallback = Callable[[int, np.ndarray, list[Prediction], float], bool]
@@ -93,7 +92,7 @@ class Preprocessor:
     def _run(self) -> None:
         try:
             for number, frame in self.source.frames():
-                tensor = self.classifier.input_tensor(frame_to_image(frame))
+                tensor = self.classifier.frame_tensor(frame)
                 if not self._slot.put(number, (frame, tensor)):
                     break
         except BaseException as exc:  # reported by the consumer; a thread has no caller
