@@ -157,3 +157,25 @@ def test_list_cameras_names_the_ai_camera(ai_camera, capfd):
     assert main(["--list-cameras"]) == 0
     out = capfd.readouterr().out
     assert "--camera imx500" in out and "AI Camera" in out
+
+
+def test_the_device_bench_times_the_sensor_beside_the_cpu_variants(ai_camera, packager,
+                                                                   sensor_bundle):
+    from benchmarks.sensor import sensor_bench, sensor_line
+
+    manifest = Manifest.load(sensor_bundle)
+    row = sensor_bench(sensor_bundle, manifest, frames=5, size=(96, 64))
+    assert row["model"] == "imx500" and row["frames"] == 5
+    assert row["dnn_ms_p50"] == pytest.approx(4.2) and row["fps"] > 0
+    assert row["cpu_ms_per_frame"] >= 0
+    line = sensor_line(row, {"int8": 12.5})
+    assert "answers/s" in line and "int8 12.5 ms" in line
+    assert ai_camera.INSTANCES[-1].calls[-2:] == ["stop", "close"]
+
+
+def test_the_device_bench_without_the_ai_camera_says_why(ai_camera, sensor_bundle, monkeypatch):
+    from benchmarks.sensor import sensor_bench
+
+    monkeypatch.setenv("FAKE_PICAMERA2_CAMERAS", json.dumps(MODULE))
+    row = sensor_bench(sensor_bundle, Manifest.load(sensor_bundle), frames=5)
+    assert row == {"model": "imx500", "skipped": "no AI Camera connected (Picamera2 lists none)"}
