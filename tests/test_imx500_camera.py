@@ -3,6 +3,8 @@
 No camera and no Sony tools: ``tests/fake_picamera2`` answers with fixed class scores once a
 network is "uploaded", and a stand-in ``imx500-package`` (a shell script on PATH) makes the
 ``.rpk``. The sensor's scores must come out through the same results as any camera's.
+Marked ``edge``: ``make pi-check`` runs them on the emulated Raspberry Pi OS too, with its apt
+package of the stand-in.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from edge_runtime.cli import main
 from edge_runtime.errors import ModelError
 from edge_runtime.imx500 import network_file, sensor_camera
 from edge_runtime.manifest import InputSpec, Manifest, Variant
+
+pytestmark = pytest.mark.edge
 
 FAKE = Path(__file__).resolve().parent / "fake_picamera2"
 LABELS = ["cat", "dog", "owl"]
