@@ -146,6 +146,30 @@ def test_the_bundle_s_imx500_folder_is_export_s_own_and_nothing_else_in_it(tmp_p
         check_replaceable(out)
 
 
+def test_what_the_sensor_cannot_run_is_refused_before_the_conversion(monkeypatch):
+    """Checked on the model alone: no Java, Python or side venv is asked for first."""
+    import keras
+
+    from train.model import build_model
+
+    asked = []
+    monkeypatch.setattr(imx500, "check_java", lambda: asked.append("java"))
+    monkeypatch.setattr(imx500, "ensure_venv", lambda: asked.append("venv"))
+    large = build_model(3, img_size=672, alpha=0.35, weights="none")
+    with pytest.raises(ExportError, match="larger than the 640-pixel side"):
+        imx500.preflight(large, {"backbone": "mobilenet_v2", "alpha": 0.35})
+    other = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(3)])
+    with pytest.raises(ExportError, match="not an edge-train classifier"):
+        imx500.preflight(other, {})
+    assert asked == []
+    small = build_model(3, img_size=64, alpha=0.35, weights="none")
+    spec = imx500.preflight(small, {"backbone": "mobilenet_v2", "alpha": 0.35})
+    assert asked == ["java", "venv"]
+    assert spec["img_size"] == [64, 64] and spec["classes"] == 3
+    assert spec["application"] == "MobileNetV2" and spec["sensor_scale"] == 1 / 128
+
+
 # ---- the side venv: a real conversion (make imx500-check) --------------------------------
 
 @pytest.fixture(scope="module")
