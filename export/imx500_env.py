@@ -72,9 +72,10 @@ def find_python() -> str:
         version = _version(python)
         if version is not None and (3, 10) <= version <= (3, 11):
             return python
-    where = f"{PYTHON_ENV}={given} is" if given else "no python3.11 or python3.10 is on PATH"
+    found = (f"{PYTHON_ENV}={given} is not one" if given
+             else "there is no python3.11 or python3.10 on PATH")
     raise ExportError(f"the imx500 format needs Python 3.10 or 3.11 for Sony's converter "
-                      f"(TensorFlow 2.15) and {where} one: install python3.11 (e.g. apt-get "
+                      f"(TensorFlow 2.15), and {found}: install python3.11 (e.g. apt-get "
                       f"install python3.11-venv, or pyenv) or set {PYTHON_ENV}=/path/to/python3.11")
 
 
