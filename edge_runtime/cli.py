@@ -8,6 +8,7 @@ by edge-export also carry both in their own TFLite metadata, so the ``.tflite`` 
     edge-classify --model runs/demo/export/model_int8.tflite photos/ 'more/*.jpg' --top-k 3
     edge-classify --model runs/demo/export/model_int8.tflite --camera            # auto, window
     edge-classify --model runs/demo/export/model_int8.tflite --camera picam      # Pi camera module
+    edge-classify --model runs/demo/export/imx500/packerOut.zip --camera imx500  # AI Camera
     edge-classify --list-cameras                                                 # what is there
     edge-classify --model runs/demo/export/model_int8.tflite --camera clip.mp4 --headless --json
     edge-classify --model runs/demo/export/model_int8.tflite --camera --headless --serve 8080
@@ -98,9 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="image files, folders (searched recursively) or glob patterns "
                              "such as 'photos/**/*.jpg'")
     inputs.add_argument("--camera", nargs="?", const="auto", metavar="SOURCE",
-                        help="classify frames: no value or 'auto' (the Pi camera module if "
-                             "Picamera2 lists one, else camera 0), 'picam' or 'picam:N' (Pi "
-                             "camera N via Picamera2), N or /dev/videoN (V4L2/USB camera), a "
+                        help="classify frames: no value or 'auto' (the AI Camera when the "
+                             "bundle has its imx500 network and it is connected, else the Pi "
+                             "camera module if Picamera2 lists one, else camera 0), 'picam' or "
+                             "'picam:N' (Pi camera N via Picamera2), 'imx500' (the Raspberry Pi "
+                             "AI Camera: the network runs on its sensor; --model "
+                             "BUNDLE/imx500/packerOut.zip), N or /dev/videoN (V4L2/USB camera), a "
                              "video file, or an rtsp:// or http(s):// stream")
     inputs.add_argument("--camera-size", type=_camera_size, default=DEFAULT_SIZE, metavar="WxH",
                         help="frame size asked of a camera (files and streams keep theirs)")
