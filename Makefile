@@ -14,6 +14,8 @@
 #                 cached in ~/.cache/edge-toolchain; see tests/test_mediapipe.py)
 # make wheel — dist/edge_toolchain-VERSION-py3-none-any.whl: what a Raspberry Pi installs (README,
 #              "On the Raspberry Pi": the wheel with the edge extra, no clone)
+# make imx500-check — export the tiny run for the Raspberry Pi AI Camera (Sony's converter in a
+#                 venv of its own with TensorFlow 2.15, cached in ~/.cache/edge-toolchain; Java 17)
 # make pi-check — rehearse the Raspberry Pi install on an emulated Raspberry Pi OS, arm64 (root,
 #                 Linux; PI_CHECK_SUITE=trixie for Trixie; cached in /var/cache/edge-toolchain;
 #                 see scripts/pi_check.py)
@@ -30,7 +32,7 @@ ON_PI  := $(shell grep -qas 'Raspberry Pi' /proc/device-tree/model && echo yes)
 # the demo's settings live in train.demo_data.DEMO_TRAIN_SETTINGS
 DEMO_FLAGS := --preset demo
 
-.PHONY: demo wheel test test-long deploy-check bench bench-device calibration-study tune-bench feature-cache-bench pi-check mediapipe-check lint clean
+.PHONY: demo wheel test test-long deploy-check bench bench-device calibration-study tune-bench feature-cache-bench pi-check mediapipe-check imx500-check lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -67,7 +69,7 @@ wheel: | $(BIN)/python
 # own (learnability, determinism, resume, strategies, quantization debugging) are test-long,
 # and the MediaPipe check installs a second environment: CI runs all three
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -m "not mediapipe and not long and not sshd"
+	$(BIN)/python -m pytest -m "not mediapipe and not imx500 and not long and not sshd"
 
 test-long: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -m long
@@ -79,6 +81,9 @@ deploy-check: $(VENV)/.installed-dev
 
 mediapipe-check: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -m mediapipe -v
+
+imx500-check: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -m imx500 -v tests/test_imx500.py
 
 # with BUNDLE= (any machine) or on a Pi, `make bench` is the TensorFlow-free device bench
 ifneq ($(BUNDLE)$(ON_PI),)

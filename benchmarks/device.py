@@ -7,7 +7,8 @@ Keras's top-1), so on the same machine type they equal what export measured. Eac
 answers are also compared with the ones it gave on the workstation at export (the same file):
 the check that this machine's kernels compute what export verified. Latency
 (``invoke()`` only, interleaved, after warm-up), throughput, size, peak memory and load time
-(a fresh process per variant) and the board and CPU go to ``BUNDLE/bench/``.
+(a fresh process per variant) and the board and CPU go to ``BUNDLE/bench/``. A bundle with an
+imx500 variant on a Pi with the AI Camera also gets the sensor's row (:mod:`benchmarks.sensor`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from benchmarks.config import BenchConfig, BenchError, BenchResult, validate
 from benchmarks.machine import load_average, machine_info
 from benchmarks.memory import measure_each
 from benchmarks.report import TFLITE_TIMING, assemble_report, model_name, write_report
+from benchmarks.sensor import sensor_bench, sensor_line
 from benchmarks.thermal import snapshot, summarize
 from benchmarks.timing import ModelResult, TimingPlan, time_interleaved
 from common.rundir import BENCH_DIR
@@ -112,6 +114,7 @@ def bench_bundle(config: BenchConfig) -> BenchResult:
     time_interleaved(runners, eval_set.pixels,
                      results, TimingPlan(config.runs, config.warmup, config.repeats),
                      config.progress)
+    sensor = sensor_bench(bundle, manifest, quiet=not config.progress)  # None: no imx500
     thermal = summarize(heat_at_start, snapshot())
 
     report = assemble_report(
@@ -121,6 +124,11 @@ def bench_bundle(config: BenchConfig) -> BenchResult:
                   "split": manifest.eval_set.split, "images": len(eval_set),
                   "export_images": manifest.num_eval},
         {"tflite": TFLITE_TIMING}, results)
+    if sensor is not None:
+        report["sensor"] = sensor
+        report["verdicts"][sensor["model"]] = sensor_line(
+            sensor, {name: float(np.median(r.latencies_ms)) for name, r in results.items()
+                     if r.latencies_ms})
     out = bundle / BENCH_DIR
     write_report(out, report)
     return BenchResult(out=out, report=report)

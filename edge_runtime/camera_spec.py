@@ -5,6 +5,9 @@ The ``--camera`` grammar::
     (no value), auto   the Raspberry Pi camera module when Picamera2 imports and lists one,
                        else V4L2 camera 0
     picam, picam:N     Raspberry Pi camera N through Picamera2 (camera modules on libcamera)
+    imx500             the Raspberry Pi AI Camera, running the bundle's imx500 network on its
+                       sensor (--model BUNDLE/imx500/packerOut.zip; auto picks it when the
+                       bundle has that variant and the AI Camera is connected)
     N, /dev/videoN     V4L2 camera N through OpenCV (USB webcams)
     FILE               a video file, every frame in order
     rtsp://..., http(s)://...   a network stream, through OpenCV's FFmpeg backend
@@ -33,9 +36,10 @@ class CameraSpec:
     """A parsed ``--camera`` value.
 
     Attributes:
-        kind: "auto", "picam", "v4l2", "file" or "url".
+        kind: "auto", "picam", "imx500", "v4l2", "file" or "url".
         index: the camera number for "picam" and "v4l2".
-        target: the file path or URL for "file" and "url".
+        target: the file path or URL for "file" and "url"; for "imx500", the network
+            (``packerOut.zip`` or ``.rpk``) once the command line has resolved it.
     """
 
     kind: str
@@ -57,6 +61,9 @@ def parse_camera(value: str | None) -> CameraSpec:
     value = (value or "").strip()
     if value in ("", "auto"):
         return CameraSpec("auto")
+    match = re.fullmatch(r"imx500(?::(.+))?", value, flags=re.IGNORECASE)
+    if match:  # imx500:NETWORK is what the command line resolves --camera imx500 to
+        return CameraSpec("imx500", target=match.group(1) or "")
     match = re.fullmatch(r"picam(?::(.*))?", value, flags=re.IGNORECASE)
     if match:
         number = match.group(1)

@@ -182,6 +182,12 @@ class Classifier:
         return self.tensor_from_pixels(to_model_pixels(image, self.input_size,
                                                        self.resize_method))
 
+    def frame_tensor(self, frame: np.ndarray) -> np.ndarray:
+        """The input tensor of a camera or video frame (OpenCV's BGR order)."""
+        from edge_runtime.frames import frame_to_image
+
+        return self.input_tensor(frame_to_image(frame))
+
     def set_input_tensor(self, tensor: np.ndarray) -> None:
         """Load a tensor made by :meth:`tensor_from_pixels` or :meth:`input_tensor`."""
         self.interpreter.set_tensor(self._input["index"], tensor)

@@ -8,6 +8,7 @@ by edge-export also carry both in their own TFLite metadata, so the ``.tflite`` 
     edge-classify --model runs/demo/export/model_int8.tflite photos/ 'more/*.jpg' --top-k 3
     edge-classify --model runs/demo/export/model_int8.tflite --camera            # auto, window
     edge-classify --model runs/demo/export/model_int8.tflite --camera picam      # Pi camera module
+    edge-classify --model runs/demo/export/imx500/packerOut.zip --camera imx500  # AI Camera
     edge-classify --list-cameras                                                 # what is there
     edge-classify --model runs/demo/export/model_int8.tflite --camera clip.mp4 --headless --json
     edge-classify --model runs/demo/export/model_int8.tflite --camera --headless --serve 8080
@@ -24,6 +25,7 @@ file, --verbose prints it); 130 a run over files interrupted by Ctrl-C or SIGTER
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -44,6 +46,7 @@ from common.quiet import quiet_output
 from edge_runtime.camera_run import CAMERA_RETRY_S, CameraOptions, ServeOptions, run_camera
 from edge_runtime.camera_spec import DEFAULT_SIZE, parse_camera, parse_size
 from edge_runtime.classifier import Classifier
+from edge_runtime.imx500 import SensorClassifier, sensor_camera
 from edge_runtime.inputs import expand_inputs
 from edge_runtime.interpreter import BACKENDS, stream_threads
 from edge_runtime.live import parse_address
@@ -97,9 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="image files, folders (searched recursively) or glob patterns "
                              "such as 'photos/**/*.jpg'")
     inputs.add_argument("--camera", nargs="?", const="auto", metavar="SOURCE",
-                        help="classify frames: no value or 'auto' (the Pi camera module if "
-                             "Picamera2 lists one, else camera 0), 'picam' or 'picam:N' (Pi "
-                             "camera N via Picamera2), N or /dev/videoN (V4L2/USB camera), a "
+                        help="classify frames: no value or 'auto' (the AI Camera when the "
+                             "bundle has its imx500 network and it is connected, else the Pi "
+                             "camera module if Picamera2 lists one, else camera 0), 'picam' or "
+                             "'picam:N' (Pi camera N via Picamera2), 'imx500' (the Raspberry Pi "
+                             "AI Camera: the network runs on its sensor; --model "
+                             "BUNDLE/imx500/packerOut.zip), N or /dev/videoN (V4L2/USB camera), a "
                              "video file, or an rtsp:// or http(s):// stream")
     inputs.add_argument("--camera-size", type=_camera_size, default=DEFAULT_SIZE, metavar="WxH",
                         help="frame size asked of a camera (files and streams keep theirs)")
@@ -271,6 +277,10 @@ def run(args: argparse.Namespace) -> int:
         # normal end, whenever it comes (loading, waiting for the camera, streaming), so it
         # exits 0, after the summary once frames came. (Elsewhere an interrupt gives 130.)
         try:
+            sensor = sensor_camera(args.model, args.camera, quiet=not args.verbose)
+            if sensor is not None:  # the AI Camera: the network runs on its sensor
+                options = dataclasses.replace(options, camera=sensor)
+                return run_camera(SensorClassifier(options.spec.target, args.labels), options)
             # all cores but one: the capture and preprocessing threads need one
             threads = args.threads or stream_threads()
             classifier = load_classifier(args.model, args.labels, threads, args.backend,

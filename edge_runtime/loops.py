@@ -25,7 +25,6 @@ import numpy as np
 from edge_runtime.classifier import Classifier, Prediction
 from edge_runtime.errors import ImageError
 from edge_runtime.frame_source import END, FrameSlot, FrameSource
-from edge_runtime.frames import frame_to_image
 from edge_runtime.stream_summary import StreamSummary
 
 FrameCallback = Callable[[int, np.ndarray, list[Prediction], float], bool]
@@ -94,7 +93,7 @@ class Preprocessor:
         try:
             for number, frame in self.source.frames():
                 made_by = self.classifier  # swapped between two frames by a model reload
-                tensor = made_by.input_tensor(frame_to_image(frame))
+                tensor = made_by.frame_tensor(frame)
                 if not self._slot.put(number, (frame, tensor, made_by)):
                     break
         except BaseException as exc:  # reported by the consumer; a thread has no caller
@@ -113,7 +112,7 @@ class Preprocessor:
             if item is not None:
                 number, (frame, tensor, made_by) = item
                 if made_by is not self.classifier:  # made for the model a reload replaced
-                    tensor = self.classifier.input_tensor(frame_to_image(frame))
+                    tensor = self.classifier.frame_tensor(frame)
                 yield number, frame, tensor
 
     def stop(self) -> None:
@@ -203,7 +202,7 @@ def _run_stream(stage: Preprocessor, summary: StreamSummary, k: int, threshold: 
         new = reload() if reload is not None else None
         if new is not None:  # between two frames: this one is the new model's first
             stage.classifier = new
-            tensor = new.input_tensor(frame_to_image(frame))
+            tensor = new.frame_tensor(frame)
         predictions, latency_ms = stage.classifier.classify_tensor(tensor, k, threshold)
         with signals_held():  # delivered ⇔ counted, whenever Ctrl-C or SIGTERM lands
             keep_going = on_frame is None or on_frame(number, frame, predictions, latency_ms)

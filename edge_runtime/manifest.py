@@ -76,9 +76,11 @@ def _number(data: Mapping, key: str, where: str, default: float | None = None) -
 
 
 def _file_name(data: Mapping, where: str) -> str:
-    """``data["file"]``: a file name inside the bundle, never a path that leads out of it."""
+    """``data["file"]``: a file name inside the bundle, or in one folder of it
+    (``imx500/packerOut.zip``), never a path that leads out of it."""
     name = _require(data, "file", str, where)
-    if name in ("", ".", "..") or "/" in name or "\\" in name:
+    parts = name.split("/")
+    if len(parts) > 2 or "\\" in name or any(p in ("", ".", "..") for p in parts):
         raise ManifestError(f"{where}: 'file' is {name!r}, not a file name in the bundle")
     return name
 
@@ -186,6 +188,12 @@ class Variant:
     convert_seconds: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Keys of particular variants (``float_layers`` of int8_keepfloat, ...)."""
+
+    @property
+    def runs_on(self) -> str:
+        """Where the variant runs: "cpu" (a ``.tflite`` for the interpreter) or "imx500" (the
+        Raspberry Pi AI Camera's sensor: ``imx500/packerOut.zip``)."""
+        return str(self.extra.get("runs_on", "cpu"))
 
     def to_json(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}

@@ -56,6 +56,14 @@ def open_source(value: CameraSpec | str | None, size: tuple[int, int] = DEFAULT_
     if spec.kind == "auto":
         number = _auto_picamera(quiet)
         spec = CameraSpec("picam", number) if number is not None else CameraSpec("v4l2", 0)
+    if spec.kind == "imx500":
+        from edge_runtime.imx500 import Imx500Source, SensorClassifier, network_file
+
+        if not spec.target:
+            raise CameraError("--camera imx500 runs the bundle's imx500 network: --model "
+                              "BUNDLE/imx500/packerOut.zip")
+        labels = SensorClassifier(spec.target).labels
+        return Imx500Source(network_file(spec.target), labels, size, quiet)
     if spec.kind == "picam":
         from edge_runtime.picamera import PicameraSource
 
@@ -88,6 +96,7 @@ def list_cameras(sysfs: Path = V4L2_SYSFS, quiet: bool = True) -> list[str]:
     Raises:
         PicameraBroken: Picamera2 is installed but does not import (what to fix, in one line).
     """
+    from edge_runtime.imx500 import is_sensor
     from edge_runtime.picamera import INSTALL_HINT, PicameraBroken, is_usb, picamera_cameras
 
     lines = ["Raspberry Pi cameras (Picamera2):"]
@@ -106,6 +115,9 @@ def list_cameras(sysfs: Path = V4L2_SYSFS, quiet: bool = True) -> list[str]:
             where = info.get("Id") or info.get("Location") or ""
             usb = " (a USB camera: --camera N through V4L2 works too)" if is_usb(info) else ""
             lines.append(f"  --camera picam:{number:<4} {info.get('Model', '?')}  {where}{usb}")
+            if is_sensor(info):
+                lines.append("  --camera imx500      the Raspberry Pi AI Camera: runs a bundle's "
+                             "imx500 network on its sensor (--model BUNDLE/imx500/packerOut.zip)")
     lines.append("V4L2 devices (OpenCV):")
     devices = v4l2_devices(sysfs)
     if not devices:

@@ -27,6 +27,8 @@ from edge_runtime.eval_set import EVAL_SET_FILE
 from edge_runtime.manifest import MANIFEST_FILE, Manifest
 from export.errors import ExportError
 from export.formats import FORMATS, SELECTIVE, ExportFormat
+from export.imx500 import FILES as SENSOR_FILES
+from export.imx500 import FOLDER as SENSOR_FOLDER
 from export.quant_debug import REPORT_FILE
 
 log = logging.getLogger(__name__)
@@ -37,8 +39,11 @@ RETIRED_PREFIX = ".export-old-"
 """Name prefix the previous bundle takes for the moment of the swap."""
 LABELS_FILE = "labels.txt"
 BUNDLE_FILES = (LABELS_FILE, MANIFEST_FILE, EVAL_SET_FILE, REPORT_FILE,
-                *(f.file for f in (*FORMATS.values(), SELECTIVE)))
+                *(f.file for f in (*FORMATS.values(), SELECTIVE) if "/" not in f.file))
 """Every file name edge-export writes into a bundle."""
+SUBFOLDERS = {BENCH_DIR: set(BENCH_FILES), SENSOR_FOLDER: set(SENSOR_FILES)}
+"""The bundle's folders and the file names in them export and edge-bench write (and the
+device: ``imx500/network.rpk``, packaged on first use), which export may delete."""
 SHOWN = 5
 """Foreign names an error lists before it says how many more there are."""
 
@@ -76,9 +81,9 @@ def foreign_entries(folder: Path) -> list[str]:
     names = own_names(folder)
     foreign = []
     for entry in sorted(folder.iterdir()):
-        if entry.name == BENCH_DIR and entry.is_dir() and not entry.is_symlink():
-            foreign += [f"{BENCH_DIR}/{e.name}" for e in sorted(entry.iterdir())
-                        if not _ours(e, set(BENCH_FILES))]
+        if entry.name in SUBFOLDERS and entry.is_dir() and not entry.is_symlink():
+            foreign += [f"{entry.name}/{e.name}" for e in sorted(entry.iterdir())
+                        if not _ours(e, SUBFOLDERS[entry.name])]
         elif not _ours(entry, names):
             foreign.append(entry.name + ("/" if entry.is_dir() else ""))
     return foreign
@@ -177,9 +182,9 @@ def discard(old: Path) -> None:
     """
     names = own_names(old)
     for entry in old.iterdir():
-        if entry.name == BENCH_DIR and entry.is_dir() and not entry.is_symlink():
+        if entry.name in SUBFOLDERS and entry.is_dir() and not entry.is_symlink():
             for report in entry.iterdir():
-                if _ours(report, set(BENCH_FILES)):
+                if _ours(report, SUBFOLDERS[entry.name]):
                     report.unlink()
             with contextlib.suppress(OSError):
                 entry.rmdir()

@@ -143,6 +143,25 @@ def resize_method(run: Path) -> str:
     return method
 
 
+@dataclass(frozen=True)
+class _Source:
+    """The run being exported, read once: what every step takes from it."""
+
+    run: Path
+    out: Path
+    model: object
+    splits: object
+    labels: list[str]
+    method: str
+    size: tuple[int, int]
+    spec: InputSpec
+    trained: dict
+    """The backbone, as a person names it (:func:`train.backbones.run_model`)."""
+    model_sha256: str
+    described: dict
+    """What every variant's embedded TFLite metadata says (:mod:`export.metadata`)."""
+
+
 def export(config: ExportConfig) -> ExportResult:
     """Write ``run/export/``: the variants, ``labels.txt``, ``eval_set.npz`` and a verified
     ``manifest.json``, built aside and swapped in whole (see :mod:`export.bundle`).
@@ -150,10 +169,41 @@ def export(config: ExportConfig) -> ExportResult:
     Raises:
         RunError: a missing or broken run.
         ExportError: bad settings, an untrustworthy calibration set, no readable
-            evaluation image, an ``export`` that is a file or holds files export did not write.
+            evaluation image, an ``export`` that is a file or holds files export did not write,
+            an imx500 variant the sensor cannot run or this machine cannot make.
     """
     _validate(config)
     started = time.time()
+    source = _read_source(config)
+    sensor_spec = _imx500_preflight(config, source)  # before minutes of work
+    calibration = _calibration(config, source)
+    cal_pixels = calibration.pixels if calibration else None
+    with staged_bundle(source.out) as folder:
+        write_labels(folder, source.labels)
+        files, convert_seconds = _convert_variants(config, source, cal_pixels, folder)
+        extras: dict[str, dict] = {name: {} for name in files}
+        quant, rows = _debug_quant(config, source, cal_pixels, folder, files, convert_seconds,
+                                   extras)
+        auto, auto_entry = _int8_target(config, source, cal_pixels, folder, files,
+                                        convert_seconds, extras, rows)
+        sensor_eval = _SensorEval() if sensor_spec is not None else None
+        evaluation, eval_set_entry = _verify(config, source, folder, files, sensor_eval)
+        variants, failures = _variant_entries(config, files, convert_seconds, extras, evaluation)
+        if sensor_spec is not None:
+            name, variant = _imx500_variant(config, source, sensor_spec, cal_pixels, folder,
+                                            sensor_eval, evaluation.keras_accuracy)
+            variants[name] = variant
+            if variant.accuracy_drop_points > config.max_accuracy_drop:
+                failures.append(name)
+        manifest = _manifest(config, source, calibration, auto_entry, evaluation,
+                             eval_set_entry, variants, started)
+        manifest.save(folder)  # last: the bundle is complete once it names its files
+        _check_loads(folder, manifest)
+    return ExportResult(out=source.out, manifest=manifest, failures=failures,
+                        quant_report=quant, auto_float=auto)
+
+
+def _read_source(config: ExportConfig) -> _Source:
     run = Path(config.run)
     out = run / EXPORT_DIR
     check_replaceable(out)  # before minutes of work; checked again at the swap
@@ -161,128 +211,217 @@ def export(config: ExportConfig) -> ExportResult:
     method = resize_method(run)
     size = (int(model.input_shape[1]), int(model.input_shape[2]))
     spec = InputSpec(height=size[0], width=size[1], resize=method)
-
-    calibration = None
-    if any(FORMATS[f].full_integer for f in config.formats) or config.debug_quant \
-            or config.keep_float:
-        calibration = load_calibration(splits, labels, config.calibration_samples, size, method,
-                                       seed=config.seed, force=config.force_calibration,
-                                       progress=config.progress)
-        log.info("measuring how settled the calibration ranges are ...")
-        calibration.info["ranges"] = calibration_settledness(model, calibration.pixels).to_json()
-    cal_pixels = calibration.pixels if calibration else None
-
     trained = run_model(read_config(run))  # the backbone, as a person names it
     model_sha256 = sha256(run / MODEL)
-    # what every variant's embedded TFLite metadata says (export/metadata.py)
     described = dict(run_name=run.name, version=model_sha256[:12], labels=labels,
                      input_spec=spec.to_json(), model=trained["name"])
-    with staged_bundle(out) as folder:
-        write_labels(folder, labels)
-        files: dict[str, Path] = {}
-        convert_seconds: dict[str, float] = {}
-        for name in config.formats:
-            fmt = FORMATS[name]
-            log.info("converting %s: %s ...", name, fmt.description)
-            t0 = time.time()
-            files[name] = write_variant(folder, fmt, convert(model, fmt, cal_pixels,
-                                                             config.int8_io, config.progress),
-                                        **described)
-            convert_seconds[name] = round(time.time() - t0, 2)
+    return _Source(run, out, model, splits, labels, method, size, spec, trained, model_sha256,
+                   described)
 
-        extras: dict[str, dict] = {name: {} for name in files}
-        quant = None
-        rows: list[dict] | None = None
-        if config.debug_quant or config.keep_float:
-            log.info("running the quantization debugger ...")
-            rows = quantization_report(model, cal_pixels)
-            write_text(folder / REPORT_FILE, report_csv(rows))
-            quant = plan_float_layers(rows, config.keep_float)  # signal layers only
-            if quant.float_layers:
-                keep = list(quant.float_layers)
-                log.info("re-exporting int8 with %d layer(s) in float: %s", len(keep),
-                         ", ".join(short_tensor_name(t) for t in keep))
-                t0 = time.time()
-                files[SELECTIVE.name] = write_variant(
-                    folder, SELECTIVE, selective_int8(model, cal_pixels, config.int8_io, keep),
-                    **described)
-                convert_seconds[SELECTIVE.name] = round(time.time() - t0, 2)
-                extras[SELECTIVE.name] = {"float_layers": keep}
 
-        auto, auto_entry = None, None
-        if config.int8_target_drop is not None and "int8" in files:
-            t0 = time.time()
-            if splits.paths("val"):
-                auto = _auto_float(config, model, splits, size, method, cal_pixels,
-                                   files["int8"], folder / LABELS_FILE, rows)
-                auto_entry = auto.to_json("val")
-                if auto.float_layers:
-                    files["int8"] = write_variant(folder, FORMATS["int8"], auto.model,
-                                                  **described)
-                extras["int8"]["float_layers"] = list(auto.float_layers)
-            else:
-                log.warning("int8 is not checked against --int8-target-drop: the run has no "
-                            "validation images to measure it on (the test split stays for the "
-                            "table)")
-                auto_entry = {"points": config.int8_target_drop, "split": "val",
-                              "outcome": NO_VALIDATION}
-            convert_seconds["int8"] = round(convert_seconds["int8"] + time.time() - t0, 2)
-        elif "int8" in files:
-            auto_entry = {"points": None, "split": "val", "outcome": OFF}
+def _imx500_preflight(config: ExportConfig, source: _Source) -> dict | None:
+    """The side script's spec when imx500 is asked for (what the sensor refuses, refused now)."""
+    if not any(FORMATS[f].runs_on == "imx500" for f in config.formats):
+        return None
+    from export import imx500
 
-        # Verified in the staging folder with its own labels.txt; no manifest.json is there
-        # yet, so nothing stale can steer the Classifier.
-        eval_split = splits.eval_split()
-        paths = splits.paths(eval_split)
-        truth = np.asarray(splits.labels[eval_split])
-        collector = EvalSetCollector(truth, config.eval_samples, config.seed)
-        log.info("verifying %s on %d %s image(s) against Keras ...", ", ".join(files),
-                 len(paths), eval_split)
-        with progress_bar(len(paths), f"verifying on {eval_split}", config.progress) as bar:
-            evaluation = evaluate(model, files, folder / LABELS_FILE,
-                                  iter_batches(paths, size, method, bar=bar), truth,
-                                  config.threads, observers=[collector])
+    return imx500.preflight(source.model, read_config(source.run))
 
-        eval_set = collector.result()
-        eval_set_entry = None
-        if eval_set is not None:
-            eval_set = with_variant_answers(eval_set, files, folder / LABELS_FILE, config.threads)
-            eval_set.save(folder / EVAL_SET_FILE)
-            eval_set_entry = EvalSet(EVAL_SET_FILE, len(eval_set), eval_split)
 
-        keras_accuracy = evaluation.keras_accuracy
-        variants: dict[str, Variant] = {}
-        failures = []
-        for name, path in files.items():
-            measured = evaluation.variants[name]
-            extra = {**extras[name], **evaluation.paired[name]}
-            if name == SELECTIVE.name and "int8" in evaluation.variants:
-                extra["recovered_points"] = round(
-                    100 * (measured["accuracy"] - evaluation.variants["int8"]["accuracy"]), 2)
-            drop = round(100 * (keras_accuracy - measured["accuracy"]), 2)
-            if drop > config.max_accuracy_drop:
-                failures.append(name)
-            variants[name] = Variant(file=path.name, bytes=path.stat().st_size,
-                                     sha256=sha256(path), accuracy_drop_points=drop,
-                                     convert_seconds=convert_seconds[name], extra=extra,
-                                     **measured)
+def _calibration(config: ExportConfig, source: _Source):
+    """The calibration images (shared by int8, the debugger and imx500), or None."""
+    if not (any(FORMATS[f].full_integer for f in config.formats) or config.debug_quant
+            or config.keep_float):
+        return None
+    calibration = load_calibration(source.splits, source.labels, config.calibration_samples,
+                                   source.size, source.method, seed=config.seed,
+                                   force=config.force_calibration, progress=config.progress)
+    log.info("measuring how settled the calibration ranges are ...")
+    calibration.info["ranges"] = calibration_settledness(source.model,
+                                                         calibration.pixels).to_json()
+    return calibration
 
-        manifest = Manifest(
-            input=spec, labels=tuple(labels), variants=variants, keras_accuracy=keras_accuracy,
-            eval_split=eval_split, num_eval=evaluation.num_eval, eval_set=eval_set_entry,
-            extra={"max_accuracy_drop": config.max_accuracy_drop,
-                   "calibration": calibration.info if calibration else None,
-                   "int8_target_drop": auto_entry,
-                   "model": trained,
-                   "source": {"model_sha256": model_sha256, "run": str(run.resolve())},
-                   "export_seconds": round(time.time() - started, 2),
-                   "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                   "versions": library_versions("tensorflow", "keras", "numpy", "PIL",
-                                                "ai_edge_litert")})
-        manifest.save(folder)  # last: the bundle is complete once it names its files
-        _check_loads(folder, manifest)
-    return ExportResult(out=out, manifest=manifest, failures=failures, quant_report=quant,
-                        auto_float=auto)
+
+def _convert_variants(config: ExportConfig, source: _Source, cal_pixels, folder: Path
+                      ) -> tuple[dict[str, Path], dict[str, float]]:
+    """Each ``.tflite`` variant asked for, written into the bundle; seconds each took."""
+    files: dict[str, Path] = {}
+    convert_seconds: dict[str, float] = {}
+    for name in config.formats:
+        fmt = FORMATS[name]
+        if fmt.runs_on != "cpu":
+            continue
+        log.info("converting %s: %s ...", name, fmt.description)
+        t0 = time.time()
+        files[name] = write_variant(folder, fmt, convert(source.model, fmt, cal_pixels,
+                                                         config.int8_io, config.progress),
+                                    **source.described)
+        convert_seconds[name] = round(time.time() - t0, 2)
+    return files, convert_seconds
+
+
+def _debug_quant(config: ExportConfig, source: _Source, cal_pixels, folder: Path,
+                 files: dict[str, Path], convert_seconds: dict[str, float],
+                 extras: dict[str, dict]) -> tuple[QuantReport | None, list[dict] | None]:
+    """``--debug-quant`` / ``--keep-float``: the per-layer report, and int8_keepfloat."""
+    if not (config.debug_quant or config.keep_float):
+        return None, None
+    log.info("running the quantization debugger ...")
+    rows = quantization_report(source.model, cal_pixels)
+    write_text(folder / REPORT_FILE, report_csv(rows))
+    quant = plan_float_layers(rows, config.keep_float)  # signal layers only
+    if quant.float_layers:
+        keep = list(quant.float_layers)
+        log.info("re-exporting int8 with %d layer(s) in float: %s", len(keep),
+                 ", ".join(short_tensor_name(t) for t in keep))
+        t0 = time.time()
+        files[SELECTIVE.name] = write_variant(
+            folder, SELECTIVE, selective_int8(source.model, cal_pixels, config.int8_io, keep),
+            **source.described)
+        convert_seconds[SELECTIVE.name] = round(time.time() - t0, 2)
+        extras[SELECTIVE.name] = {"float_layers": keep}
+    return quant, rows
+
+
+def _int8_target(config: ExportConfig, source: _Source, cal_pixels, folder: Path,
+                 files: dict[str, Path], convert_seconds: dict[str, float],
+                 extras: dict[str, dict], rows: list[dict] | None
+                 ) -> tuple[AutoFloat | None, dict | None]:
+    """``--int8-target-drop``: the int8 chosen on validation, and the manifest's entry."""
+    if "int8" not in files:
+        return None, None
+    if config.int8_target_drop is None:
+        return None, {"points": None, "split": "val", "outcome": OFF}
+    auto, auto_entry = None, None
+    t0 = time.time()
+    splits = source.splits
+    if splits.paths("val"):
+        auto = _auto_float(config, source.model, splits, source.size, source.method,
+                           cal_pixels, files["int8"], folder / LABELS_FILE, rows)
+        auto_entry = auto.to_json("val")
+        if auto.float_layers:
+            files["int8"] = write_variant(folder, FORMATS["int8"], auto.model,
+                                          **source.described)
+        extras["int8"]["float_layers"] = list(auto.float_layers)
+    else:
+        log.warning("int8 is not checked against --int8-target-drop: the run has no "
+                    "validation images to measure it on (the test split stays for the "
+                    "table)")
+        auto_entry = {"points": config.int8_target_drop, "split": "val",
+                      "outcome": NO_VALIDATION}
+    convert_seconds["int8"] = round(convert_seconds["int8"] + time.time() - t0, 2)
+    return auto, auto_entry
+
+
+class _SensorEval:
+    """Keeps the evaluation pixels in order (an observer of :func:`export.verify.evaluate`),
+    for the imx500 variant, which is measured in the side venv after the pass."""
+
+    def __init__(self) -> None:
+        self.pixels: list[np.ndarray] = []
+        self.indices: list[np.ndarray] = []
+
+    def __call__(self, batch, keras_top1: np.ndarray) -> None:
+        self.pixels.append(batch.pixels)
+        self.indices.append(np.asarray(batch.indices))
+
+
+def _verify(config: ExportConfig, source: _Source, folder: Path, files: dict[str, Path],
+            sensor_eval: _SensorEval | None):
+    """Every ``.tflite`` variant against Keras on the evaluation split (and the bundle's
+    evaluation set kept on the way): the :class:`~export.verify.Evaluation` and the
+    manifest's ``eval_set`` entry."""
+    # Verified in the staging folder with its own labels.txt; no manifest.json is there
+    # yet, so nothing stale can steer the Classifier.
+    splits = source.splits
+    eval_split = splits.eval_split()
+    paths = splits.paths(eval_split)
+    truth = np.asarray(splits.labels[eval_split])
+    collector = EvalSetCollector(truth, config.eval_samples, config.seed)
+    observers = [collector] + ([sensor_eval] if sensor_eval is not None else [])
+    log.info("verifying %s on %d %s image(s) against Keras ...",
+             ", ".join(files) or "Keras", len(paths), eval_split)
+    with progress_bar(len(paths), f"verifying on {eval_split}", config.progress) as bar:
+        evaluation = evaluate(source.model, files, folder / LABELS_FILE,
+                              iter_batches(paths, source.size, source.method, bar=bar), truth,
+                              config.threads, observers=observers)
+
+    eval_set = collector.result()
+    eval_set_entry = None
+    if eval_set is not None:
+        eval_set = with_variant_answers(eval_set, files, folder / LABELS_FILE, config.threads)
+        eval_set.save(folder / EVAL_SET_FILE)
+        eval_set_entry = EvalSet(EVAL_SET_FILE, len(eval_set), eval_split)
+    return evaluation, eval_set_entry
+
+
+def _variant_entries(config: ExportConfig, files: dict[str, Path],
+                     convert_seconds: dict[str, float], extras: dict[str, dict], evaluation
+                     ) -> tuple[dict[str, Variant], list[str]]:
+    """The manifest's entry of each ``.tflite`` variant, and those past the accuracy guard."""
+    keras_accuracy = evaluation.keras_accuracy
+    variants: dict[str, Variant] = {}
+    failures = []
+    for name, path in files.items():
+        measured = evaluation.variants[name]
+        extra = {**extras[name], **evaluation.paired[name]}
+        if name == SELECTIVE.name and "int8" in evaluation.variants:
+            extra["recovered_points"] = round(
+                100 * (measured["accuracy"] - evaluation.variants["int8"]["accuracy"]), 2)
+        drop = round(100 * (keras_accuracy - measured["accuracy"]), 2)
+        if drop > config.max_accuracy_drop:
+            failures.append(name)
+        variants[name] = Variant(file=path.name, bytes=path.stat().st_size,
+                                 sha256=sha256(path), accuracy_drop_points=drop,
+                                 convert_seconds=convert_seconds[name], extra=extra,
+                                 **measured)
+    return variants, failures
+
+
+def _imx500_variant(config: ExportConfig, source: _Source, sensor_spec: dict, cal_pixels,
+                    folder: Path, sensor_eval: _SensorEval, keras_accuracy: float
+                    ) -> tuple[str, Variant]:
+    """The AI Camera's network made in the side venv (:mod:`export.imx500`), its files in the
+    bundle's ``imx500/``, measured on the same evaluation images as every variant."""
+    from export import imx500
+    from export.verify import keras_probabilities
+
+    name = next(f for f in config.formats if FORMATS[f].runs_on == "imx500")
+    pixels = np.concatenate(sensor_eval.pixels)
+    truth = np.asarray(source.splits.labels[source.splits.eval_split()])[
+        np.concatenate(sensor_eval.indices)]
+    keras_probs = np.concatenate([keras_probabilities(source.model, pixels[i:i + 64])
+                                  for i in range(0, len(pixels), 64)])
+    log.info("converting %s: %s (minutes) ...", name, FORMATS[name].description)
+    t0 = time.time()
+    with tempfile.TemporaryDirectory(prefix="edge-export-imx500-") as work:
+        result = imx500.convert(source.model, sensor_spec, cal_pixels, pixels, Path(work))
+        path = imx500.write_bundle_files(folder, result)
+    measured = imx500.measurements(result, truth, keras_probs)
+    extra = measured.pop("extra")
+    return name, Variant(file=f"{imx500.FOLDER}/{path.name}", bytes=path.stat().st_size,
+                         sha256=sha256(path),
+                         accuracy_drop_points=round(100 * (keras_accuracy
+                                                           - measured["accuracy"]), 2),
+                         convert_seconds=round(time.time() - t0, 2), extra=extra, **measured)
+
+
+def _manifest(config: ExportConfig, source: _Source, calibration, auto_entry, evaluation,
+              eval_set_entry, variants: dict[str, Variant], started: float) -> Manifest:
+    return Manifest(
+        input=source.spec, labels=tuple(source.labels), variants=variants,
+        keras_accuracy=evaluation.keras_accuracy, eval_split=source.splits.eval_split(),
+        num_eval=evaluation.num_eval, eval_set=eval_set_entry,
+        extra={"max_accuracy_drop": config.max_accuracy_drop,
+               "calibration": calibration.info if calibration else None,
+               "int8_target_drop": auto_entry,
+               "model": source.trained,
+               "source": {"model_sha256": source.model_sha256,
+                          "run": str(source.run.resolve())},
+               "export_seconds": round(time.time() - started, 2),
+               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+               "versions": library_versions("tensorflow", "keras", "numpy", "PIL",
+                                            "ai_edge_litert")})
 
 
 def _auto_float(config: ExportConfig, model, splits, size: tuple[int, int], method: str,
@@ -340,6 +479,8 @@ def _auto_float(config: ExportConfig, model, splits, size: tuple[int, int], meth
 def _check_loads(folder: Path, manifest: Manifest) -> None:
     """Each variant loads as a device will load it: through the manifest now beside it."""
     for variant in manifest.variants.values():
+        if variant.runs_on != "cpu":
+            continue  # the sensor's network: checked in export.imx500
         try:
             with quiet_output():
                 Classifier(folder / variant.file)

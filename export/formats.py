@@ -21,6 +21,10 @@ class ExportFormat:
     """Store weights as float16."""
     full_integer: bool = False
     """int8 weights and activations, calibrated; builtin int8 ops only."""
+    runs_on: str = "cpu"
+    """Where the variant runs: "cpu" (a ``.tflite`` the edge runtime's interpreter runs, made
+    by :mod:`export.convert`) or "imx500" (a network for the Raspberry Pi AI Camera's sensor,
+    made by Sony's toolchain in a side venv: :mod:`export.imx500`)."""
 
 
 FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
@@ -32,6 +36,10 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
     ExportFormat("int8", "model_int8.tflite",
                  "full-integer int8 weights and activations, calibrated on the train split",
                  optimize=True, full_integer=True),
+    ExportFormat("imx500", "imx500/packerOut.zip",
+                 "the Raspberry Pi AI Camera's sensor (IMX500): int8 by Sony's MCT, calibrated "
+                 "as int8, converted by imxconv-tf (a side venv with TensorFlow 2.15 and Java 17)",
+                 full_integer=True, runs_on="imx500"),
 )}
 DEFAULT_FORMATS = ("fp32", "fp16", "int8")
 INT8_IO_TYPES = ("uint8", "int8", "float32")

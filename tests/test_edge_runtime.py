@@ -310,8 +310,8 @@ def test_no_module_imports_tensorflow_and_files_need_no_opencv(bundle, demo_dir,
         cv2_after_files = "cv2" in sys.modules
         camera_rc = main(["--model", {str(bundle / "model_fp32.tflite")!r}, "--json",
                           "--camera", {str(clip)!r}, "--headless"])
-        heavy = sorted(n for n in sys.modules if n.split(".")[0] in ("tensorflow", "keras",
-                                                                     "tf_keras"))
+        heavy = sorted(n for n in sys.modules if n.split(".")[0] in (
+            "tensorflow", "keras", "tf_keras", "model_compression_toolkit", "edgemdt_tpc"))
         print(json.dumps({{"modules": names, "files_rc": files_rc, "camera_rc": camera_rc,
                           "cv2_after_files": cv2_after_files, "heavy": heavy}}))
     """)

@@ -137,7 +137,7 @@ class CountingClassifier:
 
     labels = ["a", "b"]
 
-    def input_tensor(self, image):
+    def frame_tensor(self, frame):
         return np.zeros(1)
 
     def classify_tensor(self, tensor, k=3, threshold=0.0):

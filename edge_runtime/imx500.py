@@ -1,0 +1,331 @@
+"""The Raspberry Pi AI Camera (Sony IMX500): the network runs on the sensor, the Pi reads answers.
+
+``edge-export RUN --formats ...,imx500`` writes ``BUNDLE/imx500/packerOut.zip``. On the Pi,
+``edge-classify --model BUNDLE/imx500/packerOut.zip --camera imx500``:
+
+1. packages it once with ``imx500-package`` (apt ``imx500-tools``) into ``network.rpk``, cached
+   beside it (:func:`network_file`);
+2. uploads that to the sensor through Picamera2's ``IMX500`` device, showing the firmware
+   upload's progress (it takes a while the first time), and configures the camera;
+3. hands out each frame with the sensor's output for it (:class:`SensorFrame`, from
+   :class:`Imx500Source`), which :class:`SensorClassifier` turns into the same predictions as
+   any other model's, so top-k, threshold, JSON, summary, window and live view are the ones
+   every camera uses.
+
+The sensor makes the network's input itself from the whole sensor picture squashed to the
+input size (no crop), the same resize the run was trained with; it feeds a signed input
+``p - 128`` (export checks the network expects exactly that). Picamera2 and its ``IMX500``
+device are imported only here, when the AI Camera is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime.camera_spec import DEFAULT_SIZE
+from edge_runtime.classifier import Prediction, top_k
+from edge_runtime.errors import CameraError, ModelError
+from edge_runtime.frame_source import FrameSource
+from edge_runtime.manifest import Manifest
+
+log = logging.getLogger(__name__)
+
+PACKED = "packerOut.zip"
+"""What edge-export writes (``BUNDLE/imx500/packerOut.zip``)."""
+RPK = "network.rpk"
+"""What ``imx500-package`` makes of it; cached beside it."""
+PACKAGER = "imx500-package"
+TOOLS_HINT = "install the AI Camera's tools with `sudo apt install imx500-all imx500-tools`"
+SENSOR_MODEL = "imx500"
+"""How Picamera2's ``global_camera_info()`` names the AI Camera's sensor (``Model``)."""
+FIRST_RESULT_FRAMES = 3000
+"""Frames read while the sensor has no answer yet (its firmware upload) before giving up."""
+
+
+def is_sensor_model(path: str | os.PathLike) -> bool:
+    """True for a network the AI Camera's sensor runs (``packerOut.zip`` or a ``.rpk``)."""
+    name = Path(path).name
+    return name == PACKED or name.endswith(".rpk")
+
+
+def is_sensor(info: dict) -> bool:
+    """True for the AI Camera in Picamera2's ``global_camera_info()``."""
+    return SENSOR_MODEL in str(info.get("Model", "")).lower()
+
+
+def bundle_network(model: str | os.PathLike) -> Path | None:
+    """The bundle's imx500 network beside a ``.tflite`` ``model`` (its manifest names it), or
+    None when the bundle has no imx500 variant."""
+    try:
+        manifest = Manifest.beside(model)
+    except ModelError:
+        return None
+    if manifest is None:
+        return None
+    for variant in manifest.variants.values():
+        if variant.runs_on == SENSOR_MODEL:
+            path = Path(model).parent / variant.file
+            return path if path.is_file() else None
+    return None
+
+
+def sensor_camera(model: str, camera: str | None, quiet: bool = True) -> str | None:
+    """The ``--camera`` value naming the AI Camera with its network (``imx500:NETWORK``) when
+    this run uses the sensor, else None (another camera, or the CPU model).
+
+    ``--camera imx500``: ``model`` is the network (``packerOut.zip`` or ``.rpk``), or a
+    ``.tflite`` of a bundle with an imx500 variant (then that variant's network is used).
+    ``--camera``/``auto``: the AI Camera when the bundle has that variant and Picamera2 lists
+    the sensor.
+
+    Raises:
+        ModelError: ``--camera imx500`` with a model that has no sensor network.
+    """
+    from edge_runtime.camera_spec import parse_camera
+
+    spec = parse_camera(camera)
+    if spec.kind == "imx500":
+        if spec.target:
+            return f"imx500:{spec.target}"
+        network = Path(model) if is_sensor_model(model) else bundle_network(model)
+        if network is None:
+            raise ModelError(f"--camera imx500: {model} is not the AI Camera's network and its "
+                             "bundle has no imx500 variant; export one with edge-export RUN "
+                             f"--formats ...,imx500 and pass --model BUNDLE/imx500/{PACKED}")
+        return f"imx500:{network}"
+    if spec.kind != "auto":
+        return None
+    network = Path(model) if is_sensor_model(model) else bundle_network(model)
+    if network is None:
+        return None
+    from edge_runtime.picamera import PicameraBroken, picamera_cameras
+
+    try:
+        cameras = picamera_cameras(quiet)
+    except PicameraBroken:
+        raise
+    except CameraError:
+        return None
+    if not any(is_sensor(info) for info in cameras):
+        return None
+    log.info("--camera auto: the AI Camera is connected and the bundle has its network: "
+             "running %s on the sensor", network)
+    return f"imx500:{network}"
+
+
+def network_file(model: str | os.PathLike, packager: str = PACKAGER) -> Path:
+    """The ``.rpk`` to upload for ``model``: itself, or ``network.rpk`` beside a
+    ``packerOut.zip``, packaged now when missing or older than the zip.
+
+    Raises:
+        ModelError: not a sensor network, no such file, no ``imx500-package`` or it failed.
+    """
+    path = Path(model)
+    if not path.is_file():
+        raise ModelError(f"{path} does not exist")
+    if path.name.endswith(".rpk"):
+        return path
+    if path.name != PACKED:
+        raise ModelError(f"--camera imx500 runs the AI Camera's network (BUNDLE/imx500/{PACKED} "
+                         f"or a .rpk), not {path.name}; export one with edge-export RUN "
+                         "--formats ...,imx500")
+    rpk = path.with_name(RPK)
+    if rpk.is_file() and rpk.stat().st_mtime >= path.stat().st_mtime:
+        return rpk
+    tool = shutil.which(packager)
+    if tool is None:
+        raise ModelError(f"{packager} is not installed, and it makes {RPK} from {path.name} "
+                         f"(once); {TOOLS_HINT}")
+    log.info("packaging %s for the sensor with %s (once) ...", path, packager)
+    with tempfile.TemporaryDirectory(prefix="edge-imx500-") as work:
+        done = subprocess.run([tool, "-i", str(path), "-o", work], capture_output=True,
+                              text=True)
+        made = Path(work) / RPK
+        if done.returncode != 0 or not made.is_file():
+            lines = (done.stderr or done.stdout).strip().splitlines()
+            raise ModelError(f"{packager} could not package {path}: "
+                             f"{lines[-1] if lines else f'exit code {done.returncode}'}")
+        partial = rpk.with_name(f".{RPK}.{os.getpid()}.tmp")
+        shutil.copyfile(made, partial)
+        os.replace(partial, rpk)  # whole or not at all, for the next run too
+    return rpk
+
+
+class SensorFrame(np.ndarray):
+    """A BGR frame with the sensor's answer for it: ``outputs`` (the class scores, float32)
+    and ``dnn_ms`` (the sensor's inference time, 0 when it did not say)."""
+
+    outputs: np.ndarray
+    dnn_ms: float
+
+    @classmethod
+    def of(cls, frame: np.ndarray, outputs: np.ndarray, dnn_ms: float) -> SensorFrame:
+        made = np.asarray(frame).view(cls)
+        made.outputs, made.dnn_ms = outputs, dnn_ms
+        return made
+
+    def __array_finalize__(self, obj) -> None:
+        self.outputs = getattr(obj, "outputs", None)
+        self.dnn_ms = getattr(obj, "dnn_ms", 0.0)
+
+
+class SensorClassifier:
+    """What the stream loop needs of a :class:`~edge_runtime.classifier.Classifier`, for a
+    network that runs on the sensor: the tensor of a frame is the sensor's answer for it.
+
+    Args:
+        model: ``packerOut.zip`` or a ``.rpk``; labels and the input size come from the
+            bundle's ``manifest.json`` (the folder above ``imx500/``), else ``labels``.
+        labels: a labels file, when there is no manifest.
+
+    Raises:
+        ModelError: no labels (no manifest above it and no ``--labels``).
+    """
+
+    backend = "imx500 sensor"
+    threads = 0
+
+    def __init__(self, model: str | os.PathLike, labels: str | os.PathLike | None = None):
+        self.model_path = Path(model)
+        manifest = _bundle_manifest(self.model_path)
+        self.manifest = manifest
+        if labels is not None:
+            from common.labels import read_labels
+
+            self.labels = read_labels(Path(labels))
+        elif manifest is not None and manifest.labels:
+            self.labels = list(manifest.labels)
+        else:
+            raise ModelError(f"{self.model_path}: no manifest.json in the bundle above it to "
+                             "read the labels from; pass --labels FILE")
+        self.input_size = manifest.input.size if manifest else (0, 0)
+        self.input_dtype = np.dtype(np.int8)
+
+    def frame_tensor(self, frame: np.ndarray) -> np.ndarray:
+        """The sensor's answer for ``frame`` (a :class:`SensorFrame`)."""
+        if getattr(frame, "outputs", None) is None:
+            raise CameraError("the AI Camera's network classifies the sensor's own frames only")
+        return frame
+
+    def input_tensor(self, image) -> np.ndarray:
+        raise ModelError("the AI Camera's network runs on its sensor: it classifies camera "
+                         "frames (--camera imx500), not files")
+
+    def classify_tensor(self, tensor: SensorFrame, k: int = 3,
+                        threshold: float = 0.0) -> tuple[list[Prediction], float]:
+        """Top-``k`` predictions from the sensor's scores, and the sensor's inference ms."""
+        scores = np.asarray(tensor.outputs, np.float32).reshape(-1)
+        if scores.size != len(self.labels):
+            raise CameraError(f"the sensor gave {scores.size} scores for {len(self.labels)} "
+                              "labels: is the network on the sensor this bundle's?")
+        return top_k(scores, self.labels, k, threshold), float(tensor.dnn_ms)
+
+
+def _bundle_manifest(model: Path) -> Manifest | None:
+    for folder in (model.parent, model.parent.parent):
+        if (folder / "manifest.json").is_file():
+            return Manifest.load(folder)
+    return None
+
+
+class Imx500Source(FrameSource):
+    """Frames from the AI Camera, each with the sensor's answer for it, newest only.
+
+    The network is uploaded to the sensor (progress shown on a terminal), the camera
+    configured for video at ``size`` and started; frames without an answer (while the
+    firmware loads) are skipped.
+
+    Raises:
+        CameraError: Picamera2 or its IMX500 device is missing, no AI Camera is connected, or
+            it cannot be configured or started, or gives no answer.
+    """
+
+    keep_all = False
+
+    def __init__(self, network: str | os.PathLike, labels: list[str],
+                 size: tuple[int, int] = DEFAULT_SIZE, quiet: bool = True,
+                 progress: bool = True) -> None:
+        from edge_runtime.picamera import REQUESTED_FORMAT, import_picamera2, to_bgr
+
+        picamera2 = import_picamera2(quiet)
+        try:
+            from picamera2.devices import IMX500
+            from picamera2.devices.imx500 import NetworkIntrinsics
+        except ImportError as exc:
+            raise CameraError(f"this Picamera2 has no IMX500 device ({exc}); {TOOLS_HINT} and "
+                              "`sudo apt install --only-upgrade python3-picamera2`") from None
+        self._to_bgr, self._format_asked = to_bgr, REQUESTED_FORMAT
+        self.name = SENSOR_MODEL
+        self._camera = None
+        self._running = False
+        try:
+            self._device = IMX500(str(network))
+        except Exception as exc:  # the device raises RuntimeError with its reason
+            raise CameraError(f"cannot open the AI Camera: {exc} (is it connected? "
+                              "edge-classify --list-cameras)") from None
+        intrinsics = getattr(self._device, "network_intrinsics", None) or NetworkIntrinsics()
+        intrinsics.task = "classification"
+        intrinsics.labels = list(labels)
+        try:
+            self._camera = picamera2(self._device.camera_num)
+            config = self._camera.create_video_configuration(
+                main={"size": tuple(size), "format": REQUESTED_FORMAT}, buffer_count=12)
+            if progress:
+                self._device.show_network_fw_progress_bar()
+            self._camera.configure(config)
+            self._format = self._camera.camera_configuration()["main"]["format"]
+            self._camera.start()
+            self._running = True
+            first = self._read(FIRST_RESULT_FRAMES)
+            if first is None:
+                raise CameraError(f"the AI Camera gave no answer in {FIRST_RESULT_FRAMES} "
+                                  "frames: the network did not load onto the sensor")
+        except CameraError:
+            self._close_camera()
+            raise
+        except Exception as exc:
+            self._close_camera()
+            raise CameraError(f"cannot start the AI Camera: {type(exc).__name__}: {exc}") \
+                from None
+        self._begin(first)
+
+    def _read(self, tries: int = 1_000_000) -> SensorFrame | None:
+        """The next frame that has the sensor's answer (frames during the upload have none)."""
+        for _ in range(tries):
+            request = self._camera.capture_request()
+            try:
+                frame = request.make_array("main")
+                metadata = request.get_metadata()
+            finally:
+                request.release()
+            outputs = self._device.get_outputs(metadata)
+            if outputs is None:
+                continue
+            kpi = self._device.get_kpi_info(metadata)
+            return SensorFrame.of(self._to_bgr(frame, self._format),
+                                  np.asarray(outputs[0], np.float32), kpi[0] if kpi else 0.0)
+        return None
+
+    def _may_release(self) -> bool:
+        return True  # stopping the camera ends a wait in capture_request()
+
+    def _release(self) -> None:
+        self._close_camera()
+
+    def _close_camera(self) -> None:
+        camera, self._camera = self._camera, None
+        if camera is None:
+            return
+        try:
+            if self._running:
+                self._running = False
+                camera.stop()
+        finally:
+            camera.close()

@@ -1,0 +1,185 @@
+"""``--camera imx500``: the Raspberry Pi AI Camera through the stand-in Picamera2's IMX500 device.
+
+No camera and no Sony tools: ``tests/fake_picamera2`` answers with fixed class scores once a
+network is "uploaded", and a stand-in ``imx500-package`` (a shell script on PATH) makes the
+``.rpk``. The sensor's scores must come out through the same results as any camera's.
+Marked ``edge``: ``make pi-check`` runs them on the emulated Raspberry Pi OS too, with its apt
+package of the stand-in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge_runtime.cli import main
+from edge_runtime.errors import ModelError
+from edge_runtime.imx500 import network_file, sensor_camera
+from edge_runtime.manifest import InputSpec, Manifest, Variant
+
+pytestmark = pytest.mark.edge
+
+FAKE = Path(__file__).resolve().parent / "fake_picamera2"
+LABELS = ["cat", "dog", "owl"]
+AI_CAMERA = [{"Model": "imx500", "Location": 2, "Rotation": 0, "Num": 0,
+              "Id": "/base/axi/pcie@120000/rp1/i2c@88000/imx500@1a"}]
+MODULE = [{"Model": "imx708_wide", "Location": 2, "Rotation": 0, "Num": 0,
+           "Id": "/base/axi/pcie@120000/rp1/i2c@88000/imx708@1a"}]
+
+
+def _forget_picamera2() -> None:
+    for name in [n for n in sys.modules if n == "picamera2" or n.startswith("picamera2.")]:
+        del sys.modules[name]
+
+
+@pytest.fixture()
+def ai_camera(monkeypatch, tmp_path):
+    """The stand-in Picamera2 with the AI Camera connected; its calls logged to a file."""
+    for name in ("IMAGE", "FORMAT", "FAIL", "IMX500_SCORES", "IMX500_WAIT"):
+        monkeypatch.delenv(f"FAKE_PICAMERA2_{name}", raising=False)
+    monkeypatch.setenv("FAKE_PICAMERA2_CAMERAS", json.dumps(AI_CAMERA))
+    monkeypatch.setenv("FAKE_PICAMERA2_LOG", str(tmp_path / "camera.log"))
+    monkeypatch.syspath_prepend(str(FAKE))
+    _forget_picamera2()
+    import picamera2
+
+    picamera2.INSTANCES.clear()
+    picamera2.NETWORKS.clear()
+    yield picamera2
+    _forget_picamera2()
+
+
+@pytest.fixture()
+def packager(monkeypatch, tmp_path) -> Path:
+    """A stand-in ``imx500-package -i ZIP -o DIR`` on PATH, logging each run."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    script = folder / "imx500-package"
+    script.write_text('#!/bin/sh\necho run >> "$(dirname "$0")/runs"\n'
+                      'cp "$2" "$4/network.rpk"\n')
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    return folder / "runs"
+
+
+@pytest.fixture()
+def sensor_bundle(tmp_path) -> Path:
+    """A bundle with an imx500 variant (a stand-in packerOut.zip) and no .tflite."""
+    bundle = tmp_path / "export"
+    (bundle / "imx500").mkdir(parents=True)
+    (bundle / "imx500" / "packerOut.zip").write_bytes(b"PK stand-in")
+    variant = Variant(file="imx500/packerOut.zip", bytes=11, input_dtype="int8",
+                      output_dtype="uint8", accuracy=0.9, agreement=0.95, max_abs_diff=0.1,
+                      extra={"runs_on": "imx500"})
+    Manifest(input=InputSpec(64, 64), labels=tuple(LABELS),
+             variants={"imx500": variant}).save(bundle)
+    return bundle
+
+
+def _json_lines(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_the_sensor_s_scores_come_out_as_any_camera_s_results(ai_camera, packager,
+                                                              sensor_bundle, capfd, tmp_path):
+    code = main(["--model", str(sensor_bundle / "imx500" / "packerOut.zip"), "--camera",
+                 "imx500", "--camera-size", "96x64", "--headless", "--json", "--max-frames",
+                 "3", "--top-k", "2"])
+    out, err = capfd.readouterr()
+    lines = _json_lines(out)
+    assert code == 0, err
+    assert len(lines) == 4 and lines[-1]["summary"]["frames"] == 3
+    assert lines[0]["source"].startswith("imx500#")
+    assert [p["label"] for p in lines[0]["top_k"]] == ["dog", "owl"]
+    assert lines[0]["top_k"][0]["score"] == pytest.approx(0.7)
+    assert lines[0]["latency_ms"] == pytest.approx(4.2)  # the sensor's own inference time
+    log = (tmp_path / "camera.log").read_text().split()
+    assert log[:2] == ["init", "imx500:network.rpk"] or "imx500:network.rpk" in log
+    assert "fw_progress" in log and log[-2:] == ["stop", "close"]
+    assert (sensor_bundle / "imx500" / "network.rpk").is_file()
+
+
+def test_threshold_and_summary_apply_to_the_sensor_too(ai_camera, packager, sensor_bundle,
+                                                        capfd, monkeypatch):
+    monkeypatch.setenv("FAKE_PICAMERA2_IMX500_SCORES", "[0.05, 0.35, 0.6]")
+    code = main(["--model", str(sensor_bundle / "imx500" / "packerOut.zip"), "--camera",
+                 "imx500", "--headless", "--json", "--max-frames", "2", "--threshold", "0.5"])
+    lines = _json_lines(capfd.readouterr().out)
+    assert code == 0
+    assert [[p["label"] for p in line["top_k"]] for line in lines[:-1]] == [["owl"], ["owl"]]
+
+
+def test_the_rpk_is_packaged_once_and_kept_beside_the_zip(packager, sensor_bundle):
+    packed = sensor_bundle / "imx500" / "packerOut.zip"
+    assert network_file(packed) == packed.with_name("network.rpk")
+    assert network_file(packed) == packed.with_name("network.rpk")
+    assert packager.read_text().split() == ["run"]  # the second time: the cached one
+
+
+def test_no_packager_says_what_to_install(sensor_bundle, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    with pytest.raises(ModelError, match="sudo apt install imx500-all imx500-tools"):
+        network_file(sensor_bundle / "imx500" / "packerOut.zip")
+
+
+def test_auto_picks_the_ai_camera_when_the_bundle_has_its_network(ai_camera, sensor_bundle,
+                                                                  monkeypatch):
+    tflite = str(sensor_bundle / "model_int8.tflite")
+    packed = sensor_bundle / "imx500" / "packerOut.zip"
+    assert sensor_camera(tflite, None) == f"imx500:{packed}"
+    assert sensor_camera(tflite, "auto") == f"imx500:{packed}"
+    assert sensor_camera(tflite, "picam:0") is None  # asked for the plain camera
+    monkeypatch.setenv("FAKE_PICAMERA2_CAMERAS", json.dumps(MODULE))
+    assert sensor_camera(tflite, None) is None  # no AI Camera connected
+
+
+def test_camera_imx500_without_a_sensor_network_is_one_line_exit_2(ai_camera, tmp_path, capfd):
+    code = main(["--model", str(tmp_path / "model_int8.tflite"), "--camera", "imx500",
+                 "--headless"])
+    err = capfd.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "--formats ...,imx500" in err
+
+
+def test_no_ai_camera_connected_is_one_line_exit_2(ai_camera, packager, sensor_bundle, capfd,
+                                                   monkeypatch):
+    monkeypatch.setenv("FAKE_PICAMERA2_CAMERAS", json.dumps(MODULE))
+    code = main(["--model", str(sensor_bundle / "imx500" / "packerOut.zip"), "--camera",
+                 "imx500", "--headless"])
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert code == 2 and "Traceback" not in "".join(lines)
+    assert "packaging" in lines[0] and len(lines) == 2  # a note, then the one-line error
+    assert "cannot open the AI Camera" in lines[1]
+
+
+def test_list_cameras_names_the_ai_camera(ai_camera, capfd):
+    assert main(["--list-cameras"]) == 0
+    out = capfd.readouterr().out
+    assert "--camera imx500" in out and "AI Camera" in out
+
+
+def test_the_device_bench_times_the_sensor_beside_the_cpu_variants(ai_camera, packager,
+                                                                   sensor_bundle):
+    from benchmarks.sensor import sensor_bench, sensor_line
+
+    manifest = Manifest.load(sensor_bundle)
+    row = sensor_bench(sensor_bundle, manifest, frames=5, size=(96, 64))
+    assert row["model"] == "imx500" and row["frames"] == 5
+    assert row["dnn_ms_p50"] == pytest.approx(4.2) and row["fps"] > 0
+    assert row["cpu_ms_per_frame"] >= 0
+    line = sensor_line(row, {"int8": 12.5})
+    assert "answers/s" in line and "int8 12.5 ms" in line
+    assert ai_camera.INSTANCES[-1].calls[-2:] == ["stop", "close"]
+
+
+def test_the_device_bench_without_the_ai_camera_says_why(ai_camera, sensor_bundle, monkeypatch):
+    from benchmarks.sensor import sensor_bench
+
+    monkeypatch.setenv("FAKE_PICAMERA2_CAMERAS", json.dumps(MODULE))
+    row = sensor_bench(sensor_bundle, Manifest.load(sensor_bundle), frames=5)
+    assert row == {"model": "imx500", "skipped": "no AI Camera connected (Picamera2 lists none)"}
