@@ -122,15 +122,17 @@ def open_camera(options: CameraOptions) -> FrameSource:
             time.sleep(min(CAMERA_RETRY_S, left))
 
 
-def start_live_view(serve: ServeOptions) -> LiveServer:
+def start_live_view(serve: ServeOptions, capture=None) -> LiveServer:
     """Start the live view and say where to open it (a token from a file or the environment
-    stays out of the log).
+    stays out of the log); ``capture``: its capture panel
+    (:class:`~edge_runtime.live.capture_panel.CapturePanel`), None for none.
 
     Raises:
         ServeError: the port is in use, or the address is not this machine's.
     """
     server = LiveServer(serve.host, serve.port, token=serve.token,
-                        max_clients=serve.max_clients, stream_fps=serve.fps).start()
+                        max_clients=serve.max_clients, stream_fps=serve.fps,
+                        capture=capture).start()
     for url in server.urls(hide_token=bool(serve.token_source)):
         log.info(f"live view: {url}")
     if serve.token_source:

@@ -81,16 +81,16 @@ def test_a_dropped_class_is_refused_before_training(tiny_run, demo_dir, tmp_path
 
 
 @pytest.mark.long
-def test_init_from_trains_a_child_that_records_its_parent(tiny_run, demo_dir, tmp_path, caplog):
+def test_init_from_trains_a_child_that_records_its_parent(tiny_run, demo_dir, tmp_path, capsys):
     data = _with_new_class(demo_dir, tmp_path)
     (data / "tiny_class").mkdir()  # 4 pictures: trained on, but not silently
     for path in sorted((data / "zz_new").iterdir())[:4]:
         shutil.copy(path, data / "tiny_class" / path.name)
     out = tmp_path / "child"
-    with caplog.at_level("INFO"):
-        code = train_cli.main(["--data", str(data), "--out", str(out), "--init-from",
-                               str(tiny_run), "--epochs", "2", "--fine-tune-epochs", "0",
-                               "--batch-size", "16", "--val-split", "0.25", "--test-split", "0.25"])
+    code = train_cli.main(["--data", str(data), "--out", str(out), "--init-from",
+                           str(tiny_run), "--epochs", "2", "--fine-tune-epochs", "0",
+                           "--batch-size", "16", "--val-split", "0.25", "--test-split", "0.25"])
+    said = capsys.readouterr()
     assert code == 0
     config = json.loads((out / "config.json").read_text())
     parent = json.loads((tiny_run / "config.json").read_text())
@@ -99,5 +99,6 @@ def test_init_from_trains_a_child_that_records_its_parent(tiny_run, demo_dir, tm
     assert config["parent"]["dropped"] == []
     # the network is the parent's: its size and width, not edge-train's defaults
     assert (config["img_size"], config["alpha"]) == (parent["img_size"], parent["alpha"])
-    assert "tiny_class 4 (" in caplog.text and "fewer than 10 images: tiny_class (4)" in caplog.text
+    assert "tiny_class 4 (2/1/1)" in said.out
+    assert "fewer than 10 images: tiny_class (4)" in said.err
     assert (out / "labels.txt").read_text().split() == config["classes"]
