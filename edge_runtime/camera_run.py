@@ -15,6 +15,7 @@ import numpy as np
 
 from common.quiet import quiet_output
 from edge_runtime.camera_spec import DEFAULT_SIZE, CameraSpec, parse_camera
+from edge_runtime.capture.uncertain import UncertainOptions
 from edge_runtime.classifier import Classifier, Prediction
 from edge_runtime.errors import CameraError
 from edge_runtime.frame_source import FrameSource
@@ -78,6 +79,14 @@ class CameraOptions:
     """Say more on stderr, and let OpenCV's and libcamera's logs through."""
     serve: ServeOptions | None = None
     """The live view; None: none."""
+    save_uncertain: UncertainOptions | None = None
+    """Frames the model found hard, kept (``--save-uncertain``); None: none."""
+    capture_to: str | None = None
+    """The live view's capture panel saves into this folder (``--capture-to``); None: no panel."""
+    max_mb: float | None = None
+    """The most MB the capture panel writes (``--max-mb``)."""
+    min_free_mb: float = 200.0
+    """Free disk space the capture panel leaves alone (``--min-free-mb``)."""
 
     @property
     def spec(self) -> CameraSpec:
@@ -143,6 +152,17 @@ def start_live_view(serve: ServeOptions, capture=None) -> LiveServer:
     return server
 
 
+def _capture_panel(options: CameraOptions, classifier: Classifier):
+    """The live view's capture panel for ``--capture-to`` (the model's labels offered), or None."""
+    if options.capture_to is None:
+        return None
+    from edge_runtime.capture.writer import PictureWriter
+    from edge_runtime.live.capture_panel import CapturePanel
+
+    return CapturePanel(PictureWriter(options.capture_to, options.max_mb, options.min_free_mb),
+                        classifier.labels)
+
+
 def run_camera(classifier: Classifier, options: CameraOptions) -> int:
     """Classify the source's frames until it ends or the run is stopped; returns the exit code:
     0, or 1 when reading frames failed or a live source stopped delivering.
@@ -153,10 +173,15 @@ def run_camera(classifier: Classifier, options: CameraOptions) -> int:
             with its summary).
     """
     source = open_camera(options)
-    server = None
+    server = miner = None
     try:
         if options.serve is not None:
-            server = start_live_view(options.serve)
+            server = start_live_view(options.serve, _capture_panel(options, classifier))
+        if options.save_uncertain is not None:
+            from common.fileio import sha256
+            from edge_runtime.capture.uncertain import UncertainSaver
+
+            miner = UncertainSaver(options.save_uncertain, sha256(classifier.model_path))
         # a recording plays at its own speed on screen; a camera delivers at its own pace
         window = open_window(options.headless, options.verbose,
                              source.fps if source.keep_all else 0.0)
@@ -164,6 +189,8 @@ def run_camera(classifier: Classifier, options: CameraOptions) -> int:
         source.stop()
         if server is not None:
             server.close()
+        if miner is not None:
+            miner.close()
         raise
     # a recording served to a browser plays at its own speed too, as in the window
     pace_s = (1.0 / source.fps if server is not None and window is None and source.keep_all
@@ -193,6 +220,8 @@ def run_camera(classifier: Classifier, options: CameraOptions) -> int:
         # JSON consumers get every frame even when a window shows them too
         elif window is None or options.json:
             writer.result(f"{source.name}#{number}", predictions, latency_ms)
+        if miner is not None:  # never waits: a busy writer drops the frame
+            miner.offer(frame, predictions, f"{source.name}#{number}")
         if server is not None:  # before the window draws on the frame
             server.publish(number, frame,
                            result_json(f"{source.name}#{number}", predictions, latency_ms))
@@ -208,7 +237,10 @@ def run_camera(classifier: Classifier, options: CameraOptions) -> int:
             window.close()
         if server is not None:
             server.close()
+        mined = miner.close() if miner is not None else None
     writer.summary(source.name, summary)
+    if mined:
+        log.info(mined)
     if source.error is not None:
         log.error(f"{source.name}: reading frames failed: {source.error}")
         return 1
