@@ -9,6 +9,9 @@
 #              probe, bench on this machine, search (target: under 30 min on 2 cores; tune/e2e.py)
 # make feature-cache-bench — phase 1 on cached backbone features against end to end: seconds per
 #              epoch and val accuracy, MobileNetV2 1.0/160 (benchmarks/feature_cache.py; ~15 min)
+# make init-from-bench [OUT=/tmp/init-from-bench] — edge-train --init-from against a fresh start
+#              on the same new data: epochs and seconds to the same val accuracy
+#              (benchmarks/init_from.py; a few minutes on 2 cores)
 # make mediapipe-check — load the exported models in MediaPipe Tasks (a venv of its own,
 #                 cached in ~/.cache/edge-toolchain; see tests/test_mediapipe.py)
 # make pi-check — rehearse the Raspberry Pi install on an emulated Raspberry Pi OS, arm64 (root,
@@ -27,7 +30,7 @@ ON_PI  := $(shell grep -qas 'Raspberry Pi' /proc/device-tree/model && echo yes)
 # the demo's settings live in train.demo_data.DEMO_TRAIN_SETTINGS
 DEMO_FLAGS := --preset demo
 
-.PHONY: demo test test-long bench bench-device calibration-study tune-bench feature-cache-bench pi-check mediapipe-check lint clean
+.PHONY: demo test test-long bench bench-device calibration-study tune-bench feature-cache-bench init-from-bench pi-check mediapipe-check lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -91,6 +94,9 @@ tune-bench: $(VENV)/.installed-train
 
 feature-cache-bench: $(VENV)/.installed-train
 	$(BIN)/python -m benchmarks.feature_cache
+
+init-from-bench: $(VENV)/.installed-train
+	$(BIN)/python -m benchmarks.init_from $(or $(OUT),/tmp/init-from-bench)
 
 # the dev extra trains the tiny bundle the emulated tests use
 pi-check: $(VENV)/.installed-dev

@@ -20,7 +20,7 @@ import numpy as np
 from benchmarks.bundle import is_bundle, load_bundle, open_classifier
 from common import figures
 from common.errors import UserError
-from common.fileio import write_json, write_text
+from common.fileio import sha256, write_json, write_text
 from common.rundir import SPLITS, check_run, read_config
 from edge_runtime.errors import ImageError
 from edge_runtime.image import RESIZE_METHOD, load_model_pixels
@@ -130,10 +130,22 @@ def default_images(a: Side, b: Side) -> list[tuple[Path, str]]:
             path = path.resolve()
             if path not in seen:
                 images.setdefault(path, splits.classes[label])
+    # a retrained run's data is often a copy (photos/ merged with the old folder): the same
+    # picture under another path is the same picture, so contents are compared too
+    seen_content = {_digest(p) for p in seen}
+    images = {p: label for p, label in images.items() if _digest(p) not in seen_content}
     if not images:
         raise CompareError("the two runs' test splits hold no image that neither trained or "
                            "validated on; give --data DIR (images kept apart)")
     return sorted(images.items())
+
+
+def _digest(path: Path) -> str | None:
+    """The sha256 of a file's bytes, None when it cannot be read (moved since training)."""
+    try:
+        return sha256(path)
+    except OSError:
+        return None
 
 
 def folder_images(folder: Path) -> list[tuple[Path, str]]:

@@ -12,6 +12,8 @@ by edge-export also carry both in their own TFLite metadata, so the ``.tflite`` 
     edge-classify --model runs/demo/export/model_int8.tflite --camera clip.mp4 --headless --json
     edge-classify --model runs/demo/export/model_int8.tflite --camera --headless --serve 8080
     edge-classify --model model.tflite --camera --headless --camera-wait 60 --summary-every 60
+    edge-classify --model model.tflite --camera --headless --save-uncertain hard/ --below 0.6
+    edge-classify --model model.tflite --camera --serve 8080 --capture-to photos/
 
 Exit codes: 0 success, and a --camera run ended by Ctrl-C or SIGTERM (`systemctl stop`), its
 normal end, at any moment; 1 finished but some inputs could not be read (each one reported on
