@@ -245,6 +245,9 @@ def check_inputs(args: argparse.Namespace) -> None:
     if args.save_uncertain is None and (args.margin is not None or args.below != 0.5
                                         or args.max_per_minute != 30):
         raise UsageError("--below, --margin and --max-per-minute apply to --save-uncertain")
+    if (args.save_uncertain is None and args.capture_to is None
+            and (args.max_mb is not None or args.min_free_mb != 200.0)):
+        raise UsageError("--max-mb and --min-free-mb apply to --save-uncertain and --capture-to")
     if args.serve_token is not None and args.serve_token_file is not None:
         raise UsageError("give --serve-token or --serve-token-file, not both")
     if args.serve_token is not None and not args.serve_token.strip():

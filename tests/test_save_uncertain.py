@@ -72,6 +72,7 @@ def test_max_per_minute(tmp_path):
     (["a.jpg", "--save-uncertain", "d"], "apply to --camera only"),
     (["--camera", "v.avi", "--capture-to", "d"], "add --serve"),
     (["--camera", "v.avi", "--below", "0.3"], "apply to --save-uncertain"),
+    (["--camera", "v.avi", "--max-mb", "5"], "apply to --save-uncertain and --capture-to"),
 ])
 def test_flag_checks(argv, message, capsys):
     assert cli.main(["--model", "m.tflite", *argv]) == 2
