@@ -129,10 +129,16 @@ class UncertainSaver:
             except (CaptureLimit, CaptureError, OSError) as exc:
                 self.stopped = str(exc)
                 log.warning(f"--save-uncertain stopped: {exc}")
+            except Exception as exc:  # a thread has no caller: said, and saving stops
+                self.stopped = f"{type(exc).__name__}: {exc}"
+                log.warning(f"--save-uncertain stopped: {self.stopped}")
 
     def close(self) -> str:
         """Finish the frame being written, end the thread; returns the summary line."""
-        self._queue.put(None)  # waits for the thread to take the frame it may still hold
+        try:  # waits for the thread to take the frame it may still hold
+            self._queue.put(None, timeout=10.0)
+        except queue.Full:
+            pass  # a writer stuck on a hung disk: the daemon thread is left behind
         self._thread.join(timeout=10.0)
         line = (f"save-uncertain: {self.saved} frame(s) saved in {self.options.folder}, "
                 f"{self.dropped} dropped (writer busy), {self.over_rate} over "
