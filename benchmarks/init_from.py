@@ -10,7 +10,7 @@ start from the parent. The target is the best validation accuracy the fresh star
 less ``--tolerance`` (default 0.02); each side's cost is the epochs, and the summed epoch
 seconds, until its first epoch at or above it. Settings are the tests' tiny ones (MobileNetV2
 alpha 0.35 at 64 px, from scratch: no ImageNet download), so it runs on a 2-core CPU in
-minutes; the result is in docs/training.md. Writes OUT/report.json and OUT/report.md.
+minutes; the result is in docs/training.md ("Retrain from the last model"). Writes OUT/report.json and OUT/report.md.
 """
 
 from __future__ import annotations
