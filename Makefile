@@ -10,6 +10,9 @@
 # make feature-cache-bench — phase 1 on cached backbone features against end to end: seconds per
 #              epoch and val accuracy, MobileNetV2 1.0/160 (benchmarks/feature_cache.py; ~15 min)
 # make deploy-check — edge-deploy and the Ansible playbook against two sshd on localhost
+# make init-from-bench [OUT=/tmp/init-from-bench] — edge-train --init-from against a fresh start
+#              on the same new data: epochs and seconds to the same val accuracy
+#              (benchmarks/init_from.py; a few minutes on 2 cores)
 # make mediapipe-check — load the exported models in MediaPipe Tasks (a venv of its own,
 #                 cached in ~/.cache/edge-toolchain; see tests/test_mediapipe.py)
 # make wheel — dist/edge_toolchain-VERSION-py3-none-any.whl: what a Raspberry Pi installs (README,
@@ -32,7 +35,7 @@ ON_PI  := $(shell grep -qas 'Raspberry Pi' /proc/device-tree/model && echo yes)
 # the demo's settings live in train.demo_data.DEMO_TRAIN_SETTINGS
 DEMO_FLAGS := --preset demo
 
-.PHONY: demo wheel test test-long deploy-check bench bench-device calibration-study tune-bench feature-cache-bench pi-check mediapipe-check imx500-check lint clean
+.PHONY: demo wheel test test-long deploy-check bench bench-device calibration-study tune-bench feature-cache-bench init-from-bench pi-check mediapipe-check imx500-check lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -111,6 +114,9 @@ tune-bench: $(VENV)/.installed-train
 
 feature-cache-bench: $(VENV)/.installed-train
 	$(BIN)/python -m benchmarks.feature_cache
+
+init-from-bench: $(VENV)/.installed-train
+	$(BIN)/python -m benchmarks.init_from $(or $(OUT),/tmp/init-from-bench)
 
 # the dev extra trains the tiny bundle the emulated tests use. Under sudo the venv is built as
 # the user who ran sudo, and root writes no bytecode into the checkout: nothing in it is left

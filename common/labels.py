@@ -31,3 +31,26 @@ def parse_labels(text: str, source: str | os.PathLike = "labels") -> list[str]:
 def labels_text(labels: list[str]) -> str:
     """The ``labels.txt`` content for ``labels``."""
     return "".join(f"{label}\n" for label in labels)
+
+
+def label_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a class label (and so a folder name), or None when it can.
+
+    A label names a folder under a data root (``photos/<label>/``), so it must be one plain
+    path component: no path separator, not ``.`` or ``..``, no control character, no leading
+    dot (hidden: training skips it) and not blank. The one definition, for every writer of
+    labelled pictures (edge-capture, the live view's capture panel, --save-uncertain).
+    """
+    if not name or not name.strip():
+        return "a label cannot be empty"
+    if name != name.strip():
+        return f"label {name!r} starts or ends with a space"
+    if "/" in name or "\\" in name:
+        return f"label {name!r} holds a path separator"
+    if name.startswith("."):
+        return f"label {name!r} starts with a dot (hidden, or a path such as ..)"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return f"label {name!r} holds a control character"
+    if len(name.encode("utf-8")) > 100:
+        return f"label {name[:20]!r}… is longer than 100 bytes"
+    return None

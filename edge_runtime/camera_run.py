@@ -16,6 +16,7 @@ import numpy as np
 
 from common.quiet import quiet_output
 from edge_runtime.camera_spec import DEFAULT_SIZE, CameraSpec, parse_camera
+from edge_runtime.capture.uncertain import UncertainOptions
 from edge_runtime.classifier import Classifier, Prediction
 from edge_runtime.errors import CameraError
 from edge_runtime.frame_source import FrameSource
@@ -81,6 +82,14 @@ class CameraOptions:
     """Say more on stderr, and let OpenCV's and libcamera's logs through."""
     serve: ServeOptions | None = None
     """The live view; None: none."""
+    save_uncertain: UncertainOptions | None = None
+    """Frames the model found hard, kept (``--save-uncertain``); None: none."""
+    capture_to: str | None = None
+    """The live view's capture panel saves into this folder (``--capture-to``); None: no panel."""
+    max_mb: float | None = None
+    """The most MB the capture panel writes (``--max-mb``)."""
+    min_free_mb: float = 200.0
+    """Free disk space the capture panel leaves alone (``--min-free-mb``)."""
 
     @property
     def spec(self) -> CameraSpec:
@@ -125,15 +134,17 @@ def open_camera(options: CameraOptions) -> FrameSource:
             time.sleep(min(CAMERA_RETRY_S, left))
 
 
-def start_live_view(serve: ServeOptions) -> LiveServer:
+def start_live_view(serve: ServeOptions, capture=None) -> LiveServer:
     """Start the live view and say where to open it (a token from a file or the environment
-    stays out of the log).
+    stays out of the log); ``capture``: its capture panel
+    (:class:`~edge_runtime.live.capture_panel.CapturePanel`), None for none.
 
     Raises:
         ServeError: the port is in use, or the address is not this machine's.
     """
     server = LiveServer(serve.host, serve.port, token=serve.token,
-                        max_clients=serve.max_clients, stream_fps=serve.fps).start()
+                        max_clients=serve.max_clients, stream_fps=serve.fps,
+                        capture=capture).start()
     for url in server.urls(hide_token=bool(serve.token_source)):
         log.info(f"live view: {url}")
     if serve.token_source:
@@ -142,6 +153,17 @@ def start_live_view(serve: ServeOptions) -> LiveServer:
         log.info(f"from another computer: ssh -L {server.port}:{serve.host}:{server.port} "
                  "USER@THIS-HOST, then open the URL there")
     return server
+
+
+def _capture_panel(options: CameraOptions, classifier: Classifier):
+    """The live view's capture panel for ``--capture-to`` (the model's labels offered), or None."""
+    if options.capture_to is None:
+        return None
+    from edge_runtime.capture.writer import PictureWriter
+    from edge_runtime.live.capture_panel import CapturePanel
+
+    return CapturePanel(PictureWriter(options.capture_to, options.max_mb, options.min_free_mb),
+                        classifier.labels)
 
 
 def run_camera(classifier: Classifier, options: CameraOptions,
@@ -158,10 +180,15 @@ def run_camera(classifier: Classifier, options: CameraOptions,
             with its summary).
     """
     source = open_camera(options)
-    server = None
+    server = miner = None
     try:
         if options.serve is not None:
-            server = start_live_view(options.serve)
+            server = start_live_view(options.serve, _capture_panel(options, classifier))
+        if options.save_uncertain is not None:
+            from common.fileio import sha256
+            from edge_runtime.capture.uncertain import UncertainSaver
+
+            miner = UncertainSaver(options.save_uncertain, sha256(classifier.model_path))
         # a recording plays at its own speed on screen; a camera delivers at its own pace
         window = open_window(options.headless, options.verbose,
                              source.fps if source.keep_all else 0.0)
@@ -169,6 +196,8 @@ def run_camera(classifier: Classifier, options: CameraOptions,
         source.stop()
         if server is not None:
             server.close()
+        if miner is not None:
+            miner.close()
         raise
     # a recording served to a browser plays at its own speed too, as in the window
     pace_s = (1.0 / source.fps if server is not None and window is None and source.keep_all
@@ -200,6 +229,8 @@ def run_camera(classifier: Classifier, options: CameraOptions,
         # JSON consumers get every frame even when a window shows them too
         elif window is None or options.json:
             writer.result(f"{source.name}#{number}", predictions, latency_ms)
+        if miner is not None:  # never waits: a busy writer drops the frame
+            miner.offer(frame, predictions, f"{source.name}#{number}")
         if server is not None:  # before the window draws on the frame
             server.publish(number, frame,
                            result_json(f"{source.name}#{number}", predictions, latency_ms))
@@ -218,7 +249,10 @@ def run_camera(classifier: Classifier, options: CameraOptions,
             window.close()
         if server is not None:
             server.close()
+        mined = miner.close() if miner is not None else None
     writer.summary(source.name, summary)
+    if mined:
+        log.info(mined)
     if source.error is not None:
         log.error(f"{source.name}: reading frames failed: {source.error}")
         return 1

@@ -13,6 +13,8 @@ by edge-export also carry both in their own TFLite metadata, so the ``.tflite`` 
     edge-classify --model runs/demo/export/model_int8.tflite --camera clip.mp4 --headless --json
     edge-classify --model runs/demo/export/model_int8.tflite --camera --headless --serve 8080
     edge-classify --model model.tflite --camera --headless --camera-wait 60 --summary-every 60
+    edge-classify --model model.tflite --camera --headless --save-uncertain hard/ --below 0.6
+    edge-classify --model model.tflite --camera --serve 8080 --capture-to photos/
 
 Exit codes: 0 success, and a --camera run ended by Ctrl-C or SIGTERM (`systemctl stop`), its
 normal end, at any moment; 1 finished but some inputs could not be read (each one reported on
@@ -45,6 +47,7 @@ from common.errors import EXIT_OK, UsageError
 from common.quiet import quiet_output
 from edge_runtime.camera_run import CAMERA_RETRY_S, CameraOptions, ServeOptions, run_camera
 from edge_runtime.camera_spec import DEFAULT_SIZE, parse_camera, parse_size
+from edge_runtime.capture.uncertain import UncertainOptions
 from edge_runtime.classifier import Classifier
 from edge_runtime.imx500 import SensorClassifier, sensor_camera
 from edge_runtime.inputs import expand_inputs
@@ -146,6 +149,28 @@ def build_parser() -> argparse.ArgumentParser:
                        help="most frames a second sent to each browser")
     serve.add_argument("--serve-max-clients", type=positive_int, default=4, metavar="N",
                        help="browsers streaming at once; more get 503")
+    keep = parser.add_argument_group("keeping pictures (with --camera)")
+    keep.add_argument("--save-uncertain", metavar="DIR",
+                      help="keep frames whose top score is below --below in DIR/<predicted "
+                           "label>/, with a line each in DIR/uncertain.jsonl (time, top-k "
+                           "scores, model sha256), for labelling and retraining; written on a "
+                           "thread that drops frames rather than slow the camera")
+    keep.add_argument("--below", type=probability, default=0.5, metavar="P",
+                      help="with --save-uncertain: keep frames whose top score is below P")
+    keep.add_argument("--margin", type=probability, metavar="M",
+                      help="with --save-uncertain: also keep frames whose top two scores are "
+                           "closer than M")
+    keep.add_argument("--max-per-minute", type=positive_int, default=30, metavar="N",
+                      help="with --save-uncertain: keep at most N frames a minute")
+    keep.add_argument("--capture-to", metavar="DIR",
+                      help="with --serve: a capture panel in the live view saves snapshots and "
+                           "bursts into DIR/<label>/ (the model's labels, or a typed one); "
+                           "the server then always requires its token")
+    keep.add_argument("--max-mb", type=positive_float, metavar="MB",
+                      help="--save-uncertain and --capture-to each write at most MB")
+    keep.add_argument("--min-free-mb", type=non_negative_float, default=200.0, metavar="MB",
+                      help="--save-uncertain and --capture-to stop when the disk has less "
+                           "free space than this")
     output = parser.add_argument_group("output")
     output.add_argument("--top-k", type=positive_int, default=3, metavar="K",
                         help="classes reported per picture")
@@ -220,6 +245,16 @@ def check_inputs(args: argparse.Namespace) -> None:
     if args.serve is None and (args.serve_token is not None
                                or args.serve_token_file is not None):
         raise UsageError("--serve-token and --serve-token-file apply to --serve only")
+    if args.camera is None and (args.save_uncertain or args.capture_to):
+        raise UsageError("--save-uncertain and --capture-to apply to --camera only")
+    if args.capture_to is not None and args.serve is None:
+        raise UsageError("--capture-to is the live view's capture panel: add --serve [HOST:]PORT")
+    if args.save_uncertain is None and (args.margin is not None or args.below != 0.5
+                                        or args.max_per_minute != 30):
+        raise UsageError("--below, --margin and --max-per-minute apply to --save-uncertain")
+    if (args.save_uncertain is None and args.capture_to is None
+            and (args.max_mb is not None or args.min_free_mb != 200.0)):
+        raise UsageError("--max-mb and --min-free-mb apply to --save-uncertain and --capture-to")
     if args.serve_token is not None and args.serve_token_file is not None:
         raise UsageError("give --serve-token or --serve-token-file, not both")
     if args.serve_token is not None and not args.serve_token.strip():
@@ -238,6 +273,10 @@ def camera_options(args: argparse.Namespace) -> CameraOptions:
         token, source = serve_token(args)
         serve = ServeOptions(*args.serve, token=token, token_source=source,
                              fps=args.serve_fps, max_clients=args.serve_max_clients)
+    uncertain = None
+    if args.save_uncertain is not None:
+        uncertain = UncertainOptions(args.save_uncertain, args.below, args.margin,
+                                     args.max_per_minute, args.max_mb, args.min_free_mb)
     if args.loop and parse_camera(args.camera).kind != "file":
         raise UsageError("--loop replays a video file; a camera or stream has no end to start "
                          "over from")
@@ -245,7 +284,8 @@ def camera_options(args: argparse.Namespace) -> CameraOptions:
                          loop=args.loop, headless=args.headless, max_frames=args.max_frames,
                          summary_every_s=args.summary_every, top_k=args.top_k,
                          threshold=args.threshold, json=args.json, verbose=args.verbose,
-                         serve=serve)
+                         serve=serve, save_uncertain=uncertain, capture_to=args.capture_to,
+                         max_mb=args.max_mb, min_free_mb=args.min_free_mb)
 
 
 def load_classifier(model: str, labels: str | None, threads: int | None, backend: str | None,

@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="edge-train", description=__doc__.split("\n\n")[0].split(": ", 1)[1],
         epilog="Example: edge-train --data photos/ --out runs/pets   |   "
-               "offline: edge-train --data demo --out runs/demo --weights none",
+               "offline: edge-train --data demo --out runs/demo --weights none   |   "
+               "retrain: edge-train --data photos/ --init-from runs/pets --out runs/pets-2",
     )
     data = p.add_argument_group("data")
     data.add_argument("--preset", choices=("demo",), default=None,
@@ -100,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     cached.add_argument("--no-feature-cache", dest="feature_cache", action="store_false",
                         help="phase 1 end to end: the frozen backbone over every image in every "
                              "epoch, instead of once into a feature cache")
+    again = p.add_argument_group("retraining from a finished run")
+    again.add_argument("--init-from", metavar="RUN",
+                       help="start from RUN's model (its backbone, size and weights unless given): "
+                            "classes RUN knows keep their head row, new class folders get new "
+                            "rows; config.json records RUN as the parent")
+    again.add_argument("--allow-dropped-classes", action="store_true",
+                       help="with --init-from: a class of RUN that --data has no folder for is "
+                            "dropped from the head (default: refused, the model would forget it)")
     add_verbosity(p)
     return p
 
@@ -112,6 +121,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
         parser.set_defaults(**DEMO_TRAIN_SETTINGS)
         args = parser.parse_args(argv)
+    if args.init_from is not None:
+        from common.errors import UserError
+        from train.init_from import parent_settings
+
+        if args.resume:
+            parser.error("--init-from starts a new run; --resume continues one (its parent is "
+                         "in its config.json)")
+        try:  # the parent's network, unless a flag says otherwise (then checked in training)
+            parser.set_defaults(**parent_settings(args.init_from))
+        except UserError as exc:
+            parser.error(f"--init-from {args.init_from}: {exc}")
+        args = parser.parse_args(argv)
+    elif args.allow_dropped_classes:
+        parser.error("--allow-dropped-classes applies to --init-from only")
     if args.data is None and not args.resume:
         parser.error("the following arguments are required: --data (or --preset)")
     args.data = args.data or ""  # --resume reads the data folder from the run's config.json

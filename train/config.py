@@ -72,6 +72,12 @@ class TrainConfig:
     feature_views: int = 1
     """Cached views of each training image: 1 (or 0) the image alone, K the image and K - 1
     augmented copies (with ``augment``), one picked at random per epoch."""
+    init_from: str | None = None
+    """A finished run to start from (:mod:`train.init_from`): its network and head, the rows of
+    the classes both know kept, new classes appended; None: a fresh start."""
+    allow_dropped_classes: bool = False
+    """With ``init_from``: a class of the parent missing from ``data`` is dropped from the head
+    instead of refused."""
 
     def __post_init__(self) -> None:
         if self.fine_tune_at is None and self.backbone in backbones.SPECS:

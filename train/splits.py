@@ -212,6 +212,26 @@ def discover(root: str | os.PathLike, val_split: float = 0.2, test_split: float 
                      "class_folders", skipped)
 
 
+def scan_folder(root: str | os.PathLike) -> tuple[Path, list[str], dict[str, list[str]],
+                                                  list[tuple[str, str]]]:
+    """Every usable image of a ``root/<class>/...`` folder, unsplit (a set kept apart for
+    ``edge-compare --data``): ``(root resolved, classes, class → paths relative to root,
+    skipped (path, reason))``.
+
+    Raises:
+        DataError: missing folder, fewer than 2 classes, a class without a usable image.
+    """
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise DataError(f"data folder {root} does not exist")
+    classes = [d.name for d in _visible_dirs(root)]
+    _require_classes(root, classes)
+    skipped: list[tuple[str, str]] = []
+    per_class = _scan_classes(root, classes, root, skipped)
+    _require_images(per_class, root)
+    return root, classes, per_class, sorted(skipped)
+
+
 def _discover_split_folders(root: Path, train_dir: Path, val_dir: Path, test_dir: Path | None,
                             skipped: list[tuple[str, str]]) -> Splits:
     classes = [d.name for d in _visible_dirs(train_dir)]

@@ -23,10 +23,11 @@ import tensorflow as tf
 
 from common.errors import UserError
 from common.fileio import atomic_write, write_json, write_text
-from common.labels import labels_text
+from common.labels import labels_text, read_labels
 from common.versions import library_versions
 from edge_runtime.image import RESIZE_METHOD
 from train import features as features_lib
+from train import init_from
 from train import model as model_lib
 from train.callbacks import ResumableEarlyStopping, RunCheckpoint
 from train.checkpoints import (
@@ -181,7 +182,29 @@ def train(config: TrainConfig, callbacks: list | None = None) -> RunResult:
 
 def _train(config: TrainConfig, state: dict, device: DeviceSetup, out: Path, work: Path,
            started: float, callbacks: list | None) -> RunResult:
+    """The run's steps, in order (see each step's docstring)."""
+    splits = _load_splits(config, state, out)
+    _check_same_split_everywhere(splits, device)
+    _seed_and_describe(config, device)
+    _write_run_files(config, splits, device, out, work)
+    failures = DecodeFailures()
+    data = _datasets(config, splits, device, failures)
+    model = _initial_model(config, splits, device, out)
+    _phase1(model, config, state, splits, device, work, failures, data, list(callbacks or []))
+    _phase2(model, config, state, device, work, data, list(callbacks or []))
+    if not device.is_chief:  # its part is done: the chief evaluates and saves the model
+        return RunResult(out=out, metrics={}, history=read_history(work / "history.csv"))
+    model = _best_model(model, config, state, splits, device, out, data)
+    return _finish(model, config, state, splits, out, failures, started)
 
+
+MIN_CLASS_IMAGES = 10
+"""A class with fewer images than this is named in a warning: too few to learn it from."""
+
+
+def _load_splits(config: TrainConfig, state: dict, out: Path) -> Splits:
+    """The data split: read back on resume, else discovered in ``--data``; what it holds said,
+    every class's image count included."""
     if config.resume:
         splits = Splits.load(out / "splits.json")
         log.info(f"resuming {out} after epoch {state['epochs_done']} (phase {state['phase']})")
@@ -194,12 +217,34 @@ def _train(config: TrainConfig, state: dict, device: DeviceSetup, out: Path, wor
     log.info(f"{len(splits.classes)} classes ({', '.join(splits.classes)}); "
         f"train {splits.count('train')}, val {splits.count('val')}, test {splits.count('test')} "
         f"images ({splits.layout.replace('_', ' ')})")
+    _report_class_counts(splits)
+    return splits
 
+
+def _report_class_counts(splits: Splits) -> None:
+    """Each class's images (train/val/test), and a warning for a class too small to learn."""
+    counts = {name: [splits.labels[split].count(index) for split in ("train", "val", "test")]
+              for index, name in enumerate(splits.classes)}
+    log.info("images per class (train/val/test): " + ", ".join(
+        f"{name} {sum(c)} ({c[0]}/{c[1]}/{c[2]})" for name, c in counts.items()))
+    small = [f"{name} ({sum(c)})" for name, c in counts.items() if sum(c) < MIN_CLASS_IMAGES]
+    if small:
+        log.warning(f"class(es) with fewer than {MIN_CLASS_IMAGES} images: {', '.join(small)}; "
+                    "the model will hardly learn them: add pictures (edge-capture) or remove "
+                    "the folder")
+
+
+def _check_same_split_everywhere(splits: Splits, device: DeviceSetup) -> None:
+    """Every worker of a multi-worker run must have split the same files the same way."""
     digest = _split_digest(splits)
     if not device.same_on_all_workers(digest):
         raise UserError(f"the workers' data splits differ (split {digest:06x} on "
                         f"{device.task.name}): every worker needs the same files under --data "
                         "and the same --seed, --val-split and --test-split")
+
+
+def _seed_and_describe(config: TrainConfig, device: DeviceSetup) -> None:
+    """Seed every generator (and ask for deterministic ops), and say what runs where."""
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         # process-wide and one-way: TensorFlow has no public switch back
@@ -211,11 +256,30 @@ def _train(config: TrainConfig, state: dict, device: DeviceSetup, out: Path, wor
         f"({device.strategy.num_replicas_in_sync} replica(s){worker}); "
         f"mixed precision {'on' if device.mixed_precision else 'off'}")
 
+
+def _parent(config: TrainConfig, splits: Splits) -> dict | None:
+    """With ``--init-from``: the parent's record for ``config.json`` (refusing a dropped class
+    now, before any slow work); else None."""
+    if not config.init_from:
+        return None
+    run = Path(config.init_from)
+    init_from.check_same_network(run, config)
+    parent_classes = read_labels(run / "labels.txt")
+    mapping = init_from.class_mapping(parent_classes, splits.classes,
+                                      config.allow_dropped_classes)
+    return init_from.parent_record(run, mapping, parent_classes, splits.classes)
+
+
+def _write_run_files(config: TrainConfig, splits: Splits, device: DeviceSetup, out: Path,
+                     work: Path) -> None:
+    """The chief creates the run directory and, on a fresh start, writes splits.json,
+    labels.txt and config.json; a resuming worker copies the history it resumes from."""
     if device.is_chief:
         out.mkdir(parents=True, exist_ok=True)
     elif config.resume and (out / "history.csv").is_file():
         shutil.copy2(out / "history.csv", work / "history.csv")
     if device.is_chief and not config.resume:
+        parent = _parent(config, splits)
         splits.save(out / "splits.json")
         write_text(out / "labels.txt", labels_text(splits.classes))
         write_json(out / "config.json", {**config.to_dict(), "data_root": str(splits.root),
@@ -223,9 +287,24 @@ def _train(config: TrainConfig, state: dict, device: DeviceSetup, out: Path, wor
                                          "resize": RESIZE_METHOD,
                                          "versions": library_versions(
                                              "tensorflow", "keras", "numpy", "PIL"),
-                                         "device": device.describe()})
+                                         "device": device.describe(),
+                                         **({"parent": parent} if parent else {})})
 
-    failures = DecodeFailures()
+
+@dataclass
+class _Data:
+    """The end-to-end datasets and how they are batched."""
+
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    val_batch: int
+    multi: bool
+    """Several replicas: full batches only."""
+
+
+def _datasets(config: TrainConfig, splits: Splits, device: DeviceSetup,
+              failures: DecodeFailures) -> _Data:
+    """The training and validation datasets (decoded images, cached as ``--cache`` says)."""
     cache = config.cache
     if cache not in ("memory", "none"):
         if not device.is_chief:  # each worker decodes every image: one cache file each
@@ -244,58 +323,90 @@ def _train(config: TrainConfig, state: dict, device: DeviceSetup, out: Path, wor
                             deterministic=config.deterministic)
     val_ds = make_dataset(splits, "val", config.img_size, val_batch, cache=cache,
                           failures=failures, drop_remainder=multi)
+    return _Data(train_ds, val_ds, val_batch, multi)
 
+
+def _initial_model(config: TrainConfig, splits: Splits, device: DeviceSetup,
+                   out: Path) -> keras.Model:
+    """The model training starts from, compiled: the last checkpoint on resume, the parent's
+    network with ``--init-from``, else a new one."""
     ckpt = out / CHECKPOINT_DIR  # read on resume: the chief's checkpoint, on a shared folder
     with device.strategy.scope():
         if config.resume:
-            model = keras.models.load_model(ckpt / LAST_CHECKPOINT)
+            return keras.models.load_model(ckpt / LAST_CHECKPOINT)
+        if config.init_from:
+            model, _record = init_from.model_from_parent(
+                Path(config.init_from), splits.classes, config.allow_dropped_classes,
+                config.seed)
+            model_lib.set_phase(model, 1, config.fine_tune_at, config.weights != "none")
         else:
             model = model_lib.build_model(len(splits.classes), config.img_size, config.alpha,
                                           config.weights, config.dropout, config.bn_momentum,
                                           backbone=config.backbone)
-            model_lib.compile_model(model, config.lr)
+        model_lib.compile_model(model, config.lr)
+    return model
 
-    callbacks = list(callbacks or [])
+
+def _phase1(model: keras.Model, config: TrainConfig, state: dict, splits: Splits,
+            device: DeviceSetup, work: Path, failures: DecodeFailures, data: _Data,
+            callbacks: list) -> None:
+    """Phase 1 (unless a resumed run finished it): the head alone on a pretrained backbone
+    (on cached features where asked), the whole network from scratch."""
+    if state["phase"] != 1 or state.get("phase1_complete"):
+        return
     done = state["epochs_done"]
-    if state["phase"] == 1 and not state.get("phase1_complete"):
-        log.info(_trainable_report(model, 1))
-        if _on_cached_features(config):
-            head, head_train, head_val = _head_on_features(
-                model, splits, config, device, work, failures, val_batch, multi)
-            _fit(head, head_train, head_val, epochs=config.epochs, initial_epoch=done, phase=1,
-                 work=work, state=state, config=config, callbacks=callbacks, classifier=model)
-            # phase 2 runs end to end: the features only served phase 1
-            shutil.rmtree(work / CHECKPOINT_DIR / features_lib.FEATURES_DIR, ignore_errors=True)
-        else:
-            _fit(model, train_ds, val_ds, epochs=config.epochs, initial_epoch=done, phase=1,
-                 work=work, state=state, config=config, callbacks=callbacks)
-        done = state["epochs_done"]
+    log.info(_trainable_report(model, 1))
+    if _on_cached_features(config):
+        head, head_train, head_val = _head_on_features(
+            model, splits, config, device, work, failures, data.val_batch, data.multi)
+        _fit(head, head_train, head_val, epochs=config.epochs, initial_epoch=done, phase=1,
+             work=work, state=state, config=config, callbacks=callbacks, classifier=model)
+        # phase 2 runs end to end: the features only served phase 1
+        shutil.rmtree(work / CHECKPOINT_DIR / features_lib.FEATURES_DIR, ignore_errors=True)
+    else:
+        _fit(model, data.train, data.val, epochs=config.epochs, initial_epoch=done, phase=1,
+             work=work, state=state, config=config, callbacks=callbacks)
 
-    if config.fine_tune_epochs > 0:
-        if state["phase"] == 1:
-            with device.strategy.scope():
-                model_lib.set_phase(model, 2, config.fine_tune_at, config.weights != "none")
-                model_lib.compile_model(model, config.lr / 10)
-            phase2_start = done
-        else:
-            phase2_start = state["fine_tune_start"]
-        log.info(_trainable_report(model, 2) + f" (backbone unfrozen from layer {config.fine_tune_at}, "
-            f"lr {config.lr / 10:g})")
-        _fit(model, train_ds, val_ds, epochs=phase2_start + config.fine_tune_epochs,
-             initial_epoch=done, phase=2, work=work, state=state, config=config,
-             callbacks=callbacks)
 
-    if not device.is_chief:  # its part is done: the chief evaluates and saves the model
-        return RunResult(out=out, metrics={}, history=read_history(work / "history.csv"))
+def _phase2(model: keras.Model, config: TrainConfig, state: dict, device: DeviceSetup,
+            work: Path, data: _Data, callbacks: list) -> None:
+    """Phase 2: the backbone unfrozen from ``fine_tune_at``, at a tenth of the learning rate."""
+    if config.fine_tune_epochs <= 0:
+        return
+    done = state["epochs_done"]
+    if state["phase"] == 1:
+        with device.strategy.scope():
+            model_lib.set_phase(model, 2, config.fine_tune_at, config.weights != "none")
+            model_lib.compile_model(model, config.lr / 10)
+        phase2_start = done
+    else:
+        phase2_start = state["fine_tune_start"]
+    log.info(_trainable_report(model, 2) + f" (backbone unfrozen from layer {config.fine_tune_at}, "
+        f"lr {config.lr / 10:g})")
+    _fit(model, data.train, data.val, epochs=phase2_start + config.fine_tune_epochs,
+         initial_epoch=done, phase=2, work=work, state=state, config=config,
+         callbacks=callbacks)
+
+
+def _best_model(model: keras.Model, config: TrainConfig, state: dict, splits: Splits,
+                device: DeviceSetup, out: Path, data: _Data) -> keras.Model:
+    """The best epoch's weights restored, as a float32 model outside any strategy."""
+    ckpt = out / CHECKPOINT_DIR
     if (ckpt / BEST_WEIGHTS).is_file():
         with warnings.catch_warnings():  # the file's optimizer state is not wanted here
             warnings.filterwarnings("ignore", message=".*Skipping variable loading for optimizer.*")
             model.load_weights(ckpt / BEST_WEIGHTS)
         log.info(f"restored the best weights (epoch {state['best_epoch']}, val_accuracy "
             f"{state['best_val_accuracy']:.3f}, val_loss {state['best_val_loss']:.4f})")
-    if device.mixed_precision or multi:
+    if device.mixed_precision or data.multi:
         model = float32_copy(model, config, len(splits.classes))
+    return model
 
+
+def _finish(model: keras.Model, config: TrainConfig, state: dict, splits: Splits, out: Path,
+            failures: DecodeFailures, started: float) -> RunResult:
+    """Evaluate, write model.keras, metrics.json and the learning curves, drop the
+    checkpoints."""
     history = read_history(out / "history.csv")
     # the epochs' own time, summed: true across resumed sessions too
     train_seconds = sum(r["seconds"] or 0.0 for r in history)

@@ -15,6 +15,11 @@ Endpoints (every one needs ``?token=…`` when the server requires a token):
   (``source``, ``top_k``, ``latency_ms``) plus ``frame`` and ``fps``.
 - ``GET /healthz``: 200 while frames arrive, 503 before the first one, when
   none came for ``stale_s`` seconds, or once the run ends.
+- With a capture panel (``--capture-to DIR``; :mod:`edge_runtime.live.capture_panel`):
+  ``GET /capture`` (the labels to offer, pictures per label) and ``POST
+  /capture?label=L&count=N`` (save the newest frame, or a burst of N, into ``DIR/L/``: 400
+  for a bad label, 507 when ``--max-mb`` or the disk's reserve is reached). Saving writes to
+  the device's disk, so a server with a panel always requires the token, even on loopback.
 
 The frames are handed over by a :class:`~edge_runtime.live.publisher.FramePublisher`, so the
 camera loop never waits for a browser; a stalled client blocks only its own handler thread,
@@ -87,7 +92,7 @@ class LiveServer:
     def __init__(self, host: str = DEFAULT_HOST, port: int = 0, token: str | None = None,
                  require_token: bool | None = None, max_clients: int = 4,
                  stream_fps: float = 15.0, stale_s: float = 5.0, jpeg_quality: int = 80,
-                 client_timeout_s: float = 10.0) -> None:
+                 client_timeout_s: float = 10.0, capture=None) -> None:
         if token is not None and not token:
             raise ValueError("the token is empty")
         if stream_fps <= 0:
@@ -96,6 +101,10 @@ class LiveServer:
         self.port = port
         if require_token is None:
             require_token = token is not None or not is_loopback(host)
+        self.capture = capture
+        """The capture panel (:class:`~edge_runtime.live.capture_panel.CapturePanel`), or None."""
+        if capture is not None:  # saving writes to the disk: never without the token
+            require_token = True
         self.token = (token or secrets.token_urlsafe(16)) if require_token else None
         """The token requests need, None when none is needed."""
         self.stream_interval = 1.0 / stream_fps
@@ -152,6 +161,8 @@ class LiveServer:
 
     def publish(self, number: int, frame_bgr: np.ndarray, result: dict) -> None:
         """Show frame ``number`` and its result (see :meth:`FramePublisher.publish`)."""
+        if self.capture is not None:  # before anything draws on the frame
+            self.capture.offer(frame_bgr)
         self.publisher.publish(number, frame_bgr, result)
 
     def authorized(self, token: str | None) -> bool:
@@ -165,6 +176,8 @@ class LiveServer:
         if self.publisher.closed:
             return
         self.publisher.close()
+        if self.capture is not None:
+            self.capture.close()
         with self._connections_lock:
             connections = list(self._connections)
         if self._httpd is not None:
@@ -240,6 +253,33 @@ class _Handler(BaseHTTPRequestHandler):
     def _text(self, status: HTTPStatus, text: str) -> None:
         self._send(status, (text + "\n").encode(), "text/plain; charset=utf-8")
 
+    def do_POST(self) -> None:
+        live = self.server.live
+        url = urlsplit(self.path)
+        query = parse_qs(url.query)
+        if url.path != "/capture" or live.capture is None:
+            self._text(HTTPStatus.NOT_FOUND, "404 not found: POST /capture needs a capture "
+                                             "panel (--capture-to DIR)")
+            return
+        # saving writes to the disk: the token, always (a panel makes the server require one)
+        if live.token is None or not live.authorized(query.get("token", [None])[0]):
+            self._text(HTTPStatus.FORBIDDEN, "403 forbidden: saving pictures needs ?token=...")
+            return
+        from edge_runtime.capture.writer import CaptureError, CaptureLimit
+
+        try:
+            count = int(query.get("count", ["1"])[0])
+            saved = live.capture.save(query.get("label", [""])[0], count)
+        except ValueError:
+            self._json(HTTPStatus.BAD_REQUEST, {"error": "count must be an integer"})
+        except CaptureLimit as exc:
+            self._json(HTTPStatus.INSUFFICIENT_STORAGE, {"error": str(exc)})
+        except CaptureError as exc:
+            self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+        else:
+            self._json(HTTPStatus.OK, {"saved": [p.name for p in saved],
+                                       **live.capture.state()})
+
     def do_GET(self) -> None:
         live = self.server.live
         url = urlsplit(self.path)
@@ -265,6 +305,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE, body)
         elif url.path == "/stream.mjpg":
             self._stream()
+        elif url.path == "/capture" and live.capture is not None:
+            self._json(HTTPStatus.OK, live.capture.state())
         else:
             self._text(HTTPStatus.NOT_FOUND, "404 not found: try /, /stream.mjpg, /predictions "
                                              "or /healthz")
