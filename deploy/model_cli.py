@@ -26,8 +26,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.argtypes import Parser, add_verbosity, parse_command_line, positive_int
-from common.command import run_command, say
+from common.argtypes import Parser, add_verbosity, positive_int
+from common.command import run_main, say
 from common.errors import EXIT_CHECK_FAILED, EXIT_OK
 from deploy.store import DEFAULT_ROOT, ROOT_VARIABLE, Store, activate, default_root, describe
 
@@ -111,11 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point of ``edge-model``; returns the exit code (see the module doc)."""
-    args = parse_command_line(lambda: build_parser().parse_args(argv))
-    if isinstance(args, int):
-        return args
-    return run_command(PROG, lambda: run(args), needs_tensorflow=False, verbose=args.verbose,
-                       quiet=args.quiet, progress_to="stderr")
+    return run_main(build_parser(), argv, run, progress_to="stderr")
 
 
 if __name__ == "__main__":

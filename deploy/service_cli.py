@@ -30,8 +30,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.argtypes import Parser, add_verbosity, parse_command_line
-from common.command import run_command, say
+from common.argtypes import Parser, add_verbosity
+from common.command import run_main, say
 from common.errors import UsageError
 from deploy.unit import (
     DEFAULT_ENV_FILE,
@@ -163,11 +163,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point of ``edge-service``; returns the exit code (see the module doc)."""
-    args = parse_command_line(lambda: build_parser().parse_args(argv))
-    if isinstance(args, int):
-        return args
-    return run_command(PROG, lambda: run(args), needs_tensorflow=False, verbose=args.verbose,
-                       quiet=args.quiet, progress_to="stderr")
+    return run_main(build_parser(), argv, run, progress_to="stderr")
 
 
 if __name__ == "__main__":

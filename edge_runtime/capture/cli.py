@@ -28,11 +28,10 @@ from common.argtypes import (
     Parser,
     add_verbosity,
     non_negative_float,
-    parse_command_line,
     positive_float,
     positive_int,
 )
-from common.command import run_command, say
+from common.command import run_main, say
 from common.errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 from edge_runtime import cli as classify_cli
 from edge_runtime.camera_spec import DEFAULT_SIZE
@@ -194,16 +193,11 @@ def capture(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point of ``edge-capture``; returns the exit code (see the module doc)."""
-    args = parse_command_line(lambda: build_parser().parse_args(argv))
-    if isinstance(args, int):
-        return args
-
-    def work() -> int:
+    def work(args) -> int:
         check_args(args)
         return capture(args)
 
-    return run_command(PROG, work, needs_tensorflow=False, verbose=args.verbose,
-                       quiet=args.quiet, progress_to="stderr")
+    return run_main(build_parser(), argv, work, progress_to="stderr")
 
 
 if __name__ == "__main__":
