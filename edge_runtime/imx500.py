@@ -32,8 +32,8 @@ import numpy as np
 from edge_runtime.camera_spec import DEFAULT_SIZE
 from edge_runtime.classifier import Prediction, top_k
 from edge_runtime.errors import CameraError, ModelError
-from edge_runtime.frame_source import FrameSource
 from edge_runtime.manifest import Manifest
+from edge_runtime.picamera import Picamera2Owner
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ def _bundle_manifest(model: Path) -> Manifest | None:
     return None
 
 
-class Imx500Source(FrameSource):
+class Imx500Source(Picamera2Owner):
     """Frames from the AI Camera, each with the sensor's answer for it, newest only.
 
     The network is uploaded to the sensor (progress shown on a terminal), the camera
@@ -313,19 +313,3 @@ class Imx500Source(FrameSource):
                                   np.asarray(outputs[0], np.float32), kpi[0] if kpi else 0.0)
         return None
 
-    def _may_release(self) -> bool:
-        return True  # stopping the camera ends a wait in capture_request()
-
-    def _release(self) -> None:
-        self._close_camera()
-
-    def _close_camera(self) -> None:
-        camera, self._camera = self._camera, None
-        if camera is None:
-            return
-        try:
-            if self._running:
-                self._running = False
-                camera.stop()
-        finally:
-            camera.close()

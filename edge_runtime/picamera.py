@@ -144,7 +144,34 @@ def to_bgr(array: np.ndarray, fmt: str) -> np.ndarray:
     return np.ascontiguousarray(array[..., list(order)])
 
 
-class PicameraSource(FrameSource):
+class Picamera2Owner(FrameSource):
+    """A source that owns a Picamera2 camera (``_camera``, started when ``_running``):
+    releasing it stops and closes the camera."""
+
+    _camera = None
+    _running = False
+
+    def _may_release(self) -> bool:
+        # stopping the camera ends a capture that waits, so a hung reader
+        # must not keep the camera open: always stop and close
+        return True
+
+    def _release(self) -> None:
+        self._close_camera()
+
+    def _close_camera(self) -> None:
+        camera, self._camera = self._camera, None
+        if camera is None:
+            return
+        try:
+            if self._running:
+                self._running = False
+                camera.stop()
+        finally:
+            camera.close()
+
+
+class PicameraSource(Picamera2Owner):
     """Frames from Raspberry Pi camera ``number`` through Picamera2, newest only.
 
     The camera is configured for video at ``size`` in :data:`REQUESTED_FORMAT`, started,
@@ -197,24 +224,6 @@ class PicameraSource(FrameSource):
     def _read(self) -> np.ndarray:
         return to_bgr(self._camera.capture_array("main"), self._format)
 
-    def _may_release(self) -> bool:
-        # stopping the camera ends a capture_array() that waits, so a hung reader
-        # must not keep the camera open: always stop and close
-        return True
-
-    def _release(self) -> None:
-        self._close_camera()
-
-    def _close_camera(self) -> None:
-        camera, self._camera = self._camera, None
-        if camera is None:
-            return
-        try:
-            if self._running:
-                self._running = False
-                camera.stop()
-        finally:
-            camera.close()
 
 
 def _frame_rate(config: dict) -> float:
