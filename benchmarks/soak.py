@@ -143,6 +143,17 @@ class Client:
             thread.join(timeout=15)
 
 
+def live_view_url(stderr, seen: list[str]) -> str | None:
+    """The page a starting ``edge-classify --serve`` announces on ``stderr`` (its lines read up
+    to that one, each kept in ``seen``), without the trailing slash; None when it ends first."""
+    for line in stderr:
+        seen.append(line)
+        found = re.search(r"live view: (http://\S+)", line)
+        if found:
+            return found.group(1).rstrip("/")
+    return None
+
+
 def slope_per_hour(times: list[float], values: list[float]) -> float:
     """Least-squares slope of ``values`` against ``times`` (seconds), per hour."""
     if len(times) < 3:
@@ -184,13 +195,7 @@ def soak(args: argparse.Namespace) -> int:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                    text=True)
         errors: list[str] = []
-        url = None
-        for line in process.stderr:
-            errors.append(line)
-            found = re.search(r"live view: (http://\S+)", line)
-            if found:
-                url = found.group(1).rstrip("/")
-                break
+        url = live_view_url(process.stderr, errors)
         if url is None:
             process.wait()
             raise UsageError(f"edge-classify did not start (exit {process.returncode}): "

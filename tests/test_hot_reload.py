@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.soak import live_view_url
 from deploy.store import Store, activate
 from edge_runtime.camera_run import CameraOptions, run_camera
 from edge_runtime.classifier import Prediction
@@ -57,14 +57,8 @@ def test_a_looping_camera_run_switches_models_without_losing_a_frame(bundle, dem
     reader = threading.Thread(target=lambda: lines.extend(json.loads(x) for x in process.stdout))
     reader.start()
     errors: list[str] = []
-    url = None
     try:
-        for line in process.stderr:
-            errors.append(line)
-            found = re.search(r"live view: (http://\S+)", line)
-            if found:
-                url = found.group(1).rstrip("/")
-                break
+        url = live_view_url(process.stderr, errors)
         assert url, "".join(errors)
         drain = threading.Thread(target=lambda: errors.extend(process.stderr))
         drain.start()
