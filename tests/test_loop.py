@@ -23,12 +23,13 @@ NEW = "blob"
 """The new class: a magenta blob none of the demo classes looks like."""
 
 
-def _new_thing_video(path: Path, frames: int) -> Path:
+def _new_thing_video(path: Path, frames: int, seed: int = 7) -> Path:
     """A camera looking at something none of the demo classes is: a magenta blob on grey, moving
-    and noisy, so no two frames (or saved pictures) are the same."""
+    and noisy, so no two frames (or saved pictures) are the same; another ``seed`` films other
+    frames of it."""
     import cv2
 
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(seed)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (64, 64))
     for i in range(frames):
         frame = np.clip(rng.normal(128, 12, (64, 64, 3)), 0, 255).astype(np.uint8)
@@ -83,9 +84,11 @@ def test_the_loop(exported_run, demo_dir, tmp_path, capsys):
     config = json.loads((child / "config.json").read_text())
     assert config["parent"]["new"] == [NEW] and config["parent"]["dropped"] == []
 
-    # 4. ship only what is better: pictures kept apart, the new class among them
+    # 4. ship only what is better: pictures kept apart, the new class among them, filmed apart
+    # from the ones it trained on; 30 of them beside the old test split's 10, so that learning
+    # the new class decides the verdict, not the few old pictures either model gets wrong
     heldout = tmp_path / "heldout"
-    _capture(new_video, heldout, NEW, 10)
+    _capture(_new_thing_video(tmp_path / "new-heldout.avi", frames=30, seed=8), heldout, NEW, 30)
     for path in json.loads((exported_run / "splits.json").read_text())["test"]:
         target = heldout / path
         target.parent.mkdir(parents=True, exist_ok=True)
