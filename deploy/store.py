@@ -8,6 +8,10 @@
       previous -> versions/<v>  what `edge-model rollback` goes back to
       incoming/<version>/       where edge-deploy copies a bundle before activating it
 
+A Pi's card is not a workstation's disk: after each activation only the :data:`KEEP` most
+recently activated versions stay (``current`` and ``previous`` always among them), with their
+``incoming/`` copies; what an interrupted activation left half-copied goes too (:func:`prune`).
+
 A version is named by its manifest's sha256 (12 hex digits), so the same bundle is the same
 version on every device and activating it twice changes nothing. :func:`activate` copies the
 bundle beside the running one under a temporary name, checks the copy (every file's sha256
@@ -45,6 +49,8 @@ DEFAULT_ROOT = "~/edge-models"
 VERSIONS, INCOMING, CURRENT, PREVIOUS = "versions", "incoming", "current", "previous"
 SKIPPED = {"bench"}
 """What a bundle may hold that is not the model (edge-bench's report): not copied."""
+KEEP = 3
+"""Versions kept on a device after an activation: current, previous and the newest other."""
 
 
 def default_root() -> Path:
@@ -70,6 +76,8 @@ class Activation:
     result: str
     """``activated``, ``already current`` or ``refused``."""
     checks: list[Check] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    """Older versions removed after the activation (:func:`prune`)."""
 
     @property
     def ok(self) -> bool:
@@ -81,7 +89,7 @@ class Activation:
 
     def to_json(self) -> dict:
         return {"version": self.version, "result": self.result,
-                "checks": [asdict(c) for c in self.checks]}
+                "checks": [asdict(c) for c in self.checks], "removed": self.removed}
 
 
 def version_of(bundle: Path) -> str:
@@ -240,18 +248,73 @@ def _copy_bundle(bundle: Path, into: Path) -> None:
             shutil.copy2(item, into / item.name)
 
 
+def _remove(folder: Path) -> None:
+    """Remove a folder: first renamed to a hidden name (never listed as a version), then
+    deleted, so an interruption cannot leave half a version looking whole."""
+    if not folder.exists():
+        return
+    hidden = folder.with_name(f".{folder.name}.removing.{os.getpid()}")
+    os.replace(folder, hidden)
+    shutil.rmtree(hidden, ignore_errors=True)
+
+
+def _check_keep(keep: int) -> None:
+    if keep < 2:
+        raise UsageError(f"--keep {keep}: at least 2 versions stay, the current one and the "
+                         "previous one (what rollback goes back to)")
+
+
+def _prune(store: Store, keep: int) -> list[str]:
+    """:func:`prune` for a caller that holds the lock."""
+    _check_keep(keep)
+    for folder in (store.root / VERSIONS, store.root / INCOMING):
+        # hidden folders are what an activation or a removal left when interrupted: no other
+        # activation runs while the lock is held
+        for leftover in folder.glob(".*") if folder.is_dir() else []:
+            shutil.rmtree(leftover, ignore_errors=True)
+    versions = store.versions()
+    kept = {store.current, store.previous}
+    for version in reversed(versions):
+        if len(kept - {None}) >= keep:
+            break
+        kept.add(version)
+    removed = [v for v in versions if v not in kept]
+    for version in removed:
+        _remove(store.root / VERSIONS / version)
+        _remove(store.root / INCOMING / version)
+    if removed:
+        fsync(store.root / VERSIONS)
+    return removed
+
+
+def prune(store: Store, keep: int = KEEP) -> list[str]:
+    """Remove every version but the ``keep`` most recently activated (``current`` and
+    ``previous`` always kept), with their ``incoming/`` copies, and what an interrupted
+    activation left; returns the versions removed, oldest first.
+
+    Raises:
+        UsageError: ``keep`` is under 2.
+    """
+    with store.locked():
+        return _prune(store, keep)
+
+
 def activate(store: Store, bundle: Path, threads: int | None = None,
-             progress: Callable[[str], None] = lambda _: None) -> Activation:
+             progress: Callable[[str], None] = lambda _: None,
+             keep: int | None = KEEP) -> Activation:
     """Check ``bundle`` as a copy beside the running version and make it current.
 
     The copy is made under a temporary name in ``versions/`` and checked there (the bytes that
-    will run are the bytes checked), renamed to its version, and ``current`` switched. On a
-    failed check nothing changes but ``incoming/<version>`` (when the bundle is there) being
-    removed, so the next deploy copies it whole.
+    will run are the bytes checked), renamed to its version, and ``current`` switched; then
+    versions beyond ``keep`` are removed (:func:`prune`; None keeps them all). On a failed
+    check nothing changes but ``incoming/<version>`` (when the bundle is there) being removed,
+    so the next deploy copies it whole.
 
     Raises:
-        UsageError: ``bundle`` is not a folder with a manifest.json.
+        UsageError: ``bundle`` is not a folder with a manifest.json, or ``keep`` is under 2.
     """
+    if keep is not None:
+        _check_keep(keep)
     bundle = Path(bundle)
     if not (bundle / MANIFEST_FILE).is_file():
         raise UsageError(f"{bundle}: not a bundle (no {MANIFEST_FILE}): give the export/ "
@@ -280,7 +343,8 @@ def activate(store: Store, bundle: Path, threads: int | None = None,
             return Activation(version, "refused", checks)
         os.utime(target)  # versions are listed in order of activation
         store.make_current(version)
-        return Activation(version, "activated", checks)
+        removed = _prune(store, keep) if keep is not None else []
+        return Activation(version, "activated", checks, removed)
 
 
 def describe(store: Store, version: str) -> dict:

@@ -77,6 +77,36 @@ def test_a_bundle_that_fails_a_check_never_becomes_current(bundle, tmp_path, cap
     assert not (root / "previous").exists()
 
 
+def test_only_the_newest_versions_stay_on_the_card(bundle, tmp_path, capsys):
+    root = tmp_path / "models"
+    versions = []
+    for n in range(4):
+        folder = renamed(bundle, tmp_path / f"v{n}", f"v{n}-")
+        code, out, err = edge_model(root, "activate", str(folder), "--json", capsys=capsys)
+        assert code == 0, err
+        report = json.loads(out)
+        versions.append(report["version"])
+        # where edge-deploy would have copied it
+        assert edge_model(root, "incoming", report["version"], capsys=capsys)[0] == 0
+        if n < 3:
+            assert report["removed"] == []
+    # the fourth activation removed the first version, and its incoming copy, by default
+    assert report["removed"] == [versions[0]] and "removed 1 older version" in err
+    assert sorted(p.name for p in (root / "versions").iterdir()) == sorted(versions[1:])
+    assert not (root / "incoming" / versions[0]).exists()
+    assert current(root) == f"versions/{versions[3]}"
+    # an interrupted activation's half copy goes too; current and previous always stay
+    (root / "versions" / f".{versions[0]}.half").mkdir()
+    code, _, err = edge_model(root, "prune", "--keep", "2", capsys=capsys)
+    assert code == 0 and f"removed 1 older version(s): {versions[1]}" in err
+    assert sorted(p.name for p in (root / "versions").iterdir()) == sorted(versions[2:])
+    assert edge_model(root, "rollback", capsys=capsys)[0] == 0
+    assert current(root) == f"versions/{versions[2]}"
+    code, _, err = edge_model(root, "prune", "--keep", "1", capsys=capsys)
+    assert code == 2 and "--keep 1: at least 2 versions stay" in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_usage_errors_are_one_line_and_exit_2(tmp_path, capsys):
     root = tmp_path / "models"
     code, _, err = edge_model(root, "rollback", capsys=capsys)
