@@ -6,6 +6,10 @@ bundle named by two variables, and every other test is skipped saying why::
 
     EDGE_TEST_DATA=DIR      the demo data set (python -m tests.tiny_bundle OUT writes OUT/data)
     EDGE_TEST_BUNDLE=DIR    an export/ bundle trained on it (OUT/run/export)
+
+With TensorFlow, ``EDGE_TEST_CACHE=DIR`` lets pytest sessions share one build of the data set,
+run and bundle (:func:`tests.tiny_bundle.cached`, rebuilt when the code that makes them
+changes); each session works on its own copy of the run. CI's checks do, saving a training each.
 """
 
 from __future__ import annotations
@@ -75,26 +79,44 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def demo_dir(tmp_path_factory) -> Path:
+def shared_build() -> Path | None:
+    """The build ``EDGE_TEST_CACHE`` shares between sessions (made by the first), or None."""
+    cache = os.environ.get("EDGE_TEST_CACHE")
+    if not cache or NO_TENSORFLOW:
+        return None
+    return tiny_bundle.cached(Path(cache))
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory, shared_build) -> Path:
     """A small copy of the built-in demo dataset (or the one ``EDGE_TEST_DATA`` names)."""
     given = _given_folder("EDGE_TEST_DATA")
     if given is not None:
         return given
+    if shared_build is not None:
+        return shared_build / "data"
     return tiny_bundle.write_data(tmp_path_factory.mktemp("data") / "demo")
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory, demo_dir) -> Path:
+def tiny_run(tmp_path_factory, demo_dir, shared_build) -> Path:
     """A finished edge-train run directory (tests/tiny_bundle.py: alpha 0.35, 64 px, 25 epochs)."""
     if NO_TENSORFLOW:
         pytest.skip(NEEDS_TENSORFLOW)
-    return tiny_bundle.train_run(demo_dir, tmp_path_factory.mktemp("runs") / "tiny")
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    if shared_build is not None:
+        shutil.copytree(shared_build / "run", run, ignore=shutil.ignore_patterns("export"))
+        return run
+    return tiny_bundle.train_run(demo_dir, run)
 
 
 @pytest.fixture(scope="session")
-def exported_run(tiny_run, tmp_path_factory) -> Path:
+def exported_run(tiny_run, tmp_path_factory, shared_build) -> Path:
     """A copy of ``tiny_run`` with ``export/`` holding fp32, fp16 and int8 models."""
     run = tmp_path_factory.mktemp("exported") / "tiny"
+    if shared_build is not None:
+        shutil.copytree(shared_build / "run", run)
+        return run
     shutil.copytree(tiny_run, run)
     tiny_bundle.export_run(run)
     return run
