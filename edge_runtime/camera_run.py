@@ -22,7 +22,7 @@ from edge_runtime.errors import CameraError
 from edge_runtime.frame_source import FrameSource
 from edge_runtime.live import LiveServer, is_loopback
 from edge_runtime.loops import classify_stream
-from edge_runtime.reload import ModelWatch
+from edge_runtime.reload import ModelSwitched, ModelWatch
 from edge_runtime.results import ResultWriter, result_json
 from edge_runtime.sdnotify import Notifier
 from edge_runtime.sources import open_source
@@ -171,11 +171,14 @@ def run_camera(classifier: Classifier, options: CameraOptions,
     """Classify the source's frames until it ends or the run is stopped; returns the exit code:
     0, or 1 when reading frames failed or a live source stopped delivering.
 
-    With ``watch``, a model switched underneath (or SIGHUP) is swapped in between two frames.
+    With ``watch``, a model switched underneath (or SIGHUP) is swapped in between two frames,
+    or, for a watch without a loader (the AI Camera), ends the run with ModelSwitched.
     Under systemd (``NOTIFY_SOCKET``) each classified frame notifies its watchdog.
 
     Raises:
         CameraError, ServeError: the source or the live view cannot be opened.
+        ModelSwitched: ``watch`` has no loader and the model switched (camera and server are
+            closed first).
         KeyboardInterrupt: Ctrl-C or SIGTERM before the first frame (after it, the run ends
             with its summary).
     """
@@ -236,14 +239,21 @@ def run_camera(classifier: Classifier, options: CameraOptions,
                            result_json(f"{source.name}#{number}", predictions, latency_ms))
         return window.show(frame, predictions) if window is not None else True
 
+    switched = False
     try:
         # Ctrl-C and SIGTERM (run_command turns it into KeyboardInterrupt) end the stream
         # with its summary
         with watch.sighup() if watch is not None else contextlib.nullcontext():
             summary = classify_stream(classifier, source.start(), options.top_k,
                                       options.threshold, options.max_frames, on_frame, watch)
+    except ModelSwitched:  # the caller opens the camera again: to systemd, a reload
+        switched = True
+        raise
     finally:
-        notifier.stopping()
+        if switched:
+            notifier.reloading()
+        else:
+            notifier.stopping()
         notifier.close()
         if window is not None:
             window.close()

@@ -54,7 +54,7 @@ from edge_runtime.inputs import expand_inputs
 from edge_runtime.interpreter import BACKENDS, stream_threads
 from edge_runtime.live import parse_address
 from edge_runtime.loops import classify_files
-from edge_runtime.reload import ModelWatch
+from edge_runtime.reload import ModelSwitched, ModelWatch
 from edge_runtime.results import ResultWriter
 from edge_runtime.sources import list_cameras
 
@@ -301,6 +301,25 @@ def load_classifier(model: str, labels: str | None, threads: int | None, backend
     return classifier
 
 
+def _camera_run(args: argparse.Namespace, options: CameraOptions) -> int:
+    """One run of the camera: on the AI Camera's sensor when the model has its network, else on
+    the CPU. A model switched underneath (edge-model activate) or SIGHUP is swapped in between
+    two frames on the CPU; the sensor's network is uploaded as the camera opens, so there the
+    run ends with ModelSwitched, for the caller to open it again."""
+    sensor = sensor_camera(args.model, args.camera, quiet=not args.verbose)
+    if sensor is not None:  # the AI Camera: the network runs on its sensor
+        options = dataclasses.replace(options, camera=sensor)
+        return run_camera(SensorClassifier(options.spec.target, args.labels), options,
+                          ModelWatch(args.model, load=None))
+    # all cores but one: the capture and preprocessing threads need one
+    threads = args.threads or stream_threads()
+    classifier = load_classifier(args.model, args.labels, threads, args.backend, args.verbose)
+    # hot reload: the --model path switched underneath (edge-model activate) or SIGHUP
+    watch = ModelWatch(args.model, lambda path: load_classifier(
+        path, args.labels, threads, args.backend, args.verbose))
+    return run_camera(classifier, options, watch)
+
+
 def run(args: argparse.Namespace) -> int:
     """Carry out a parsed command line; returns the exit code.
 
@@ -317,18 +336,12 @@ def run(args: argparse.Namespace) -> int:
         # normal end, whenever it comes (loading, waiting for the camera, streaming), so it
         # exits 0, after the summary once frames came. (Elsewhere an interrupt gives 130.)
         try:
-            sensor = sensor_camera(args.model, args.camera, quiet=not args.verbose)
-            if sensor is not None:  # the AI Camera: the network runs on its sensor
-                options = dataclasses.replace(options, camera=sensor)
-                return run_camera(SensorClassifier(options.spec.target, args.labels), options)
-            # all cores but one: the capture and preprocessing threads need one
-            threads = args.threads or stream_threads()
-            classifier = load_classifier(args.model, args.labels, threads, args.backend,
-                                         args.verbose)
-            # hot reload: the --model path switched underneath (edge-model activate) or SIGHUP
-            watch = ModelWatch(args.model, lambda path: load_classifier(
-                path, args.labels, threads, args.backend, args.verbose))
-            return run_camera(classifier, options, watch)
+            while True:
+                try:
+                    return _camera_run(args, options)
+                except ModelSwitched as switched:
+                    say(PROG, f"the model changed ({switched.args[0]}): opening the camera "
+                              "again (the AI Camera's network is uploaded as it opens)")
         except KeyboardInterrupt:
             say(PROG, "stopped (Ctrl-C or SIGTERM)")
             return EXIT_OK

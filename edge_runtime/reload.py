@@ -6,6 +6,10 @@ the path now names on a thread of its own while the old one keeps classifying, a
 loop (:func:`edge_runtime.loops.classify_stream`) swaps it in before the next frame: the camera
 stays open and the live view keeps streaming. A model that cannot be loaded leaves the old one
 running, with one line in the log.
+
+The AI Camera is the exception: its network is uploaded to the sensor as the camera opens, so
+a watch made without a loader raises :class:`ModelSwitched` instead, and the caller opens the
+camera again with the new network (seconds without frames, where a CPU model loses none).
 """
 
 from __future__ import annotations
@@ -26,16 +30,23 @@ POLL_S = 1.0
 log = logging.getLogger(__name__)
 
 
+class ModelSwitched(Exception):
+    """The model a watch without a loader watches changed (or SIGHUP came): the camera must
+    open again to load it. ``args[0]`` is the path it now leads to."""
+
+
 class ModelWatch:
     """Watches ``path`` (a link switched underneath, or SIGHUP) and loads what it names.
 
     Args:
         path: the ``--model`` path as given (through the ``current`` link on a device).
-        load: the resolved model path → a :class:`Classifier` (raising on a bad model).
+        load: the resolved model path → a :class:`Classifier` (raising on a bad model); None:
+            nothing can be loaded between two frames, and a switch raises
+            :class:`ModelSwitched` from the call that notices it.
         poll_s: seconds between two looks at where ``path`` leads.
     """
 
-    def __init__(self, path: str | os.PathLike, load: Callable[[str], Classifier],
+    def __init__(self, path: str | os.PathLike, load: Callable[[str], Classifier] | None,
                  poll_s: float = POLL_S) -> None:
         self.path = os.fspath(path)
         self.poll_s = poll_s
@@ -65,7 +76,11 @@ class ModelWatch:
             signal.signal(signal.SIGHUP, previous)
 
     def __call__(self) -> Classifier | None:
-        """Asked between two frames: a newly loaded classifier to use from now on, else None."""
+        """Asked between two frames: a newly loaded classifier to use from now on, else None.
+
+        Raises:
+            ModelSwitched: without a loader, once the model switched.
+        """
         if self._loading is not None:
             if self._loading.is_alive():
                 return None
@@ -86,6 +101,9 @@ class ModelWatch:
         # a target that failed is not tried again every second: only when the path changes
         # again, or on SIGHUP
         self._resolved = resolved
+        if self._load is None:
+            log.info(f"model switched: {resolved}")
+            raise ModelSwitched(resolved)
         self._loading = threading.Thread(target=self._load_aside, args=(resolved,),
                                          name="model reload", daemon=True)
         self._loading.start()

@@ -71,6 +71,11 @@ class Notifier:
         """The run is ending (``STOPPING=1``)."""
         self.send("STOPPING=1")
 
+    def reloading(self) -> None:
+        """The camera opens again for a new model (``RELOADING=1``; the next run's first
+        frame sends ``READY=1``)."""
+        self.send("RELOADING=1")
+
     def close(self) -> None:
         if self._socket is not None:
             self._socket.close()

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
 import stat
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -112,6 +115,56 @@ def test_threshold_and_summary_apply_to_the_sensor_too(ai_camera, packager, sens
     lines = _json_lines(capfd.readouterr().out)
     assert code == 0
     assert [[p["label"] for p in line["top_k"]] for line in lines[:-1]] == [["owl"], ["owl"]]
+
+
+def test_a_model_switched_underneath_opens_the_ai_camera_again_with_its_network(
+        ai_camera, packager, sensor_bundle, capfd, tmp_path, monkeypatch):
+    """edge-model activate switches the link a service's --model goes through: the sensor's
+    network is uploaded as the camera opens, so the camera opens again with the new one (to
+    systemd, a reload)."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(tmp_path / "notify"))
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+    versions = tmp_path / "versions"
+    shutil.copytree(sensor_bundle, versions / "one")
+    shutil.copytree(sensor_bundle, versions / "two")
+    manifest = json.loads((versions / "two" / "manifest.json").read_text())
+    manifest["labels"] = ["ant", "bee", "cow"]
+    (versions / "two" / "manifest.json").write_text(json.dumps(manifest))
+    current = tmp_path / "current"
+    current.symlink_to(versions / "one")
+
+    def activate_two() -> None:  # as edge-model does it: a new link renamed over the old
+        (tmp_path / ".current").symlink_to(versions / "two")
+        os.replace(tmp_path / ".current", current)
+
+    timer = threading.Timer(0.2, activate_two)
+    timer.start()
+    try:  # the link is looked at every second: the first run lasts longer than that
+        code = main(["--model", str(current / "imx500" / "packerOut.zip"), "--camera",
+                     "imx500", "--headless", "--json", "--max-frames", "1000"])
+    finally:
+        timer.cancel()
+    out, err = capfd.readouterr()
+    assert code == 0, err
+    firsts = [line["top_k"][0]["label"] for line in _json_lines(out) if "top_k" in line]
+    switched_at = firsts.index("bee")  # the same scores, the new model's labels
+    assert set(firsts[:switched_at]) == {"dog"} and set(firsts[switched_at:]) == {"bee"}
+    assert len(firsts) - switched_at == 1000  # the new run's own --max-frames
+    assert "the model changed" in err and "Traceback" not in err
+    uploads = [c for c in (tmp_path / "camera.log").read_text().split() if c.startswith("imx500:")]
+    assert len(uploads) == 2  # the network uploaded again as the camera opened again
+    assert (versions / "two" / "imx500" / "network.rpk").is_file()
+    listener.setblocking(False)
+    with listener:
+        states = []
+        while True:
+            try:
+                states.append(listener.recv(256).decode())
+            except BlockingIOError:
+                break
+    assert states == ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"]
 
 
 def test_the_rpk_is_packaged_once_and_kept_beside_the_zip(packager, sensor_bundle):
