@@ -16,6 +16,7 @@ import socket
 import stat
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -135,17 +136,24 @@ def test_a_model_switched_underneath_opens_the_ai_camera_again_with_its_network(
     current = tmp_path / "current"
     current.symlink_to(versions / "one")
 
-    def activate_two() -> None:  # as edge-model does it: a new link renamed over the old
-        (tmp_path / ".current").symlink_to(versions / "two")
-        os.replace(tmp_path / ".current", current)
+    done = threading.Event()
 
-    timer = threading.Timer(0.2, activate_two)
-    timer.start()
+    def activate_two() -> None:  # once the sensor answers, as edge-model does it: a new link
+        while not done.is_set():  # renamed over the old one
+            if any(n.frames > 5 for n in ai_camera.NETWORKS.values()):
+                (tmp_path / ".current").symlink_to(versions / "two")
+                os.replace(tmp_path / ".current", current)
+                return
+            time.sleep(0.005)
+
+    switcher = threading.Thread(target=activate_two)
+    switcher.start()
     try:  # the link is looked at every second: the first run lasts longer than that
         code = main(["--model", str(current / "imx500" / "packerOut.zip"), "--camera",
                      "imx500", "--headless", "--json", "--max-frames", "1000"])
     finally:
-        timer.cancel()
+        done.set()
+        switcher.join()
     out, err = capfd.readouterr()
     assert code == 0, err
     firsts = [line["top_k"][0]["label"] for line in _json_lines(out) if "top_k" in line]
