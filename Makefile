@@ -75,7 +75,7 @@ test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -m "not mediapipe and not imx500 and not long and not sshd"
 
 test-long: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -m long
+	$(BIN)/python -m pytest -m long --durations=10
 
 # edge-deploy and the Ansible role against two sshd on localhost (tests/test_fleet.py; skips,
 # saying why, without openssh-server and rsync: .ci/run installs them when root)
