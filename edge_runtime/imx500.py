@@ -105,15 +105,9 @@ def sensor_camera(model: str, camera: str | None, quiet: bool = True) -> str | N
     network = Path(model) if is_sensor_model(model) else bundle_network(model)
     if network is None:
         return None
-    from edge_runtime.picamera import PicameraBroken, picamera_cameras
+    from edge_runtime.picamera import listed_cameras
 
-    try:
-        cameras = picamera_cameras(quiet)
-    except PicameraBroken:
-        raise
-    except CameraError:
-        return None
-    if not any(is_sensor(info) for info in cameras):
+    if not any(is_sensor(info) for info in listed_cameras(quiet)):
         return None
     log.info("--camera auto: the AI Camera is connected and the bundle has its network: "
              "running %s on the sensor", network)

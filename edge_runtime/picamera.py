@@ -125,6 +125,21 @@ def picamera_cameras(quiet: bool = True) -> list[dict]:
     return list(import_picamera2(quiet).global_camera_info())
 
 
+def listed_cameras(quiet: bool = True) -> list[dict]:
+    """:func:`picamera_cameras`, or none where Picamera2 is not installed.
+
+    Raises:
+        PicameraBroken: Picamera2 is installed but does not import: a broken install is said,
+            never passed over for another camera.
+    """
+    try:
+        return picamera_cameras(quiet)
+    except PicameraBroken:
+        raise
+    except CameraError:
+        return []
+
+
 def is_usb(info: dict) -> bool:
     """True for a USB webcam that libcamera also lists (better opened with V4L2)."""
     return "/usb" in str(info.get("Id", ""))

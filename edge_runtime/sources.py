@@ -26,16 +26,10 @@ def _auto_picamera(quiet: bool) -> int | None:
         PicameraBroken: Picamera2 is installed but does not import: a broken install is said,
             never passed over for another camera.
     """
-    from edge_runtime.picamera import PicameraBroken, is_usb, picamera_cameras
+    from edge_runtime.picamera import is_usb, listed_cameras
 
-    try:
-        cameras = picamera_cameras(quiet)
-    except PicameraBroken:
-        raise
-    except CameraError:
-        return None
     # libcamera lists USB webcams too; those stream better as V4L2 (MJPG)
-    modules = [info for info in cameras if not is_usb(info)]
+    modules = [info for info in listed_cameras(quiet) if not is_usb(info)]
     return int(modules[0].get("Num", 0)) if modules else None
 
 
