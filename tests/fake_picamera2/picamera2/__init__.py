@@ -50,6 +50,15 @@ DEFAULT_CAMERAS = [{"Model": "imx708_wide", "Location": 2, "Rotation": 180,
 _MEMORY_ORDER = {"RGB888": "BGR", "BGR888": "RGB", "XBGR8888": "RGBX", "XRGB8888": "BGRX"}
 
 
+def _record(calls: list[str], name: str) -> None:
+    """Note a call in ``calls`` and, with FAKE_PICAMERA2_LOG, in that file."""
+    calls.append(name)
+    log = os.environ.get("FAKE_PICAMERA2_LOG")
+    if log:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(name + "\n")
+
+
 def scene_rgb(width: int, height: int) -> np.ndarray:
     """The picture served: FAKE_PICAMERA2_IMAGE's pixels, else left half red, right half blue."""
     path = os.environ.get("FAKE_PICAMERA2_IMAGE")
@@ -98,11 +107,7 @@ class Picamera2:
         self._record("init")
 
     def _record(self, name: str) -> None:
-        self.calls.append(name)
-        log = os.environ.get("FAKE_PICAMERA2_LOG")
-        if log:
-            with open(log, "a", encoding="utf-8") as f:
-                f.write(name + "\n")
+        _record(self.calls, name)
         if os.environ.get("FAKE_PICAMERA2_FAIL") == name:
             raise RuntimeError(f"fake camera: {name} failed")
 
@@ -213,11 +218,7 @@ class IMX500:
         self._record("imx500:" + os.path.basename(network_file))
 
     def _record(self, name: str) -> None:
-        self.calls.append(name)
-        log = os.environ.get("FAKE_PICAMERA2_LOG")
-        if log:
-            with open(log, "a", encoding="utf-8") as f:
-                f.write(name + "\n")
+        _record(self.calls, name)
 
     def show_network_fw_progress_bar(self) -> None:
         self._record("fw_progress")
