@@ -151,12 +151,13 @@ def tiny_bundle() -> Path:
                         check=False, env=env)
     if done.returncode != 0:
         raise Failed(f"python -m tests.tiny_bundle failed (exit {done.returncode})")
-    folder = userland.run([sys.executable, "-c", "import sys; from pathlib import Path; from "
-                           "tests.tiny_bundle import cache_folder; "
-                           "print(cache_folder(Path(sys.argv[1])))", cache],
-                          cwd=REPO, env=env, capture_output=True).stdout.strip()
+    if str(REPO) not in sys.path:  # the checkout's tests/, which no install holds
+        sys.path.append(str(REPO))
+    from tests.tiny_bundle import cache_folder  # standard library only at import
+
+    folder = cache_folder(Path(cache))
     say(f"tiny bundle: {folder}, ready in {time.monotonic() - started:.0f} s")
-    return Path(folder)
+    return folder
 
 
 def test_split(tiny: Path) -> list[tuple[str, str]]:
