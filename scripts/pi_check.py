@@ -191,6 +191,9 @@ def install() -> str:
     pytest into the same venv for the edge tests. Returns what the lines printed."""
     started = time.monotonic()
     userland.offer_picamera2(ROOT)
+    # a Pi's first install finds no venv; a cached userland keeps the last run's, where pip
+    # would leave an older install of the same version in place
+    shutil.rmtree(ROOT / VENV.relative_to("/"), ignore_errors=True)
     lines = readme_install_lines()
     say("the README's Pi install, as written:\n" + "".join(f"    {x}\n" for x in lines.splitlines()))
     # apt and pip under emulation take minutes: their output is shown as it comes
