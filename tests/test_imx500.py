@@ -211,10 +211,13 @@ def test_the_sensor_s_network_is_exported_checked_and_measured(sensor_export, ti
     assert variant.sha256 == sha256(packed)
     assert variant.extra["memory"]["fits"] is True
     assert 0 < variant.extra["memory"]["share"] < 1
-    # fed what the sensor feeds, without the Rescaling layer, it answers as Keras does: a
-    # model that kept it (or lost the cut) would see inputs in [-1/128, 1/128]
-    assert variant.agreement >= 0.9, variant
-    assert abs(variant.accuracy_drop_points) <= 10
+    # fed what the sensor feeds, without the Rescaling layer, it answers as Keras does. The
+    # bounds are the int8 variant's in test_export.py: 10 test images of a tiny model whose
+    # accuracy (0.7 to 0.9) depends on the machine that trained it, where two near-ties may
+    # flip (agreement 0.8 in CI). Measured with the evaluation images scaled twice (what a lost
+    # cut feeds): agreement 0.0. Calibrating without the offset is refused before (unsigned).
+    assert variant.agreement >= 0.7, variant
+    assert abs(variant.accuracy_drop_points) <= 20, variant
     assert (sensor_export / "imx500" / imx500.MEMORY_REPORT).is_file()
 
 
