@@ -30,6 +30,9 @@ class ResultWriter:
             whole (to open or copy) and the columns stay aligned.
         label_width: width of a label (the longest class name).
         stream: where to write (stdout by default).
+
+    A model reloaded mid-run may bring longer class names or more classes: the first row that
+    no longer fits widens the table, under a header written again.
     """
 
     def __init__(self, as_json: bool, k: int, source_width: int, label_width: int,
@@ -50,6 +53,11 @@ class ResultWriter:
         if self.as_json:
             self._write(json.dumps(result_json(source, predictions, latency_ms)))
             return
+        widest = max((len(p.label) for p in predictions), default=0)
+        if widest > self.label_width or len(predictions) > self.k:
+            self.label_width = max(self.label_width, widest)
+            self.k = max(self.k, len(predictions))
+            self._header_done = False
         if not self._header_done:
             self._write(self._row("SOURCE", "LABEL", "SCORE", "MS",
                                   [f"TOP-{i}" for i in range(2, self.k + 1)]))

@@ -232,3 +232,25 @@ def test_sighup_reloads_the_same_path_and_a_model_that_fails_keeps_the_old(tmp_p
     failures = [r.getMessage() for r in records if "reload failed" in r.getMessage()]
     assert len(failures) == 1 and "\n" not in failures[0] and "not a model" in failures[0]
     assert signal.getsignal(signal.SIGHUP) is before  # put back after the run
+
+
+def test_the_table_widens_when_a_reloaded_model_brings_longer_or_more_classes():
+    """The printed table (edge_runtime/results.py) keeps its columns aligned across a reload."""
+    import io
+
+    from edge_runtime.results import ResultWriter
+
+    stream = io.StringIO()
+    writer = ResultWriter(False, 2, len("cam#1"), len("cat"), stream)
+    writer.result("cam#1", [Prediction("cat", 0, 0.9), Prediction("dog", 1, 0.1)], 1.0)
+    writer.result("cam#2", [Prediction("new-longer-name", 2, 0.8), Prediction("cat", 0, 0.1),
+                            Prediction("dog", 1, 0.1)], 1.0)
+    header, first, second_header, second = stream.getvalue().splitlines()
+    assert header.split() == ["SOURCE", "LABEL", "SCORE", "MS", "TOP-2"]
+    assert second_header.split() == ["SOURCE", "LABEL", "SCORE", "MS", "TOP-2", "TOP-3"]
+    assert second.split()[:3] == ["cam#2", "new-longer-name", "0.800"]
+    # every column starts where its header's does
+    for name in ("SCORE", "TOP-2", "TOP-3"):
+        start = second_header.index(name)
+        assert second[start - 2:start] == "  " and second[start] != " "
+    assert first.index("0.900") == header.index("SCORE")
