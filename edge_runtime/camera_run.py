@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,9 +98,11 @@ class CameraOptions:
         return parse_camera(self.camera)
 
 
-def open_camera(options: CameraOptions) -> FrameSource:
+def open_camera(options: CameraOptions,
+                alive: Callable[[], None] | None = None) -> FrameSource:
     """Open the source; one that is not there yet is tried again for ``options.wait_s``
-    seconds (a camera that appears seconds after boot), saying so once.
+    seconds (a camera that appears seconds after boot), saying so once. ``alive``: see
+    :func:`~edge_runtime.sources.open_source`.
 
     A video file is never waited for (a missing file is a mistake to fix, not a camera still
     starting), nor is Picamera2 for ``picam`` (a missing library does not appear by itself).
@@ -120,7 +123,7 @@ def open_camera(options: CameraOptions) -> FrameSource:
             # FFmpeg logs decoding trouble of a file that is not a video straight to fd 2
             with quiet_output(not options.verbose):
                 return open_source(spec, options.size, quiet=not options.verbose,
-                                   loop=options.loop)
+                                   loop=options.loop, alive=alive)
         except CameraError as exc:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -173,7 +176,8 @@ def run_camera(classifier: Classifier, options: CameraOptions,
 
     With ``watch``, a model switched underneath (or SIGHUP) is swapped in between two frames,
     or, for a watch without a loader (the AI Camera), ends the run with ModelSwitched.
-    Under systemd (``NOTIFY_SOCKET``) each classified frame notifies its watchdog.
+    Under systemd (``NOTIFY_SOCKET``) each classified frame notifies its watchdog, as does each
+    frame the AI Camera gives before its sensor's first answer (its network loading).
 
     Raises:
         CameraError, ServeError: the source or the live view cannot be opened.
@@ -182,7 +186,12 @@ def run_camera(classifier: Classifier, options: CameraOptions,
         KeyboardInterrupt: Ctrl-C or SIGTERM before the first frame (after it, the run ends
             with its summary).
     """
-    source = open_camera(options)
+    notifier = Notifier()  # fed from the first frame, even before the AI Camera answers
+    try:
+        source = open_camera(options, notifier.camera_alive)
+    except BaseException:
+        notifier.close()
+        raise
     server = miner = None
     try:
         if options.serve is not None:
@@ -197,6 +206,7 @@ def run_camera(classifier: Classifier, options: CameraOptions,
                              source.fps if source.keep_all else 0.0)
     except BaseException:
         source.stop()
+        notifier.close()
         if server is not None:
             server.close()
         if miner is not None:
@@ -215,7 +225,6 @@ def run_camera(classifier: Classifier, options: CameraOptions,
     writer = ResultWriter(options.json, min(options.top_k, len(classifier.labels)),
                           len(source.name) + 7, max(len(label) for label in classifier.labels))
     periods = PeriodicSummary(options.summary_every_s) if options.summary_every_s else None
-    notifier = Notifier()
 
     def on_frame(number: int, frame: np.ndarray, predictions: list[Prediction],
                  latency_ms: float) -> bool:

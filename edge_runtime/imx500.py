@@ -25,6 +25,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -234,7 +235,7 @@ class Imx500Source(Picamera2Owner):
 
     The network is uploaded to the sensor (progress shown on a terminal), the camera
     configured for video at ``size`` and started; frames without an answer (while the
-    firmware loads) are skipped.
+    firmware loads) are skipped, ``alive()`` called for each (systemd's watchdog is fed).
 
     Raises:
         CameraError: Picamera2 or its IMX500 device is missing, no AI Camera is connected, or
@@ -245,7 +246,7 @@ class Imx500Source(Picamera2Owner):
 
     def __init__(self, network: str | os.PathLike, labels: list[str],
                  size: tuple[int, int] = DEFAULT_SIZE, quiet: bool = True,
-                 progress: bool = True) -> None:
+                 progress: bool = True, alive: Callable[[], None] | None = None) -> None:
         from edge_runtime.picamera import REQUESTED_FORMAT, import_picamera2, to_bgr
 
         picamera2 = import_picamera2(quiet)
@@ -277,7 +278,7 @@ class Imx500Source(Picamera2Owner):
             self._format = self._camera.camera_configuration()["main"]["format"]
             self._camera.start()
             self._running = True
-            first = self._read(FIRST_RESULT_FRAMES)
+            first = self._read(FIRST_RESULT_FRAMES, alive)
             if first is None:
                 raise CameraError(f"the AI Camera gave no answer in {FIRST_RESULT_FRAMES} "
                                   "frames: the network did not load onto the sensor")
@@ -290,8 +291,10 @@ class Imx500Source(Picamera2Owner):
                 from None
         self._begin(first)
 
-    def _read(self, tries: int = 1_000_000) -> SensorFrame | None:
-        """The next frame that has the sensor's answer (frames during the upload have none)."""
+    def _read(self, tries: int = 1_000_000,
+              alive: Callable[[], None] | None = None) -> SensorFrame | None:
+        """The next frame that has the sensor's answer (frames during the upload have none,
+        ``alive()`` is called for each)."""
         for _ in range(tries):
             request = self._camera.capture_request()
             try:
@@ -301,6 +304,8 @@ class Imx500Source(Picamera2Owner):
                 request.release()
             outputs = self._device.get_outputs(metadata)
             if outputs is None:
+                if alive is not None:
+                    alive()
                 continue
             kpi = self._device.get_kpi_info(metadata)
             return SensorFrame.of(self._to_bgr(frame, self._format),

@@ -4,8 +4,10 @@ The service (``deploy/edge-classify.service``: ``Type=notify``, ``WatchdogSec=``
 the first frame is classified (``READY=1``), and restarted by systemd when ``WATCHDOG=1`` stops
 coming for ``WatchdogSec``. ``WATCHDOG=1`` is sent from the loop that classifies frames, never
 from a timer: a camera hung in a capture call (libcamera can) stops the frames, so it stops
-the notifications, and systemd restarts the service. Outside systemd (no ``NOTIFY_SOCKET``)
-nothing is sent.
+the notifications, and systemd restarts the service. While the AI Camera's sensor loads its
+network (tens of seconds, again after each model switch) frames come without answers: each one
+feeds the watchdog too, as the camera is alive. Outside systemd (no ``NOTIFY_SOCKET``) nothing
+is sent.
 """
 
 from __future__ import annotations
@@ -61,6 +63,11 @@ class Notifier:
         if not self._ready:
             self._ready = True
             self.send("READY=1")
+        self.camera_alive()
+
+    def camera_alive(self) -> None:
+        """A frame came but is not classified yet (the AI Camera's sensor still loading its
+        network): ``WATCHDOG=1`` as for a classified frame, never ``READY=1``."""
         if self.watchdog_s:
             now = time.monotonic()
             if now - self._last >= self._every_s:

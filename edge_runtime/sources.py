@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from edge_runtime.camera_spec import DEFAULT_SIZE, CameraSpec, parse_camera
@@ -34,7 +35,8 @@ def _auto_picamera(quiet: bool) -> int | None:
 
 
 def open_source(value: CameraSpec | str | None, size: tuple[int, int] = DEFAULT_SIZE,
-                quiet: bool = True, loop: bool = False) -> FrameSource:
+                quiet: bool = True, loop: bool = False,
+                alive: Callable[[], None] | None = None) -> FrameSource:
     """Open the frame source a ``--camera`` value names (not started yet).
 
     Args:
@@ -42,6 +44,8 @@ def open_source(value: CameraSpec | str | None, size: tuple[int, int] = DEFAULT_
         size: (width, height) asked of a camera; files and streams keep their own.
         quiet: keep OpenCV's and libcamera's logs quiet while opening.
         loop: a video file starts over at its end (cameras and streams have none).
+        alive: the AI Camera calls it for each frame that comes before its sensor's first
+            answer (systemd's watchdog fed while the network loads).
 
     Raises:
         CameraError: it cannot be opened (including Picamera2 missing for ``picam``).
@@ -57,7 +61,7 @@ def open_source(value: CameraSpec | str | None, size: tuple[int, int] = DEFAULT_
             raise CameraError("--camera imx500 runs the bundle's imx500 network: --model "
                               "BUNDLE/imx500/packerOut.zip")
         labels = SensorClassifier(spec.target).labels
-        return Imx500Source(network_file(spec.target), labels, size, quiet)
+        return Imx500Source(network_file(spec.target), labels, size, quiet, alive=alive)
     if spec.kind == "picam":
         from edge_runtime.picamera import PicameraSource
 

@@ -147,7 +147,7 @@ def test_a_stalled_camera_stops_notifying_the_watchdog(tmp_path, monkeypatch):
     monkeypatch.setenv("WATCHDOG_USEC", "200000")  # 0.2 s: a datagram every 0.05 s at most
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
     source = StallingSource(good=40)
-    monkeypatch.setattr("edge_runtime.camera_run.open_camera", lambda options: source)
+    monkeypatch.setattr("edge_runtime.camera_run.open_camera", lambda options, alive: source)
     codes = []
     run = threading.Thread(target=lambda: codes.append(
         run_camera(CountingClassifier(), CameraOptions(camera="0", headless=True,

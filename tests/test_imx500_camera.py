@@ -244,3 +244,30 @@ def test_the_device_bench_without_the_ai_camera_says_why(ai_camera, sensor_bundl
     monkeypatch.setenv("FAKE_PICAMERA2_CAMERAS", json.dumps(MODULE))
     row = sensor_bench(sensor_bundle, Manifest.load(sensor_bundle), frames=5)
     assert row == {"model": "imx500", "skipped": "no AI Camera connected (Picamera2 lists none)"}
+
+
+def test_the_watchdog_is_fed_while_the_sensor_loads_its_network(ai_camera, packager,
+                                                                sensor_bundle, capfd, tmp_path,
+                                                                monkeypatch):
+    """The upload takes tens of seconds, again after each model switch, while systemd's
+    watchdog already runs (WatchdogSec=30): the frames that come without an answer feed it,
+    READY=1 waits for the first classified one."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(tmp_path / "notify"))
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    monkeypatch.setenv("WATCHDOG_USEC", "1")  # every frame feeds it
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    monkeypatch.setenv("FAKE_PICAMERA2_IMX500_WAIT", "5")
+    code = main(["--model", str(sensor_bundle / "imx500" / "packerOut.zip"), "--camera",
+                 "imx500", "--headless", "--json", "--max-frames", "3"])
+    _, err = capfd.readouterr()
+    assert code == 0, err
+    listener.setblocking(False)
+    with listener:
+        states = []
+        while True:
+            try:
+                states.append(listener.recv(256).decode())
+            except BlockingIOError:
+                break
+    assert states == ["WATCHDOG=1"] * 5 + ["READY=1"] + ["WATCHDOG=1"] * 3 + ["STOPPING=1"]
