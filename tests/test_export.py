@@ -57,10 +57,23 @@ def test_manifest_holds_the_contract_and_variants_match_it(exported_run):
 
 
 def test_fp16_agrees_with_keras_and_int8_stays_close(exported_run):
+    import keras
+
     variants = json.loads((exported_run / "export" / "manifest.json").read_text())["variants"]
     assert variants["fp32"]["agreement"] == 1.0 and variants["fp32"]["max_abs_diff"] < 1e-4
-    assert variants["fp16"]["agreement"] >= 0.99
-    assert variants["fp16"]["max_abs_diff"] < 0.02
+    diff = variants["fp16"]["max_abs_diff"]
+    assert diff < 0.02
+    # fp16 may flip only a near-tie: where its top-1 differs, Keras put the two classes within
+    # twice fp16's largest error of each other (the tiny model's accuracy is 0.7 to 0.9 by the
+    # machine that trained it; one of its ten images was such a tie, 0.9 agreement)
+    data = np.load(exported_run / "export" / "eval_set.npz")
+    flipped = np.flatnonzero(data["answers_fp16"] != data["keras_top1"])
+    assert flipped.size <= 1, flipped
+    probs = keras.models.load_model(exported_run / "model.keras").predict(
+        data["pixels"].astype(np.float32), verbose=0)
+    margins = (probs[flipped, data["keras_top1"][flipped]]
+               - probs[flipped, data["answers_fp16"][flipped]])
+    assert np.all(margins <= 2 * diff + 1e-5), (margins, diff)
     # the tiny model discriminates, with ranges calibrated on 40 images: on a borderline image of
     # its ten, int8 has moved a probability by 0.26 (no class may move by half)
     assert variants["int8"]["max_abs_diff"] < 0.5
