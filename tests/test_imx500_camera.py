@@ -17,6 +17,7 @@ import stat
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,27 @@ def sensor_bundle(tmp_path) -> Path:
     return bundle
 
 
+@pytest.fixture()
+def notified(monkeypatch, tmp_path) -> Iterator[Callable[[], list[str]]]:
+    """A socket at ``NOTIFY_SOCKET``, as systemd gives a ``Type=notify`` service; the function
+    yielded returns what was sent to it so far, in order."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(tmp_path / "notify"))
+    listener.setblocking(False)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+
+    def received() -> list[str]:
+        states = []
+        while True:
+            try:
+                states.append(listener.recv(256).decode())
+            except BlockingIOError:
+                return states
+
+    with listener:
+        yield received
+
+
 def _json_lines(out: str) -> list[dict]:
     return [json.loads(line) for line in out.splitlines()]
 
@@ -119,13 +141,10 @@ def test_threshold_and_summary_apply_to_the_sensor_too(ai_camera, packager, sens
 
 
 def test_a_model_switched_underneath_opens_the_ai_camera_again_with_its_network(
-        ai_camera, packager, sensor_bundle, capfd, tmp_path, monkeypatch):
+        ai_camera, packager, sensor_bundle, notified, capfd, tmp_path, monkeypatch):
     """edge-model activate switches the link a service's --model goes through: the sensor's
     network is uploaded as the camera opens, so the camera opens again with the new one (to
     systemd, a reload)."""
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    listener.bind(str(tmp_path / "notify"))
-    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
     monkeypatch.delenv("WATCHDOG_USEC", raising=False)
     versions = tmp_path / "versions"
     shutil.copytree(sensor_bundle, versions / "one")
@@ -164,15 +183,7 @@ def test_a_model_switched_underneath_opens_the_ai_camera_again_with_its_network(
     uploads = [c for c in (tmp_path / "camera.log").read_text().split() if c.startswith("imx500:")]
     assert len(uploads) == 2  # the network uploaded again as the camera opened again
     assert (versions / "two" / "imx500" / "network.rpk").is_file()
-    listener.setblocking(False)
-    with listener:
-        states = []
-        while True:
-            try:
-                states.append(listener.recv(256).decode())
-            except BlockingIOError:
-                break
-    assert states == ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"]
+    assert notified() == ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"]
 
 
 def test_the_rpk_is_packaged_once_and_kept_beside_the_zip(packager, sensor_bundle):
@@ -247,14 +258,11 @@ def test_the_device_bench_without_the_ai_camera_says_why(ai_camera, sensor_bundl
 
 
 def test_the_watchdog_is_fed_while_the_sensor_loads_its_network(ai_camera, packager,
-                                                                sensor_bundle, capfd, tmp_path,
+                                                                sensor_bundle, notified, capfd,
                                                                 monkeypatch):
     """The upload takes tens of seconds, again after each model switch, while systemd's
     watchdog already runs (WatchdogSec=30): the frames that come without an answer feed it,
     READY=1 waits for the first classified one."""
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    listener.bind(str(tmp_path / "notify"))
-    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
     monkeypatch.setenv("WATCHDOG_USEC", "1")  # every frame feeds it
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
     monkeypatch.setenv("FAKE_PICAMERA2_IMX500_WAIT", "5")
@@ -262,12 +270,4 @@ def test_the_watchdog_is_fed_while_the_sensor_loads_its_network(ai_camera, packa
                  "imx500", "--headless", "--json", "--max-frames", "3"])
     _, err = capfd.readouterr()
     assert code == 0, err
-    listener.setblocking(False)
-    with listener:
-        states = []
-        while True:
-            try:
-                states.append(listener.recv(256).decode())
-            except BlockingIOError:
-                break
-    assert states == ["WATCHDOG=1"] * 5 + ["READY=1"] + ["WATCHDOG=1"] * 3 + ["STOPPING=1"]
+    assert notified() == ["WATCHDOG=1"] * 5 + ["READY=1"] + ["WATCHDOG=1"] * 3 + ["STOPPING=1"]
