@@ -34,8 +34,8 @@ from edge_runtime.classifier import Classifier
 from edge_runtime.errors import CameraError
 from edge_runtime.frames import frame_to_image
 from edge_runtime.interpreter import BACKENDS, available_cores, stream_threads
-from edge_runtime.loops import classify_stream
-from edge_runtime.opencv_source import OpenCVSource
+from edge_runtime.sources.opencv_source import OpenCVSource
+from edge_runtime.stream.loop import classify_stream
 
 PROG = "python -m benchmarks.camera_loop"
 

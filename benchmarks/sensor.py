@@ -2,10 +2,10 @@
 
 The sensor classifies every frame itself; what the Pi pays is reading frames and answers. So the
 row holds what can be measured from the Pi's side of the ribbon cable, over ``frames`` frames of
-the camera loop's own source (:class:`edge_runtime.imx500.Imx500Source`) after the network is on
-the sensor: the rate answers arrive at, the sensor's own inference time per frame (from each
-frame's metadata), and the CPU time this process spends per frame (capture thread included),
-beside the ``.tflite`` variants' latency on the same Pi.
+the camera loop's own source (:class:`edge_runtime.sources.ai_camera.Imx500Source`) after the
+network is on the sensor: the rate answers arrive at, the sensor's own inference time per
+frame (from each frame's metadata), and the CPU time this process spends per frame (capture
+thread included), beside the ``.tflite`` variants' latency on the same Pi.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def sensor_bench(bundle: Path, manifest, frames: int = SENSOR_FRAMES,
     ``{"model", "skipped": reason}`` when no AI Camera can be opened here (no Picamera2, none
     connected, no ``imx500-package``): a bench on a Pi without the camera still runs.
     """
-    from edge_runtime.imx500 import Imx500Source, is_sensor, network_file
+    from edge_runtime.sources.ai_camera import Imx500Source, is_sensor, network_file
 
     variant = next(((n, v) for n, v in manifest.variants.items() if v.runs_on == "imx500"),
                    None)
@@ -40,7 +40,7 @@ def sensor_bench(bundle: Path, manifest, frames: int = SENSOR_FRAMES,
         return None
     name, entry = variant
     try:
-        from edge_runtime.picamera import picamera_cameras
+        from edge_runtime.sources.picamera import picamera_cameras
 
         if not any(is_sensor(info) for info in picamera_cameras(quiet)):
             raise CameraError("no AI Camera connected (Picamera2 lists none)")

@@ -189,9 +189,9 @@ def soak(args: argparse.Namespace) -> int:
         raise UsageError(f"--model {args.model}: no such file")
     with tempfile.TemporaryDirectory(prefix="soak-") as folder:
         video = Path(args.video) if args.video else synthetic_video(Path(folder) / "clip.avi")
-        command = [sys.executable, "-m", "edge_runtime.cli", "--model", str(args.model),
-                   "--camera", str(video), "--loop", "--headless", "--summary-every", "60",
-                   "--serve", "127.0.0.1:0"]
+        command = [sys.executable, "-m", "edge_runtime.commands.classify",
+                   "--model", str(args.model), "--camera", str(video), "--loop", "--headless",
+                   "--summary-every", "60", "--serve", "127.0.0.1:0"]
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                    text=True)
         errors: list[str] = []

@@ -19,7 +19,7 @@ against the manifest, then the bundle's evaluation set through every variant her
 workstation's answers, at :func:`edge_runtime.eval_set.required_agreement`), renames it into
 ``versions/`` and only then switches ``current`` in one atomic rename. A running edge-classify
 whose ``--model`` goes through ``current`` loads the new model between two frames
-(:mod:`edge_runtime.reload`). A bundle that fails a check never becomes current.
+(:mod:`edge_runtime.stream.reload`). A bundle that fails a check never becomes current.
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ DEFAULT_VENV = "~/edge"
 """The README's virtual environment, in the service user's home."""
 DEFAULT_ENV_FILE = "~/.config/edge-classify/serve.env"
 TOKEN_VARIABLE = "EDGE_SERVE_TOKEN"
-"""What edge-classify reads its --serve token from (edge_runtime.cli.TOKEN_VARIABLE)."""
+"""What edge-classify reads its --serve token from
+(``edge_runtime.commands.camera_flags.TOKEN_VARIABLE``)."""
 PLACEHOLDERS = ("USER", "WORKDIR", "ENV_FILE", "EDGE_CLASSIFY", "MODEL", "CAMERA", "SERVE")
 
 

@@ -45,7 +45,7 @@ def available_cores() -> int:
 def stream_threads() -> int:
     """Interpreter threads for a camera or video stream: every usable core but one.
 
-    The stream overlaps capture, preprocessing and inference (:mod:`edge_runtime.loops`); an
+    The stream overlaps capture, preprocessing and inference (:mod:`edge_runtime.stream.loop`); an
     interpreter using every core leaves the other two stages waiting for a core. Measured on a
     2-core x86 with MobileNetV2 1.0/160 int8 and a 640x480 MJPG clip: 1 thread gave 7.3
     ms/frame, 2 threads 8.3 (``python -m benchmarks.camera_loop``). Files, one at a time,

@@ -253,8 +253,8 @@ def check_list_cameras(_: Path, install_output: str) -> str:
 def classify_json(argv: list, root: Path | None, env: dict | None = None) -> list[dict]:
     """``edge-classify ARGV --json`` here (``root`` None) or in the userland; its result lines."""
     if root is None:
-        done = userland.run([sys.executable, "-m", "edge_runtime.cli", *argv, "--json"],
-                            capture_output=True, check=False, cwd=REPO)
+        done = userland.run([sys.executable, "-m", "edge_runtime.commands.classify", *argv,
+                             "--json"], capture_output=True, check=False, cwd=REPO)
     else:
         done = guest(["edge-classify", *argv, "--json"], capture=True, env=env)
     where = "the userland" if root else "this machine"
@@ -332,7 +332,8 @@ def check_numpy_by_hand(_: Path, __: str) -> str:
                   "--headless", "--max-frames", "1"],
                  ["--model", f"{WORK}/bundle/model_int8.tflite", "--camera", "auto",
                   "--headless", "--max-frames", "1"]):
-        done = guest([f"{NUMPY_2}/bin/python", "-m", "edge_runtime.cli", *argv], capture=True)
+        done = guest([f"{NUMPY_2}/bin/python", "-m", "edge_runtime.commands.classify", *argv],
+                     capture=True)
         lines = done.stderr.strip().splitlines()
         if done.returncode != 2 or len(lines) != 1 or "numpy" not in lines[0]:
             raise Failed(f"edge-classify {' '.join(argv)} with numpy 2 over apt's numpy 1: exit "

@@ -247,7 +247,7 @@ def test_backbone_trains_from_scratch(backbone, demo_dir, tmp_path):
 def test_backbone_from_a_weights_file_exports_classifies_and_benches(backbone, demo_dir,
                                                                       tmp_path, capfd):
     from benchmarks.cli import main as bench
-    from edge_runtime.cli import main as classify
+    from edge_runtime.commands.classify import main as classify
     from export.exporter import ExportConfig, export
     from train.report import read_history
     from train.trainer import train

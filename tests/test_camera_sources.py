@@ -16,17 +16,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge_runtime import picamera, sources
-from edge_runtime.camera_spec import CameraSpec, parse_camera, parse_size
 from edge_runtime.classifier import Classifier
-from edge_runtime.cli import main
+from edge_runtime.commands.classify import main
 from edge_runtime.errors import CameraError
 from edge_runtime.frames import frame_to_image
 from edge_runtime.image import is_image_file, load_image
-from edge_runtime.loops import classify_stream
-from edge_runtime.opencv_source import OpenCVSource
-from edge_runtime.picamera import PicameraBroken, PicameraSource
-from edge_runtime.sources import list_cameras, open_source
+from edge_runtime.sources import open_source as sources
+from edge_runtime.sources import picamera
+from edge_runtime.sources.camera_spec import CameraSpec, parse_camera, parse_size
+from edge_runtime.sources.listing import list_cameras
+from edge_runtime.sources.open_source import open_source
+from edge_runtime.sources.opencv_source import OpenCVSource
+from edge_runtime.sources.picamera import PicameraBroken, PicameraSource
+from edge_runtime.stream.loop import classify_stream
 
 FAKE = Path(__file__).resolve().parent / "fake_picamera2"
 RED, BLUE = (220, 30, 20), (20, 40, 210)  # the stand-in's default picture, RGB: red | blue

@@ -14,11 +14,11 @@ import pytest
 from PIL import Image
 
 from common.labels import label_problem
-from edge_runtime.capture import cli as capture_cli
 from edge_runtime.capture.writer import CaptureError, CaptureLimit, PictureWriter
-from edge_runtime.frame_source import FrameSource
+from edge_runtime.commands import capture as capture_cli
 from edge_runtime.live import LiveServer
 from edge_runtime.live.capture_panel import CapturePanel
+from edge_runtime.sources.frame_source import FrameSource
 from tests.helpers import solid_video
 
 pytestmark = pytest.mark.edge
@@ -123,7 +123,7 @@ class _Vanishing(FrameSource):
 
 def test_a_camera_that_vanishes_keeps_what_was_saved_and_exits_1(tmp_path, capsys,
                                                                  monkeypatch):
-    import edge_runtime.camera_run as camera_run
+    import edge_runtime.stream.camera_run as camera_run
 
     monkeypatch.setattr(camera_run, "open_camera", lambda options: _Vanishing(8))
     code = capture_cli.main(["--camera", "9", "--out", str(tmp_path / "photos"),

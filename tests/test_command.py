@@ -107,7 +107,7 @@ def test_sigterm_is_handled_like_ctrl_c():
 
 def test_edge_classify_crash_is_exit_3_not_a_traceback(capfd, bundle, demo_dir, monkeypatch):
     from edge_runtime import classifier
-    from edge_runtime.cli import main
+    from edge_runtime.commands.classify import main
 
     def broken(self, *args, **kwargs):
         raise ZeroDivisionError("a bug")

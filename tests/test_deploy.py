@@ -19,7 +19,7 @@ import pytest
 
 from deploy import service_cli
 from deploy import unit as unit_module
-from edge_runtime.cli import build_parser, camera_options, check_inputs
+from edge_runtime.commands.classify import build_parser, camera_options, check_inputs
 
 # the edge extra alone runs these (no TensorFlow): make pi-check runs them on arm64
 pytestmark = pytest.mark.edge
@@ -92,7 +92,7 @@ def test_the_template_is_the_one_definition():
 
 def test_the_unit_is_watched_and_reloads():
     service = parse_unit(example_unit())["Service"]
-    # systemd restarts a service whose frames stopped (edge_runtime/sdnotify.py notifies)
+    # systemd restarts a service whose frames stopped (edge_runtime/stream/sdnotify.py notifies)
     assert service["Type"] == "notify" and int(service["WatchdogSec"]) > 0
     # the camera wait (60 s) fits before READY=1 is due
     assert int(service["TimeoutStartSec"]) > 60 + 30

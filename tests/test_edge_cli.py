@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime.cli import main
-from edge_runtime.inputs import expand_inputs
+from edge_runtime.commands.classify import main
+from edge_runtime.commands.inputs import expand_inputs
 from tests.helpers import demo_images, write_video
 
 # the edge extra alone runs these (no TensorFlow): make pi-check runs them on arm64
@@ -405,7 +405,7 @@ def test_ctrl_c_or_sigterm_ends_a_video_run_with_a_summary_and_exit_0(bundle, im
     # handler explicitly so the child sees Ctrl-C as a terminal user would send it
     launcher = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler);"
                 "sys.argv = ['edge-classify'] + sys.argv[1:];"
-                "runpy.run_module('edge_runtime.cli', run_name='__main__')")
+                "runpy.run_module('edge_runtime.commands.classify', run_name='__main__')")
     child = subprocess.Popen([sys.executable, "-c", launcher, "--model",
                               str(bundle / "model_int8.tflite"), "--camera", str(long_video),
                               "--headless", "--json"],
@@ -462,7 +462,7 @@ def test_a_stream_leaves_a_core_to_capture_and_preprocess(capfd, bundle, images,
 def waited(monkeypatch) -> list[float]:
     """The camera wait's clock, stood in for: sleeping moves it on at once, so the tries are
     counted exactly whatever the machine's load. The list holds each sleep, in seconds."""
-    from edge_runtime import camera_run
+    from edge_runtime.stream import camera_run
 
     sleeps: list[float] = []
     clock = types.SimpleNamespace(monotonic=lambda: sum(sleeps), sleep=sleeps.append,
@@ -475,9 +475,9 @@ def waited(monkeypatch) -> list[float]:
 def camera_tries(monkeypatch, video, waited):
     """``--camera 0`` opens on the third try (the clip stands in for the camera); the list
     holds the camera number of each try. Tries are 0.125 s apart instead of 1 s."""
-    from edge_runtime import camera_run
     from edge_runtime.errors import CameraError
-    from edge_runtime.opencv_source import OpenCVSource
+    from edge_runtime.sources.opencv_source import OpenCVSource
+    from edge_runtime.stream import camera_run
 
     tries: list[int] = []
 
@@ -521,8 +521,9 @@ def test_without_camera_wait_a_missing_camera_stops_at_once(capfd, bundle, camer
 
 def test_camera_wait_never_waits_for_a_configuration_mistake(capfd, bundle, tmp_path,
                                                              monkeypatch, waited):
-    from edge_runtime import camera_run, picamera
     from edge_runtime.errors import CameraError
+    from edge_runtime.sources import picamera
+    from edge_runtime.stream import camera_run
 
     # a video file that is not there: a path to fix, not a camera still starting
     code, _, err = run(capfd, "--model", bundle / "model_int8.tflite", "--camera",
@@ -547,8 +548,8 @@ def test_camera_wait_never_waits_for_a_configuration_mistake(capfd, bundle, tmp_
 
 
 def test_summary_every_replaces_the_line_per_frame(capfd, bundle, labels, video, monkeypatch):
-    from edge_runtime import camera_run
-    from edge_runtime.stream_summary import PeriodicSummary
+    from edge_runtime.stream import camera_run
+    from edge_runtime.stream.summary import PeriodicSummary
 
     ticks = iter(range(1000))  # a clock one second further at each look: 1 frame = 1 s
     monkeypatch.setattr(camera_run, "PeriodicSummary",
@@ -582,7 +583,8 @@ def test_camera_only_flags_refuse_files(capfd, bundle, images, flag):
 def test_a_camera_run_stopped_before_its_first_frame_exits_0(capfd, bundle, monkeypatch):
     # the one rule: Ctrl-C or SIGTERM (run_command raises it as KeyboardInterrupt) ends a
     # --camera run with 0 whenever it comes, so `systemctl stop` never leaves a failed unit
-    from edge_runtime import camera_run, cli
+    from edge_runtime.commands import classify as cli
+    from edge_runtime.stream import camera_run
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -602,7 +604,7 @@ def test_a_camera_run_stopped_before_its_first_frame_exits_0(capfd, bundle, monk
 def test_sigterm_while_waiting_for_the_camera_exits_0(bundle):
     # a network camera that refuses connections stands in for one still booting
     launcher = ("import runpy, sys; sys.argv = ['edge-classify'] + sys.argv[1:];"
-                "runpy.run_module('edge_runtime.cli', run_name='__main__')")
+                "runpy.run_module('edge_runtime.commands.classify', run_name='__main__')")
     child = subprocess.Popen([sys.executable, "-c", launcher, "--model",
                               str(bundle / "model_int8.tflite"), "--camera",
                               f"rtsp://127.0.0.1:{_closed_port()}/camera", "--camera-wait", "120",

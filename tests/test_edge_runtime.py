@@ -18,10 +18,10 @@ import pytest
 from edge_runtime import interpreter
 from edge_runtime.classifier import Classifier
 from edge_runtime.errors import CameraError
-from edge_runtime.frame_source import END, FrameSlot
 from edge_runtime.frames import to_rgb_frame
-from edge_runtime.loops import classify_stream
-from edge_runtime.opencv_source import OpenCVSource
+from edge_runtime.sources.frame_source import END, FrameSlot
+from edge_runtime.sources.opencv_source import OpenCVSource
+from edge_runtime.stream.loop import classify_stream
 from tests.helpers import demo_images, solid_video, write_video
 
 # the edge extra alone runs these (no TensorFlow): make pi-check runs them on arm64
@@ -304,7 +304,7 @@ def test_no_module_imports_tensorflow_and_files_need_no_opencv(bundle, demo_dir,
         names = [m.name for m in pkgutil.walk_packages(edge_runtime.__path__, "edge_runtime.")]
         for name in names:
             importlib.import_module(name)
-        from edge_runtime.cli import main
+        from edge_runtime.commands.classify import main
         files_rc = main(["--model", {str(bundle / "model_int8.tflite")!r}, "--json",
                          {str(image)!r}])
         cv2_after_files = "cv2" in sys.modules
@@ -319,8 +319,9 @@ def test_no_module_imports_tensorflow_and_files_need_no_opencv(bundle, demo_dir,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert {"edge_runtime.cli", "edge_runtime.opencv_source", "edge_runtime.classifier",
-            "edge_runtime.interpreter", "edge_runtime.live.server"} <= set(report["modules"])
+    assert {"edge_runtime.commands.classify", "edge_runtime.sources.opencv_source",
+            "edge_runtime.classifier", "edge_runtime.interpreter",
+            "edge_runtime.live.server"} <= set(report["modules"])
     assert report["files_rc"] == 0 and report["camera_rc"] == 0
     assert report["cv2_after_files"] is False  # OpenCV is the camera path's alone
     assert report["heavy"] == []

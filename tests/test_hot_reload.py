@@ -1,5 +1,6 @@
-"""A running camera changes models between two frames (edge_runtime/reload.py), and tells
-systemd's watchdog it is alive only while frames are classified (edge_runtime/sdnotify.py)."""
+"""A running camera changes models between two frames (edge_runtime/stream/reload.py), and tells
+systemd's watchdog it is alive only while frames are
+classified (edge_runtime/stream/sdnotify.py)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,11 @@ import pytest
 
 from benchmarks.soak import live_view_url
 from deploy.store import Store, activate
-from edge_runtime.camera_run import CameraOptions, run_camera
 from edge_runtime.classifier import Prediction
-from edge_runtime.frame_source import FrameSource
-from edge_runtime.reload import ModelWatch
-from edge_runtime.sdnotify import Notifier
+from edge_runtime.sources.frame_source import FrameSource
+from edge_runtime.stream.camera_run import CameraOptions, run_camera
+from edge_runtime.stream.reload import ModelWatch
+from edge_runtime.stream.sdnotify import Notifier
 from tests.bundle_variants import renamed
 from tests.helpers import demo_images, write_video
 
@@ -50,7 +51,8 @@ def test_a_looping_camera_run_switches_models_without_losing_a_frame(bundle, dem
     (broken / "model_fp32.tflite").write_bytes(b"not a model")
     current = store.root / "current"
     process = subprocess.Popen(
-        [sys.executable, "-m", "edge_runtime.cli", "--model", str(current / "model_fp32.tflite"),
+        [sys.executable, "-m", "edge_runtime.commands.classify",
+         "--model", str(current / "model_fp32.tflite"),
          "--camera", str(video), "--loop", "--headless", "--json", "--serve", "0"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[dict] = []
@@ -147,7 +149,7 @@ def test_a_stalled_camera_stops_notifying_the_watchdog(tmp_path, monkeypatch):
     monkeypatch.setenv("WATCHDOG_USEC", "200000")  # 0.2 s: a datagram every 0.05 s at most
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
     source = StallingSource(good=40)
-    monkeypatch.setattr("edge_runtime.camera_run.open_camera", lambda options, alive: source)
+    monkeypatch.setattr("edge_runtime.stream.camera_run.open_camera", lambda options, alive: source)
     codes = []
     run = threading.Thread(target=lambda: codes.append(
         run_camera(CountingClassifier(), CameraOptions(camera="0", headless=True,
@@ -214,7 +216,7 @@ def test_sighup_reloads_the_same_path_and_a_model_that_fails_keeps_the_old(tmp_p
     # default, or ignored when the tests were started under nohup (as a CI job may be)
     before = signal.getsignal(signal.SIGHUP)
     # the logger may not propagate (run_command configured it in an earlier test): listen to it
-    logger = logging.getLogger("edge_runtime.reload")
+    logger = logging.getLogger("edge_runtime.stream.reload")
     records: list[logging.LogRecord] = []
     listener = logging.Handler()
     listener.emit = records.append
@@ -235,10 +237,11 @@ def test_sighup_reloads_the_same_path_and_a_model_that_fails_keeps_the_old(tmp_p
 
 
 def test_the_table_widens_when_a_reloaded_model_brings_longer_or_more_classes():
-    """The printed table (edge_runtime/results.py) keeps its columns aligned across a reload."""
+    """The printed table (edge_runtime/stream/results.py) keeps its columns aligned across a
+    reload."""
     import io
 
-    from edge_runtime.results import ResultWriter
+    from edge_runtime.stream.results import ResultWriter
 
     stream = io.StringIO()
     writer = ResultWriter(False, 2, len("cam#1"), len("cat"), stream)

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from edge_runtime.cli import main
+from edge_runtime.commands.classify import main
 from edge_runtime.errors import ModelError
-from edge_runtime.imx500 import network_file, sensor_camera
 from edge_runtime.manifest import InputSpec, Manifest, Variant
+from edge_runtime.sources.ai_camera import network_file, sensor_camera
 
 pytestmark = pytest.mark.edge
 

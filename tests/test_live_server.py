@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime.cli import main
+from edge_runtime.commands.classify import main
 from edge_runtime.live import BOUNDARY, LiveServer, ServeError, is_loopback, parse_address
 from tests.helpers import demo_images, write_video
 
@@ -514,7 +514,7 @@ class _Recorded(LiveServer):
 def test_a_token_from_a_file_or_the_environment_stays_out_of_the_log(capfd, bundle, video,
                                                                       tmp_path, monkeypatch,
                                                                       given):
-    from edge_runtime import camera_run
+    from edge_runtime.stream import camera_run
 
     monkeypatch.setattr(camera_run, "LiveServer", _Recorded)
     monkeypatch.setattr(_Recorded, "made", [])
@@ -576,7 +576,7 @@ def _start_serving(bundle: Path, video: Path, port: int) -> tuple[subprocess.Pop
     """``edge-classify --camera VIDEO --serve … --headless --loop --json`` as a child; waits for
     /healthz to say 200 and returns the child with the stderr lines read so far."""
     launcher = ("import sys, runpy; sys.argv = ['edge-classify'] + sys.argv[1:];"
-                "runpy.run_module('edge_runtime.cli', run_name='__main__')")
+                "runpy.run_module('edge_runtime.commands.classify', run_name='__main__')")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     child = subprocess.Popen([sys.executable, "-c", launcher, "--model",
                               str(bundle / "model_int8.tflite"), "--camera", str(video),

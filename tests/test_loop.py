@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from benchmarks import compare_cli
-from edge_runtime import cli as classify_cli
-from edge_runtime.capture import cli as capture_cli
+from edge_runtime.commands import capture as capture_cli
+from edge_runtime.commands import classify as classify_cli
 from tests.helpers import write_video
 from train import cli as train_cli
 

@@ -142,7 +142,7 @@ def _damage(bundle, tmp_path, where: tuple[str, ...], value):
 def test_a_damaged_manifest_is_exit_2_naming_the_key(tmp_path, bundle, demo_dir, capfd, where,
                                                      value):
     from benchmarks.cli import main as bench_main
-    from edge_runtime.cli import main as classify_main
+    from edge_runtime.commands.classify import main as classify_main
 
     copy = _damage(bundle, tmp_path, where, value)
     with pytest.raises(ManifestError, match=f"'{where[-1]}'"):

@@ -14,7 +14,7 @@ import pytest
 
 from common.fileio import sha256
 from edge_runtime.classifier import Classifier
-from edge_runtime.cli import main
+from edge_runtime.commands.classify import main
 from edge_runtime.image import load_image
 from edge_runtime.interpreter import ModelError
 from edge_runtime.manifest import Manifest

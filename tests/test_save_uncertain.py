@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from common.fileio import sha256
-from edge_runtime import cli
 from edge_runtime.capture.uncertain import UncertainOptions, UncertainSaver, is_uncertain
 from edge_runtime.classifier import Prediction
+from edge_runtime.commands import classify as cli
 from tests.helpers import demo_images, write_video
 
 FRAME = np.zeros((48, 64, 3), np.uint8)

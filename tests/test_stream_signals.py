@@ -10,8 +10,8 @@ import time
 import pytest
 
 from edge_runtime.classifier import Classifier
-from edge_runtime.loops import classify_stream
-from edge_runtime.opencv_source import OpenCVSource
+from edge_runtime.sources.opencv_source import OpenCVSource
+from edge_runtime.stream.loop import classify_stream
 from tests.helpers import demo_images, write_video
 
 pytestmark = pytest.mark.edge

@@ -7,7 +7,7 @@ import statistics
 import pytest
 
 from edge_runtime.classifier import Prediction
-from edge_runtime.stream_summary import LATENCY_SAMPLE, PeriodicSummary, StreamSummary
+from edge_runtime.stream.summary import LATENCY_SAMPLE, PeriodicSummary, StreamSummary
 
 pytestmark = pytest.mark.edge
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from edge_runtime import window
+from edge_runtime.stream import window
 
 # the edge extra alone runs these (no TensorFlow): make pi-check runs them on arm64
 pytestmark = pytest.mark.edge

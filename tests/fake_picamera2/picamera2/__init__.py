@@ -1,6 +1,6 @@
 """A stand-in for Picamera2, put on ``sys.path`` by the tests: no camera, no libcamera.
 
-It has the part of the real API that ``edge_runtime.picamera`` uses (``Picamera2(num)``,
+It has the part of the real API that ``edge_runtime.sources.picamera`` uses (``Picamera2(num)``,
 ``global_camera_info()``, ``create_video_configuration()``, ``configure()``,
 ``camera_configuration()``, ``start()``, ``capture_array()``, ``stop()``, ``close()``)
 and serves a known picture in the real byte orders: ``RGB888`` is B, G, R in memory,

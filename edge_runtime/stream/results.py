@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, TextIO
 from edge_runtime.classifier import Prediction
 
 if TYPE_CHECKING:
-    from edge_runtime.stream_summary import StreamSummary
+    from edge_runtime.stream.summary import StreamSummary
 
 
 def result_json(source: str, predictions: list[Prediction], latency_ms: float) -> dict:

@@ -29,10 +29,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from common.argtypes import (
     Parser,
@@ -45,41 +43,30 @@ from common.argtypes import (
 from common.command import run_command, say
 from common.errors import EXIT_OK, UsageError
 from common.quiet import quiet_output
-from edge_runtime.camera_run import CAMERA_RETRY_S, CameraOptions, ServeOptions, run_camera
-from edge_runtime.camera_spec import DEFAULT_SIZE, parse_camera, parse_size
 from edge_runtime.capture.uncertain import UncertainOptions
 from edge_runtime.classifier import Classifier
-from edge_runtime.imx500 import SensorClassifier, sensor_camera
-from edge_runtime.inputs import expand_inputs
+from edge_runtime.commands.camera_flags import (
+    TOKEN_VARIABLE,
+    camera_size,
+    serve_address,
+    serve_token,
+)
+from edge_runtime.commands.inputs import expand_inputs
 from edge_runtime.interpreter import BACKENDS, stream_threads
-from edge_runtime.live import parse_address
-from edge_runtime.loops import classify_files
-from edge_runtime.reload import ModelSwitched, ModelWatch
-from edge_runtime.results import ResultWriter
-from edge_runtime.sources import list_cameras
+from edge_runtime.sensor_classifier import SensorClassifier
+from edge_runtime.sources.ai_camera import sensor_camera
+from edge_runtime.sources.camera_spec import DEFAULT_SIZE, parse_camera
+from edge_runtime.sources.listing import list_cameras
+from edge_runtime.stream.camera_run import CAMERA_RETRY_S, CameraOptions, ServeOptions, run_camera
+from edge_runtime.stream.loop import classify_files
+from edge_runtime.stream.reload import ModelSwitched, ModelWatch
+from edge_runtime.stream.results import ResultWriter
 
 PROG = "edge-classify"
 
-TOKEN_VARIABLE = "EDGE_SERVE_TOKEN"
-"""The environment variable the live view's token may come from (see :func:`serve_token`)."""
-
-log = logging.getLogger("edge_runtime.cli")
+log = logging.getLogger("edge_runtime.commands.classify")
 
 __all__ = ["build_parser", "camera_options", "main", "run"]
-
-
-def _serve_address(text: str) -> tuple[str, int]:
-    try:
-        return parse_address(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _camera_size(text: str) -> tuple[int, int]:
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "AI Camera: the network runs on its sensor; --model "
                              "BUNDLE/imx500/packerOut.zip), N or /dev/videoN (V4L2/USB camera), a "
                              "video file, or an rtsp:// or http(s):// stream")
-    inputs.add_argument("--camera-size", type=_camera_size, default=DEFAULT_SIZE, metavar="WxH",
+    inputs.add_argument("--camera-size", type=camera_size, default=DEFAULT_SIZE, metavar="WxH",
                         help="frame size asked of a camera (files and streams keep theirs)")
     inputs.add_argument("--list-cameras", action="store_true",
                         help="list the Pi cameras (Picamera2) and /dev/video* devices here, "
@@ -130,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     inputs.add_argument("--loop", action="store_true",
                         help="with --camera VIDEO_FILE: replay the video forever (demos, kiosks)")
     serve = parser.add_argument_group("live view in a browser (with --camera)")
-    serve.add_argument("--serve", type=_serve_address, metavar="[HOST:]PORT",
+    serve.add_argument("--serve", type=serve_address, metavar="[HOST:]PORT",
                        help="serve the picture, the top-k, FPS and inference time at "
                             "http://HOST:PORT/ (HOST default 127.0.0.1: this machine only, "
                             "reach it with ssh -L; 0.0.0.0: the network, with a token); a "
@@ -188,39 +175,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="say on stderr which backend runs, with how many threads, and the "
                              "model's input; an internal error prints its traceback")
     return parser
-
-
-def serve_token(args: argparse.Namespace) -> tuple[str | None, str]:
-    """The live view's token and where it came from, to name instead of it in the log.
-
-    ``--serve-token`` (where: ``""``, the user typed it), else ``--serve-token-file``'s first
-    line (where: the file), else :data:`TOKEN_VARIABLE` (where: the variable), else none.
-
-    Raises:
-        UsageError: the file cannot be read, or the file or the variable holds no token.
-    """
-    if args.serve_token is not None:
-        return args.serve_token, ""
-    if args.serve_token_file is not None:
-        path = Path(args.serve_token_file)
-        try:
-            lines = path.read_text(encoding="utf-8").strip().splitlines()
-            token = lines[0].strip() if lines else ""
-            mode = path.stat().st_mode
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or exc
-            raise UsageError(f"--serve-token-file {path}: cannot read it ({reason})") from None
-        if not token:
-            raise UsageError(f"--serve-token-file {path} is empty")
-        if mode & 0o077:
-            log.warning(f"{path} can be read by other users: chmod 600 {path}")
-        return token, str(path)
-    token = os.environ.get(TOKEN_VARIABLE)
-    if token is None:
-        return None, ""
-    if not token.strip():
-        raise UsageError(f"{TOKEN_VARIABLE} is set but empty")
-    return token.strip(), f"${TOKEN_VARIABLE}"
 
 
 def check_inputs(args: argparse.Namespace) -> None:

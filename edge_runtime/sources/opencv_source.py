@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.camera_spec import is_stream_url
 from edge_runtime.errors import CameraError
-from edge_runtime.frame_source import FrameSource
+from edge_runtime.sources.camera_spec import is_stream_url
+from edge_runtime.sources.frame_source import FrameSource
 
 
 def opencv_log_level(cv2):
@@ -78,7 +78,7 @@ class OpenCVSource(FrameSource):
         source: a camera index (int: ``camera:N`` in output), a video file path or a stream
             URL (str).
         keep_all: classify every frame (default for video files) instead of only the
-            newest (default for cameras and streams); see :mod:`edge_runtime.frame_source`.
+            newest (default for cameras and streams); see :mod:`edge_runtime.sources.frame_source`.
         quiet: silence OpenCV's log while opening.
         size: (width, height) to ask a camera for (default: the camera's own).
         loop: a video file starts over at its end instead of ending (demos, kiosks, tests).

@@ -1,8 +1,8 @@
 """A camera or video run of edge-classify: open the source (waiting for it if asked), start
 the live view and the window, classify until the end, write each result and the summary.
 
-The command line (:mod:`edge_runtime.cli`) turns its flags into a :class:`CameraOptions`;
-nothing here reads a flag.
+The command line (:mod:`edge_runtime.commands.classify`) turns its flags into a
+:class:`CameraOptions`; nothing here reads a flag.
 """
 
 from __future__ import annotations
@@ -16,19 +16,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from common.quiet import quiet_output
-from edge_runtime.camera_spec import DEFAULT_SIZE, CameraSpec, parse_camera
 from edge_runtime.capture.uncertain import UncertainOptions
 from edge_runtime.classifier import Classifier, Prediction
 from edge_runtime.errors import CameraError
-from edge_runtime.frame_source import FrameSource
 from edge_runtime.live import LiveServer, is_loopback
-from edge_runtime.loops import classify_stream
-from edge_runtime.reload import ModelSwitched, ModelWatch
-from edge_runtime.results import ResultWriter, result_json
-from edge_runtime.sdnotify import Notifier
-from edge_runtime.sources import open_source
-from edge_runtime.stream_summary import PeriodicSummary
-from edge_runtime.window import open_window
+from edge_runtime.sources.camera_spec import DEFAULT_SIZE, CameraSpec, parse_camera
+from edge_runtime.sources.frame_source import FrameSource
+from edge_runtime.sources.open_source import open_source
+from edge_runtime.stream.loop import classify_stream
+from edge_runtime.stream.reload import ModelSwitched, ModelWatch
+from edge_runtime.stream.results import ResultWriter, result_json
+from edge_runtime.stream.sdnotify import Notifier
+from edge_runtime.stream.summary import PeriodicSummary
+from edge_runtime.stream.window import open_window
 
 CAMERA_RETRY_S = 1.0
 """Seconds between two tries to open a camera that is not there yet (``--camera-wait``)."""
@@ -60,7 +60,7 @@ class CameraOptions:
     """What a camera or video run does, and how it reports."""
 
     camera: str = "auto"
-    """The source, a ``--camera`` value (:mod:`edge_runtime.camera_spec`)."""
+    """The source, a ``--camera`` value (:mod:`edge_runtime.sources.camera_spec`)."""
     size: tuple[int, int] = DEFAULT_SIZE
     """(width, height) asked of a camera; files and streams keep theirs."""
     wait_s: float = 0.0
@@ -102,7 +102,7 @@ def open_camera(options: CameraOptions,
                 alive: Callable[[], None] | None = None) -> FrameSource:
     """Open the source; one that is not there yet is tried again for ``options.wait_s``
     seconds (a camera that appears seconds after boot), saying so once. ``alive``: see
-    :func:`~edge_runtime.sources.open_source`.
+    :func:`~edge_runtime.sources.open_source.open_source`.
 
     A video file is never waited for (a missing file is a mistake to fix, not a camera still
     starting), nor is Picamera2 for ``picam`` (a missing library does not appear by itself).
@@ -113,7 +113,7 @@ def open_camera(options: CameraOptions,
     spec = options.spec
     wait_s = options.wait_s if spec.kind != "file" else 0.0
     if wait_s and spec.kind == "picam":
-        from edge_runtime.picamera import import_picamera2
+        from edge_runtime.sources.picamera import import_picamera2
 
         import_picamera2(not options.verbose)
     deadline = time.monotonic() + wait_s

@@ -6,7 +6,7 @@ JSON lines, a window) and the loops stay testable without a terminal.
 The stream loop overlaps its three stages, each on its own thread: the source's thread
 captures and decodes, a preprocessing thread turns each frame into an input tensor
 (BGR → RGB, resize, quantize), and the calling thread runs the model. The stages hand
-frames over through a :class:`~edge_runtime.frame_source.FrameSlot`: a live camera's holds
+frames over through a :class:`~edge_runtime.sources.frame_source.FrameSlot`: a live camera's holds
 only the newest frame (older ones are dropped), a recording's a few frames in order (none is
 lost). Either way a frame costs about what the slowest stage costs, not their sum.
 """
@@ -24,8 +24,8 @@ import numpy as np
 
 from edge_runtime.classifier import Classifier, Prediction
 from edge_runtime.errors import ImageError
-from edge_runtime.frame_source import END, FrameSlot, FrameSource
-from edge_runtime.stream_summary import StreamSummary
+from edge_runtime.sources.frame_source import END, FrameSlot, FrameSource
+from edge_runtime.stream.summary import StreamSummary
 
 FrameCallback = Callable[[int, np.ndarray, list[Prediction], float], bool]
 """``(frame number, BGR frame, predictions, latency ms)`` → False to stop the stream."""
@@ -142,7 +142,7 @@ def classify_stream(classifier: Classifier, source: FrameSource, k: int = 3,
         max_frames: stop after this many frames (None: until the source ends).
         on_frame: called after each frame; returning False stops the run.
         reload: asked before each frame; a classifier it returns replaces the running one
-            from that frame on (:class:`~edge_runtime.reload.ModelWatch`: hot reload).
+            from that frame on (:class:`~edge_runtime.stream.reload.ModelWatch`: hot reload).
 
     Returns:
         The run's :class:`StreamSummary`.

@@ -33,12 +33,12 @@ from common.argtypes import (
 )
 from common.command import run_main, say
 from common.errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
-from edge_runtime import cli as classify_cli
-from edge_runtime.camera_spec import DEFAULT_SIZE
+from edge_runtime.commands.camera_flags import camera_size, serve_address, serve_token
+from edge_runtime.sources.camera_spec import DEFAULT_SIZE
 
 PROG = "edge-capture"
 
-log = logging.getLogger("edge_runtime.capture.cli")
+log = logging.getLogger("edge_runtime.commands.capture")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera", nargs="?", const="auto", default="auto", metavar="SOURCE",
                    help="as edge-classify --camera: auto, picam[:N], N or /dev/videoN, a video "
                         "file, an rtsp:// or http(s):// stream")
-    p.add_argument("--camera-size", type=classify_cli._camera_size, default=DEFAULT_SIZE,
+    p.add_argument("--camera-size", type=camera_size, default=DEFAULT_SIZE,
                    metavar="WxH", help="frame size asked of a camera (files and streams keep "
                                        "theirs)")
     p.add_argument("--camera-wait", type=non_negative_float, default=0.0, metavar="SECONDS",
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop when the disk has less free space than this (an SD card must "
                         "never fill up)")
     serve = p.add_argument_group("capture panel in a browser")
-    serve.add_argument("--serve", type=classify_cli._serve_address, metavar="[HOST:]PORT",
+    serve.add_argument("--serve", type=serve_address, metavar="[HOST:]PORT",
                        help="the live view with its capture panel at http://HOST:PORT/ "
                             "(always with a token: saving writes to this disk)")
     serve.add_argument("--serve-token", metavar="TOKEN",
@@ -127,8 +127,13 @@ class Progress:
 
 def capture(args: argparse.Namespace) -> int:
     """Carry out a checked command line; returns the exit code."""
-    from edge_runtime.camera_run import CameraOptions, ServeOptions, open_camera, start_live_view
     from edge_runtime.capture.writer import CaptureLimit, PictureWriter
+    from edge_runtime.stream.camera_run import (
+        CameraOptions,
+        ServeOptions,
+        open_camera,
+        start_live_view,
+    )
 
     writer = PictureWriter(args.out, args.max_mb, args.min_free_mb)
     source = open_camera(CameraOptions(camera=args.camera, size=args.camera_size,
@@ -141,7 +146,7 @@ def capture(args: argparse.Namespace) -> int:
         if args.serve is not None:
             from edge_runtime.live.capture_panel import CapturePanel
 
-            token, where = classify_cli.serve_token(args)
+            token, where = serve_token(args)
             panel = CapturePanel(writer, [args.label] if args.label else [])
             server = start_live_view(ServeOptions(*args.serve, token=token, token_source=where),
                                      panel)

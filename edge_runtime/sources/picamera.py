@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.camera_spec import DEFAULT_SIZE
 from edge_runtime.errors import CameraError
-from edge_runtime.frame_source import FrameSource
+from edge_runtime.sources.camera_spec import DEFAULT_SIZE
+from edge_runtime.sources.frame_source import FrameSource
 
 INSTALL_HINT = ("install it with `sudo apt install python3-picamera2` and run from a virtual "
                 "environment created with `python3 -m venv --system-site-packages`")

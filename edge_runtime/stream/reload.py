@@ -3,9 +3,9 @@
 ``edge-model activate`` switches the ``current`` link a service's ``--model`` goes through;
 ``systemctl reload edge-classify`` sends SIGHUP. Either way :class:`ModelWatch` loads the model
 the path now names on a thread of its own while the old one keeps classifying, and the stream
-loop (:func:`edge_runtime.loops.classify_stream`) swaps it in before the next frame: the camera
-stays open and the live view keeps streaming. A model that cannot be loaded leaves the old one
-running, with one line in the log.
+loop (:func:`edge_runtime.stream.loop.classify_stream`) swaps it in before the next frame: the
+camera stays open and the live view keeps streaming. A model that cannot be loaded leaves the
+old one running, with one line in the log.
 
 The AI Camera is the exception: its network is uploaded to the sensor as the camera opens, so
 a watch made without a loader raises :class:`ModelSwitched` instead, and the caller opens the

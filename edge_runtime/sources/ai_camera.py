@@ -7,8 +7,9 @@
    beside it (:func:`network_file`);
 2. uploads that to the sensor through Picamera2's ``IMX500`` device, showing the firmware
    upload's progress (it takes a while the first time), and configures the camera;
-3. hands out each frame with the sensor's output for it (:class:`SensorFrame`, from
-   :class:`Imx500Source`), which :class:`SensorClassifier` turns into the same predictions as
+3. hands out each frame with the sensor's output for it
+   (:class:`~edge_runtime.sensor_classifier.SensorFrame`, from :class:`Imx500Source`), which
+   :class:`~edge_runtime.sensor_classifier.SensorClassifier` turns into the same predictions as
    any other model's, so top-k, threshold, JSON, summary, window and live view are the ones
    every camera uses.
 
@@ -30,11 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.camera_spec import DEFAULT_SIZE
-from edge_runtime.classifier import Prediction, top_k
 from edge_runtime.errors import CameraError, ModelError
 from edge_runtime.manifest import Manifest
-from edge_runtime.picamera import Picamera2Owner
+from edge_runtime.sensor_classifier import SensorFrame
+from edge_runtime.sources.camera_spec import DEFAULT_SIZE
+from edge_runtime.sources.picamera import Picamera2Owner
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def sensor_camera(model: str, camera: str | None, quiet: bool = True) -> str | N
     Raises:
         ModelError: ``--camera imx500`` with a model that has no sensor network.
     """
-    from edge_runtime.camera_spec import parse_camera
+    from edge_runtime.sources.camera_spec import parse_camera
 
     spec = parse_camera(camera)
     if spec.kind == "imx500":
@@ -106,7 +107,7 @@ def sensor_camera(model: str, camera: str | None, quiet: bool = True) -> str | N
     network = Path(model) if is_sensor_model(model) else bundle_network(model)
     if network is None:
         return None
-    from edge_runtime.picamera import listed_cameras
+    from edge_runtime.sources.picamera import listed_cameras
 
     if not any(is_sensor(info) for info in listed_cameras(quiet)):
         return None
@@ -153,83 +154,6 @@ def network_file(model: str | os.PathLike, packager: str = PACKAGER) -> Path:
     return rpk
 
 
-class SensorFrame(np.ndarray):
-    """A BGR frame with the sensor's answer for it: ``outputs`` (the class scores, float32)
-    and ``dnn_ms`` (the sensor's inference time, 0 when it did not say)."""
-
-    outputs: np.ndarray
-    dnn_ms: float
-
-    @classmethod
-    def of(cls, frame: np.ndarray, outputs: np.ndarray, dnn_ms: float) -> SensorFrame:
-        made = np.asarray(frame).view(cls)
-        made.outputs, made.dnn_ms = outputs, dnn_ms
-        return made
-
-    def __array_finalize__(self, obj) -> None:
-        self.outputs = getattr(obj, "outputs", None)
-        self.dnn_ms = getattr(obj, "dnn_ms", 0.0)
-
-
-class SensorClassifier:
-    """What the stream loop needs of a :class:`~edge_runtime.classifier.Classifier`, for a
-    network that runs on the sensor: the tensor of a frame is the sensor's answer for it.
-
-    Args:
-        model: ``packerOut.zip`` or a ``.rpk``; labels and the input size come from the
-            bundle's ``manifest.json`` (the folder above ``imx500/``), else ``labels``.
-        labels: a labels file, when there is no manifest.
-
-    Raises:
-        ModelError: no labels (no manifest above it and no ``--labels``).
-    """
-
-    backend = "imx500 sensor"
-    threads = 0
-
-    def __init__(self, model: str | os.PathLike, labels: str | os.PathLike | None = None):
-        self.model_path = Path(model)
-        manifest = _bundle_manifest(self.model_path)
-        self.manifest = manifest
-        if labels is not None:
-            from common.labels import read_labels
-
-            self.labels = read_labels(Path(labels))
-        elif manifest is not None and manifest.labels:
-            self.labels = list(manifest.labels)
-        else:
-            raise ModelError(f"{self.model_path}: no manifest.json in the bundle above it to "
-                             "read the labels from; pass --labels FILE")
-        self.input_size = manifest.input.size if manifest else (0, 0)
-        self.input_dtype = np.dtype(np.int8)
-
-    def frame_tensor(self, frame: np.ndarray) -> np.ndarray:
-        """The sensor's answer for ``frame`` (a :class:`SensorFrame`)."""
-        if getattr(frame, "outputs", None) is None:
-            raise CameraError("the AI Camera's network classifies the sensor's own frames only")
-        return frame
-
-    def input_tensor(self, image) -> np.ndarray:
-        raise ModelError("the AI Camera's network runs on its sensor: it classifies camera "
-                         "frames (--camera imx500), not files")
-
-    def classify_tensor(self, tensor: SensorFrame, k: int = 3,
-                        threshold: float = 0.0) -> tuple[list[Prediction], float]:
-        """Top-``k`` predictions from the sensor's scores, and the sensor's inference ms."""
-        scores = np.asarray(tensor.outputs, np.float32).reshape(-1)
-        if scores.size != len(self.labels):
-            raise CameraError(f"the sensor gave {scores.size} scores for {len(self.labels)} "
-                              "labels: is the network on the sensor this bundle's?")
-        return top_k(scores, self.labels, k, threshold), float(tensor.dnn_ms)
-
-
-def _bundle_manifest(model: Path) -> Manifest | None:
-    for folder in (model.parent, model.parent.parent):
-        if (folder / "manifest.json").is_file():
-            return Manifest.load(folder)
-    return None
-
-
 class Imx500Source(Picamera2Owner):
     """Frames from the AI Camera, each with the sensor's answer for it, newest only.
 
@@ -247,7 +171,7 @@ class Imx500Source(Picamera2Owner):
     def __init__(self, network: str | os.PathLike, labels: list[str],
                  size: tuple[int, int] = DEFAULT_SIZE, quiet: bool = True,
                  progress: bool = True, alive: Callable[[], None] | None = None) -> None:
-        from edge_runtime.picamera import REQUESTED_FORMAT, import_picamera2, to_bgr
+        from edge_runtime.sources.picamera import REQUESTED_FORMAT, import_picamera2, to_bgr
 
         picamera2 = import_picamera2(quiet)
         try:

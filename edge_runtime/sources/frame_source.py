@@ -10,9 +10,9 @@ classified once, in order (decoding still overlaps inference), so a run's
 results and ``--max-frames`` do not depend on how fast the CPU is.
 
 Every source hands out frames in OpenCV's order: BGR uint8 (H, W, 3). The sources:
-:class:`~edge_runtime.opencv_source.OpenCVSource` (V4L2 cameras, video files, stream URLs)
-and :class:`~edge_runtime.picamera.PicameraSource` (the Raspberry Pi camera module);
-:func:`edge_runtime.sources.open_source` picks one from ``--camera``.
+:class:`~edge_runtime.sources.opencv_source.OpenCVSource` (V4L2 cameras, video files, stream URLs)
+and :class:`~edge_runtime.sources.picamera.PicameraSource` (the Raspberry Pi camera module);
+:func:`edge_runtime.sources.open_source.open_source` picks one from ``--camera``.
 """
 
 from __future__ import annotations

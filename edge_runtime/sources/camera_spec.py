@@ -12,7 +12,7 @@ The ``--camera`` grammar::
     FILE               a video file, every frame in order
     rtsp://..., http(s)://...   a network stream, through OpenCV's FFmpeg backend
 
-Parsing opens nothing; :func:`edge_runtime.sources.open_source` opens what a spec names.
+Parsing opens nothing; :func:`edge_runtime.sources.open_source.open_source` opens what a spec names.
 """
 
 from __future__ import annotations

@@ -1,0 +1,94 @@
+"""The Raspberry Pi AI Camera's classifier: the network runs on the sensor, which hands each frame
+over with its answer (:class:`SensorFrame`); :class:`SensorClassifier` turns that answer into the
+same predictions as any model's, so top-k, threshold, JSON, summary, window and live view are the
+ones every camera uses. The frames come from
+:class:`~edge_runtime.sources.ai_camera.Imx500Source`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime.classifier import Prediction, top_k
+from edge_runtime.errors import CameraError, ModelError
+from edge_runtime.manifest import Manifest
+
+
+class SensorFrame(np.ndarray):
+    """A BGR frame with the sensor's answer for it: ``outputs`` (the class scores, float32)
+    and ``dnn_ms`` (the sensor's inference time, 0 when it did not say)."""
+
+    outputs: np.ndarray
+    dnn_ms: float
+
+    @classmethod
+    def of(cls, frame: np.ndarray, outputs: np.ndarray, dnn_ms: float) -> SensorFrame:
+        made = np.asarray(frame).view(cls)
+        made.outputs, made.dnn_ms = outputs, dnn_ms
+        return made
+
+    def __array_finalize__(self, obj) -> None:
+        self.outputs = getattr(obj, "outputs", None)
+        self.dnn_ms = getattr(obj, "dnn_ms", 0.0)
+
+
+class SensorClassifier:
+    """What the stream loop needs of a :class:`~edge_runtime.classifier.Classifier`, for a
+    network that runs on the sensor: the tensor of a frame is the sensor's answer for it.
+
+    Args:
+        model: ``packerOut.zip`` or a ``.rpk``; labels and the input size come from the
+            bundle's ``manifest.json`` (the folder above ``imx500/``), else ``labels``.
+        labels: a labels file, when there is no manifest.
+
+    Raises:
+        ModelError: no labels (no manifest above it and no ``--labels``).
+    """
+
+    backend = "imx500 sensor"
+    threads = 0
+
+    def __init__(self, model: str | os.PathLike, labels: str | os.PathLike | None = None):
+        self.model_path = Path(model)
+        manifest = _bundle_manifest(self.model_path)
+        self.manifest = manifest
+        if labels is not None:
+            from common.labels import read_labels
+
+            self.labels = read_labels(Path(labels))
+        elif manifest is not None and manifest.labels:
+            self.labels = list(manifest.labels)
+        else:
+            raise ModelError(f"{self.model_path}: no manifest.json in the bundle above it to "
+                             "read the labels from; pass --labels FILE")
+        self.input_size = manifest.input.size if manifest else (0, 0)
+        self.input_dtype = np.dtype(np.int8)
+
+    def frame_tensor(self, frame: np.ndarray) -> np.ndarray:
+        """The sensor's answer for ``frame`` (a :class:`SensorFrame`)."""
+        if getattr(frame, "outputs", None) is None:
+            raise CameraError("the AI Camera's network classifies the sensor's own frames only")
+        return frame
+
+    def input_tensor(self, image) -> np.ndarray:
+        raise ModelError("the AI Camera's network runs on its sensor: it classifies camera "
+                         "frames (--camera imx500), not files")
+
+    def classify_tensor(self, tensor: SensorFrame, k: int = 3,
+                        threshold: float = 0.0) -> tuple[list[Prediction], float]:
+        """Top-``k`` predictions from the sensor's scores, and the sensor's inference ms."""
+        scores = np.asarray(tensor.outputs, np.float32).reshape(-1)
+        if scores.size != len(self.labels):
+            raise CameraError(f"the sensor gave {scores.size} scores for {len(self.labels)} "
+                              "labels: is the network on the sensor this bundle's?")
+        return top_k(scores, self.labels, k, threshold), float(tensor.dnn_ms)
+
+
+def _bundle_manifest(model: Path) -> Manifest | None:
+    for folder in (model.parent, model.parent.parent):
+        if (folder / "manifest.json").is_file():
+            return Manifest.load(folder)
+    return None
