@@ -12,7 +12,7 @@
 # make deploy-check — edge-deploy and the Ansible playbook against two sshd on localhost
 # make init-from-bench [OUT=/tmp/init-from-bench] — edge-train --init-from against a fresh start
 #              on the same new data: epochs and seconds to the same val accuracy
-#              (benchmarks/init_from.py; a few minutes on 2 cores)
+#              (benchmarks/init_from_study.py; a few minutes on 2 cores)
 # make mediapipe-check — load the exported models in MediaPipe Tasks (a venv of its own,
 #                 cached in ~/.cache/edge-toolchain; see tests/test_mediapipe.py)
 # make wheel — dist/edge_toolchain-VERSION-py3-none-any.whl: what a Raspberry Pi installs (README,
@@ -116,7 +116,7 @@ feature-cache-bench: $(VENV)/.installed-train
 	$(BIN)/python -m benchmarks.feature_cache
 
 init-from-bench: $(VENV)/.installed-train
-	$(BIN)/python -m benchmarks.init_from $(or $(OUT),/tmp/init-from-bench)
+	$(BIN)/python -m benchmarks.init_from_study $(or $(OUT),/tmp/init-from-bench)
 
 # the dev extra trains the tiny bundle the emulated tests use. Under sudo the venv is built as
 # the user who ran sudo, and root writes no bytecode into the checkout: nothing in it is left

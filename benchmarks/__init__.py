@@ -6,10 +6,11 @@ evaluation set the bundle carries. One module per job:
 
 - :mod:`~benchmarks.cli` — the command; what the path holds decides which benchmark runs
 - :mod:`~benchmarks.bench` — the workstation benchmark of a run (``benchmark``)
-- :mod:`~benchmarks.device` — the TensorFlow-free benchmark of a bundle (``bench_bundle``)
-- :mod:`~benchmarks.probe` — the same for ``edge-tune probe``'s untrained candidates (``bench_probe``)
+- :mod:`~benchmarks.device_bench` — the TensorFlow-free benchmark of a bundle (``bench_bundle``)
+- :mod:`~benchmarks.probe_bench` — the same for ``edge-tune probe``'s untrained candidates
+  (``bench_probe``)
 - :mod:`~benchmarks.config` — settings, their checks, the error and result types
-- :mod:`~benchmarks.bundle` — a bundle's manifest, file and sha256 checks, its variants
+- :mod:`~benchmarks.bundle_reader` — a bundle's manifest, file and sha256 checks, its variants
 - :mod:`~benchmarks.runners` — Keras ``predict``, compiled Keras and TFLite behind one interface
 - :mod:`~benchmarks.accuracy` — accuracy and agreement with Keras, in batches of uint8 images
 - :mod:`~benchmarks.timing` — warm-up, interleaved rounds, per-round medians

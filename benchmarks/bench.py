@@ -5,7 +5,7 @@ Accuracy, latency, size, load time and memory, side by side. The TFLite side run
 timed (see :mod:`benchmarks.runners`); every model gets the same preprocessed test-split
 images, decoded in batches as uint8. The models are timed interleaved
 (:mod:`benchmarks.timing`), and the report (:mod:`benchmarks.report`) is the one the device
-bench (:mod:`benchmarks.device`) writes, with two Keras rows more.
+bench (:mod:`benchmarks.device_bench`) writes, with two Keras rows more.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.accuracy import accuracy_pass
-from benchmarks.bundle import is_bundle, load_bundle, open_variants
+from benchmarks.bundle_reader import is_bundle, load_bundle, open_variants
 from benchmarks.config import BenchConfig, BenchError, BenchResult, validate
 from benchmarks.machine import load_average, machine_info
 from benchmarks.memory import measure_each

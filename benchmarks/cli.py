@@ -108,9 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_command_line(lambda: parser.parse_args(argv))
     if isinstance(args, int):
         return args
-    from benchmarks.bundle import is_bundle
+    from benchmarks.bundle_reader import is_bundle
     from benchmarks.config import BenchConfig, validate
-    from benchmarks.probe import is_probe
+    from benchmarks.probe_bench import is_probe
 
     path = Path(args.path)
     probe = is_probe(path)  # edge-tune probe's candidates: timed like a bundle, on the device
@@ -130,14 +130,14 @@ def main(argv: list[str] | None = None) -> int:
 
     def work() -> int:
         if probe:
-            from benchmarks.probe import bench_probe, format_probe_table
+            from benchmarks.probe_bench import bench_probe, format_probe_table
 
             result = bench_probe(config)
             print(format_probe_table(result.report))
             print(f"report: {result.out / 'report.json'}")
             return 0
         if device:
-            from benchmarks.device import bench_bundle
+            from benchmarks.device_bench import bench_bundle
 
             _print_result(bench_bundle(config))
             return 0

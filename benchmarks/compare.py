@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.bundle import is_bundle, load_bundle, open_classifier
+from benchmarks.bundle_reader import is_bundle, load_bundle, open_classifier
 from common import figures
 from common.errors import UserError
 from common.fileio import sha256, write_json, write_text

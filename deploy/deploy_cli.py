@@ -35,7 +35,7 @@ from common.argtypes import (
 )
 from common.command import run_command, say
 from common.errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
-from deploy.fleet import DEFAULT_EDGE_MODEL, Settings, deploy
+from deploy.fleet import DEFAULT_EDGE_MODEL, DeployConfig, deploy
 from deploy.store import version_of
 from edge_runtime.errors import EdgeError
 from edge_runtime.manifest import MANIFEST_FILE, Manifest
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--ssh-config {args.ssh_config}: no such file")
     hosts = list(dict.fromkeys(args.hosts))  # a host named twice is deployed to once
     version = version_of(bundle)
-    settings = Settings(args.ssh_config, args.edge_model, args.root, args.jobs, args.timeout)
+    settings = DeployConfig(args.ssh_config, args.edge_model, args.root, args.jobs, args.timeout)
     say(PROG, f"version {version} to {len(hosts)} host(s), {min(args.jobs, len(hosts))} at a "
               "time")
     rows = deploy(bundle.resolve(), hosts, version, settings,

@@ -25,7 +25,7 @@ SSH_UNREACHABLE = 255
 
 
 @dataclass(frozen=True)
-class Settings:
+class DeployConfig:
     """How to reach the hosts and what to run there."""
 
     ssh_config: Path | None = None
@@ -65,7 +65,7 @@ def _remote_word(word: str) -> str:
     return shlex.quote(word)
 
 
-def ssh_options(settings: Settings) -> list[str]:
+def ssh_options(settings: DeployConfig) -> list[str]:
     """ssh's options: no password prompts, a bounded wait to connect, the configuration."""
     options = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
     if settings.ssh_config is not None:
@@ -78,7 +78,7 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "(no message)"
 
 
-def _remote(host: str, settings: Settings, *args: str) -> subprocess.CompletedProcess:
+def _remote(host: str, settings: DeployConfig, *args: str) -> subprocess.CompletedProcess:
     """``edge-model ARGS`` on ``host`` over ssh."""
     words = [settings.edge_model, *args]
     if settings.root is not None:
@@ -89,7 +89,7 @@ def _remote(host: str, settings: Settings, *args: str) -> subprocess.CompletedPr
                           stdin=subprocess.DEVNULL)
 
 
-def deploy_host(host: str, bundle: Path, version: str, settings: Settings) -> HostResult:
+def deploy_host(host: str, bundle: Path, version: str, settings: DeployConfig) -> HostResult:
     """Copy ``bundle`` to ``host`` and activate it there; never raises for the host's sake."""
     def failed(result: str, checks: str = "-") -> HostResult:
         return HostResult(host, version, checks, " ".join(result.split()), False)
@@ -131,7 +131,7 @@ def deploy_host(host: str, bundle: Path, version: str, settings: Settings) -> Ho
     return HostResult(host, report.get("version") or version, checks, outcome, True)
 
 
-def deploy(bundle: Path, hosts: list[str], version: str, settings: Settings,
+def deploy(bundle: Path, hosts: list[str], version: str, settings: DeployConfig,
            on_done=lambda result: None) -> list[HostResult]:
     """:func:`deploy_host` on every host, ``settings.jobs`` at a time; rows in ``hosts`` order.
     ``on_done`` is called as each host finishes."""

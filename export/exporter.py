@@ -10,7 +10,7 @@ test split and compared with Keras before anyone copies it to a device.
 This module runs the steps in order; each lives in its own module: calibration
 (:mod:`export.calibration`), conversion (:mod:`export.convert`), the quantization
 debugger (:mod:`export.quant_debug`), verification (:mod:`export.verify`), the bundle's
-evaluation set (:mod:`export.eval_set`) and building the bundle (:mod:`export.bundle`).
+evaluation set (:mod:`export.eval_collector`) and building the bundle (:mod:`export.bundle`).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from export.bundle import LABELS_FILE, check_replaceable, staged_bundle, write_l
 from export.calibration import load_calibration
 from export.convert import convert, selective_int8
 from export.errors import ExportError
-from export.eval_set import EvalSetCollector, with_variant_answers
+from export.eval_collector import EvalSetCollector, with_variant_answers
 from export.formats import DEFAULT_FORMATS, FORMATS, INT8_IO_TYPES, SELECTIVE
 from export.images import iter_batches
 from export.latency import interleaved_latency_ms

@@ -35,7 +35,7 @@ def device_bundle(exported_run, tmp_path_factory) -> Path:
     """The run's export/ copied away from its run, with the whole test split as its eval set
     (as edge-export writes it: uint8 pixels, labels, Keras top-1, each variant's top-1) and
     each variant's sha256."""
-    from export.eval_set import with_variant_answers
+    from export.eval_collector import with_variant_answers
     from train.saved_run import load_run
 
     bundle = tmp_path_factory.mktemp("pi") / "pets"

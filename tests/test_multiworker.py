@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from common.errors import UserError
-from train.device import read_tf_config
+from train.accelerator import read_tf_config
 
 REPO = Path(__file__).resolve().parents[1]
 

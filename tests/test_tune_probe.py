@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.cli import main as bench_main
-from benchmarks.probe import PROBE_FILE, Probe, ProbeCandidate
+from benchmarks.probe_bench import PROBE_FILE, Probe, ProbeCandidate
 from common.fileio import sha256
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -29,6 +29,7 @@ from edge_runtime.image import RESIZE_METHOD
 from train import features as features_lib
 from train import init_from
 from train import model as model_lib
+from train.accelerator import DeviceSetup, cluster_task, setup_device
 from train.callbacks import ResumableEarlyStopping, RunCheckpoint
 from train.checkpoints import (
     BEST_WEIGHTS,
@@ -40,7 +41,6 @@ from train.checkpoints import (
 from train.config import TrainConfig
 from train.data_sources import resolve_data
 from train.dataset import DecodeFailures, make_dataset
-from train.device import DeviceSetup, cluster_task, setup_device
 from train.evaluate import evaluate, float32_copy
 from train.report import plot_learning_curves, read_history
 from train.splits import Splits, discover

@@ -81,7 +81,7 @@ def _candidate_flags(parser: argparse.ArgumentParser, *, for_search: bool) -> No
 
 
 def build_parser() -> Parser:
-    from tune.settings import PRETRAINED_LR, SCRATCH_LR
+    from tune.config import PRETRAINED_LR, SCRATCH_LR
 
     p = Parser(prog="edge-tune", description=__doc__.split("\n\n", 1)[1].split("\n\nExit")[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="{probe,search}",
@@ -132,13 +132,13 @@ def build_parser() -> Parser:
 
 
 def _probe(args) -> int:
-    from tune.probe import ProbeSettings
+    from tune.probe import ProbeConfig
 
-    settings = ProbeSettings(out=args.probe_dir, backbones=args.backbones or (), alphas=args.alphas,
+    settings = ProbeConfig(out=args.probe_dir, backbones=args.backbones or (), alphas=args.alphas,
                              sizes=args.sizes, classes=args.classes, progress=args.progress)
 
     def work() -> int:
-        from benchmarks.probe import PROBE_FILE
+        from benchmarks.probe_bench import PROBE_FILE
         from tune.probe import build_probe
 
         probe = build_probe(settings)

@@ -1,5 +1,5 @@
 """``edge-tune probe``: untrained candidate models, int8 as export converts them, for the device
-bench to time (:mod:`benchmarks.probe` describes the folder and reads it on the device).
+bench to time (:mod:`benchmarks.probe_bench` describes the folder and reads it on the device).
 
 Random weights cost what trained ones cost: latency depends on the architecture, the width and
 the input size, not on the values of the weights. So no training and no data are needed, and
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.probe import Probe, ProbeCandidate, candidate_name
+from benchmarks.probe_bench import Probe, ProbeCandidate, candidate_name
 from common.errors import UserError
 from common.fileio import sha256, write_bytes
 from common.progress import progress_bar
@@ -44,7 +44,7 @@ def default_backbones() -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class ProbeSettings:
+class ProbeConfig:
     """Settings of one ``edge-tune probe``."""
 
     out: str
@@ -69,7 +69,7 @@ def grid(backbones: Sequence[str], alphas: Sequence[float], sizes: Sequence[int]
     return list(dict.fromkeys(combos))
 
 
-def check_settings(settings: ProbeSettings) -> None:
+def check_settings(settings: ProbeConfig) -> None:
     """Refuse settings that cannot give a probe, before TensorFlow starts.
 
     Raises:
@@ -128,7 +128,7 @@ def convert_candidate(backbone: str, alpha: float, size: int, classes: int,
         keras.backend.clear_session()  # dozens of models: free each graph once converted
 
 
-def build_probe(settings: ProbeSettings) -> Probe:
+def build_probe(settings: ProbeConfig) -> Probe:
     """Write ``settings.out``: one int8 ``.tflite`` per candidate, then ``probe.json``.
 
     A combination that cannot be built is skipped and recorded with its reason.

@@ -187,7 +187,7 @@ def plot_pareto(report: dict, path: Path) -> None:
 def write_report(out: Path, config, state: dict, probe_dir: Path):
     """Write ``out/tune/``: report.json, report.md, pareto.png (where matplotlib imports) and
     the device report the latencies came from; each atomically."""
-    from tune.settings import SearchResult
+    from tune.config import SearchResult
 
     folder = out / TUNE_DIR
     report = build_report(config, state)

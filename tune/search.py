@@ -29,9 +29,7 @@ from pathlib import Path
 from common.errors import UserError
 from common.fileio import write_json
 from common.progress import progress_bar
-from tune.device import DeviceReport, Measured, read_device_report
-from tune.select import Scored, choose, fits, rung_sizes, survivors
-from tune.settings import (
+from tune.config import (
     PROBE_DIR,
     STATE_FILE,
     SearchConfig,
@@ -40,6 +38,8 @@ from tune.settings import (
     preflight,
     work_dir,
 )
+from tune.device_report import DeviceReport, Measured, read_device_report
+from tune.select import Scored, choose, fits, rung_sizes, survivors
 from tune.steps import Steps, TrainingSteps, untrainable_reason
 
 log = logging.getLogger(__name__)

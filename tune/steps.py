@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Protocol
 
 from common.errors import UserError
-from tune.device import Measured
-from tune.settings import SearchConfig
+from tune.config import SearchConfig
+from tune.device_report import Measured
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +32,13 @@ class Steps(Protocol):
 
 
 class TrainingSteps:
-    """The real steps: :mod:`tune.probe` + :mod:`benchmarks.probe`, ``train.trainer.train``,
+    """The real steps: :mod:`tune.probe` + :mod:`benchmarks.probe_bench`, ``train.trainer.train``,
     :func:`tune.int8.int8_val_accuracy`."""
 
     def measure_here(self, config: SearchConfig, folder: Path) -> Path:
         from benchmarks.config import BenchConfig
-        from benchmarks.probe import bench_probe, is_probe
-        from tune.probe import DEFAULT_ALPHAS, DEFAULT_SIZES, ProbeSettings, build_probe
+        from benchmarks.probe_bench import bench_probe, is_probe
+        from tune.probe import DEFAULT_ALPHAS, DEFAULT_SIZES, ProbeConfig, build_probe
 
         report = folder / "bench" / "report.json"
         if report.is_file():  # an earlier attempt's (whose budget fitted nobody, say)
@@ -46,7 +46,7 @@ class TrainingSteps:
             return report
         if not is_probe(folder):
             shutil.rmtree(folder, ignore_errors=True)  # an interrupted probe of our own
-            build_probe(ProbeSettings(out=str(folder), backbones=config.backbones,
+            build_probe(ProbeConfig(out=str(folder), backbones=config.backbones,
                                       alphas=config.alphas or DEFAULT_ALPHAS,
                                       sizes=config.sizes or DEFAULT_SIZES,
                                       progress=config.progress))

@@ -9,7 +9,7 @@ from pathlib import Path
 from common.errors import UserError
 from train.config import TrainConfig
 from train.demo_data import DEMO_TRAIN_SETTINGS
-from tune.device import DeviceReport, Measured, read_device_report
+from tune.device_report import DeviceReport, Measured, read_device_report
 from tune.select import fits
 
 STATE_FILE = "state.json"

@@ -1,5 +1,5 @@
 """Reading what the device measured: a probe's ``bench/report.json`` (see
-:mod:`benchmarks.probe`), as the latency of each candidate."""
+:mod:`benchmarks.probe_bench`), as the latency of each candidate."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.probe import PROBE_KIND, candidate_name
+from benchmarks.probe_bench import PROBE_KIND, candidate_name
 from common.errors import UserError
 
 HINT = "expected the report.json that edge-bench PROBE_DIR writes into PROBE_DIR/bench/"

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.accuracy import accuracy_pass
-from benchmarks.bundle import load_bundle, open_variants
+from benchmarks.bundle_reader import load_bundle, open_variants
 from benchmarks.config import BenchConfig, BenchError, BenchResult, validate
 from benchmarks.machine import load_average, machine_info
 from benchmarks.memory import measure_each

@@ -1,7 +1,7 @@
 """``edge-train --init-from`` against a fresh start, on the same new data: epochs and seconds of
 training to the same validation accuracy.
 
-    python -m benchmarks.init_from [OUT] [--per-class 40] [--epochs 20] [--runs 1]
+    python -m benchmarks.init_from_study [OUT] [--per-class 40] [--epochs 20] [--runs 1]
 
 The parent learns the demo data without one class; the new data is all of it (the parent's
 classes and one new), as when pictures of a new thing were captured on the device. Then, on
@@ -92,7 +92,7 @@ def run(out: Path, per_class: int, epochs: int, tolerance: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.init_from",
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.init_from_study",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("out", nargs="?", default="/tmp/init-from-bench", type=Path)
     parser.add_argument("--per-class", type=int, default=40)
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from common.command import import_tensorflow_quietly
 
-    if not import_tensorflow_quietly("benchmarks.init_from"):
+    if not import_tensorflow_quietly("benchmarks.init_from_study"):
         return 2
     report = run(args.out, args.per_class, args.epochs, args.tolerance)
     print((args.out / "report.md").read_text(), end="")

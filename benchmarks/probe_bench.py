@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.bundle import open_classifier
+from benchmarks.bundle_reader import open_classifier
 from benchmarks.config import BenchConfig, BenchError, BenchResult, validate
 from benchmarks.machine import describe, load_average, machine_info
 from benchmarks.memory import measure_each
