@@ -69,9 +69,8 @@ def open_variants(folder: Path, manifest: Manifest, threads: int, backend: str |
     runners: dict[str, TFLiteRunner] = {}
     results: dict[str, ModelResult] = {}
     used = None
-    for name, variant in manifest.variants.items():
-        if variant.runs_on != "cpu":
-            continue  # the AI Camera's network runs on its sensor, not the interpreter
+    # the AI Camera's network runs on its sensor, not the interpreter
+    for name, variant in manifest.cpu_variants().items():
         path = folder / variant.file
         classifier = open_classifier(path, f"variant {name}", threads, backend)
         used = used or classifier.backend

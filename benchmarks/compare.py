@@ -78,12 +78,15 @@ def open_side(path: Path, variant: str | None = None) -> Side:
     """
     if is_bundle(path):
         manifest = load_bundle(path, f"re-run edge-export on the run {path} came from")
+        variants = manifest.cpu_variants()  # the AI Camera's network runs on its sensor
+        if not variants:
+            raise CompareError(f"{path} has no variant that runs on the CPU")
         if variant is None:
-            variant = "int8" if "int8" in manifest.variants else next(iter(manifest.variants))
-        if variant not in manifest.variants:
-            raise CompareError(f"{path} has no variant {variant!r} (it has "
-                               f"{', '.join(manifest.variants)})")
-        classifier = open_classifier(path / manifest.variants[variant].file, f"{path}", None, None)
+            variant = "int8" if "int8" in variants else next(iter(variants))
+        if variant not in variants:
+            raise CompareError(f"{path} has no variant {variant!r} that runs here (it has "
+                               f"{', '.join(variants)})")
+        classifier = open_classifier(path / variants[variant].file, f"{path}", None, None)
 
         def predict_tflite(pixels: list[np.ndarray]) -> np.ndarray:
             return classifier.probabilities(np.stack(pixels)).argmax(axis=1)

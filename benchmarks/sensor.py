@@ -34,8 +34,7 @@ def sensor_bench(bundle: Path, manifest, frames: int = SENSOR_FRAMES,
     """
     from edge_runtime.sources.ai_camera import Imx500Source, is_sensor, network_file
 
-    variant = next(((n, v) for n, v in manifest.variants.items() if v.runs_on == "imx500"),
-                   None)
+    variant = manifest.sensor_variant()
     if variant is None:
         return None
     name, entry = variant

@@ -213,7 +213,7 @@ def check_bundle(folder: Path, threads: int | None = None,
     except EdgeError as exc:
         return fail("answers", str(exc))
     shown = []
-    for name, variant in manifest.variants.items():
+    for name, variant in manifest.cpu_variants().items():  # the AI Camera's runs on its sensor
         answers = eval_set.variant_top1.get(name)
         if answers is None:
             return fail("answers", f"{manifest.eval_set.file} holds no workstation answers of "

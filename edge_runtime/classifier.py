@@ -1,4 +1,5 @@
-"""One image classifier on a TFLite interpreter: float, float16, uint8 and int8 models alike."""
+"""One image classifier on a TFLite interpreter: float, float16, uint8 and int8 models alike;
+and :class:`FrameClassifier`, what every way of classifying camera frames offers the stream loop."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
@@ -15,7 +17,7 @@ from common.labels import read_labels
 from edge_runtime.errors import ModelError
 from edge_runtime.image import RESIZE_METHOD, load_image, to_model_pixels
 from edge_runtime.interpreter import available_cores, make_interpreter
-from edge_runtime.manifest import InputSpec, Manifest
+from edge_runtime.manifest import InputSpec, Manifest, find_manifest
 from edge_runtime.model_metadata import ModelMetadata, read_model_metadata
 
 
@@ -66,6 +68,29 @@ def top_k(probabilities: np.ndarray, labels: list[str], k: int = 3,
             for i in order if probabilities[i] >= threshold]
 
 
+@runtime_checkable
+class FrameClassifier(Protocol):
+    """Something that classifies camera frames, as the stream loop and a camera run use it: a
+    model on the CPU (:class:`Classifier`) or the AI Camera's network on its sensor
+    (:class:`~edge_runtime.sensor_classifier.SensorClassifier`)."""
+
+    model_path: Path
+    """The model file (its sha256 names it in ``--save-uncertain``'s journal)."""
+    labels: list[str]
+    """Class names, in output order."""
+    camera: str | None
+    """The ``--camera`` value its frames must come from, the camera opened anew for it (the AI
+    Camera, with its network uploaded as it opens); None: any camera's frames."""
+
+    def frame_tensor(self, frame: np.ndarray) -> np.ndarray:
+        """The model's input for a camera frame (BGR); may run on another thread than
+        :meth:`classify_tensor`."""
+
+    def classify_tensor(self, tensor: np.ndarray, k: int = 3,
+                        threshold: float = 0.0) -> tuple[list[Prediction], float]:
+        """Top-``k`` predictions for a tensor from :meth:`frame_tensor`, and the inference ms."""
+
+
 class Classifier:
     """Classify pictures with a ``.tflite`` model and the bundle beside it.
 
@@ -81,13 +106,16 @@ class Classifier:
         BackendError: no interpreter backend works.
     """
 
+    camera: str | None = None
+    """Any camera's frames (see :class:`FrameClassifier`)."""
+
     def __init__(self, model_path: str | os.PathLike, labels_path: str | os.PathLike | None = None,
                  threads: int | None = None, backend: str | None = None) -> None:
         self.model_path = Path(model_path)
         self.interpreter, self.backend = make_interpreter(self.model_path, threads, backend)
         self.threads = threads or available_cores()
-        self.manifest: Manifest | None = Manifest.beside(self.model_path)
-        """The bundle's manifest beside the model, None for a lone ``.tflite``."""
+        self.manifest: Manifest | None = find_manifest(self.model_path)
+        """The manifest of the bundle the model belongs to, None for a lone ``.tflite``."""
         inputs = self.interpreter.get_input_details()
         outputs = self.interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:

@@ -39,6 +39,11 @@ COLORS = ("RGB",)
 """Channel orders a model may take (the edge path produces RGB)."""
 PIXEL_RANGE = (0, 255)
 """The value range of the pixels the models take (they normalise in-graph)."""
+RUNS_ON_CPU = "cpu"
+"""``runs_on`` of a variant the interpreter runs: a ``.tflite`` (the default)."""
+RUNS_ON_SENSOR = "imx500"
+"""``runs_on`` of the Raspberry Pi AI Camera's network: it runs on the camera's IMX500 sensor
+(``imx500/packerOut.zip``), never on the interpreter."""
 
 
 NUMBER = (int, float)
@@ -191,9 +196,14 @@ class Variant:
 
     @property
     def runs_on(self) -> str:
-        """Where the variant runs: "cpu" (a ``.tflite`` for the interpreter) or "imx500" (the
-        Raspberry Pi AI Camera's sensor: ``imx500/packerOut.zip``)."""
-        return str(self.extra.get("runs_on", "cpu"))
+        """Where the variant runs: :data:`RUNS_ON_CPU` (a ``.tflite`` for the interpreter) or
+        :data:`RUNS_ON_SENSOR` (the Raspberry Pi AI Camera's sensor: ``imx500/packerOut.zip``)."""
+        return str(self.extra.get("runs_on", RUNS_ON_CPU))
+
+    @property
+    def on_cpu(self) -> bool:
+        """True for a variant the interpreter runs; the one test of it everywhere."""
+        return self.runs_on == RUNS_ON_CPU
 
     def to_json(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
@@ -336,11 +346,21 @@ class Manifest:
                         f"{actual[:12]}…, manifest.json says {variant.sha256[:12]}…): the file "
                         "was changed or damaged after export")
 
+    def cpu_variants(self) -> dict[str, Variant]:
+        """The variants the interpreter runs (:attr:`Variant.on_cpu`), in the manifest's order:
+        what export verifies and the benches and ``edge-model activate`` run."""
+        return {name: v for name, v in self.variants.items() if v.on_cpu}
+
+    def sensor_variant(self) -> tuple[str, Variant] | None:
+        """The AI Camera's variant (``runs_on`` :data:`RUNS_ON_SENSOR`) and its name; None when
+        the bundle has none."""
+        return next(((name, v) for name, v in self.variants.items()
+                     if v.runs_on == RUNS_ON_SENSOR), None)
+
     @classmethod
     def beside(cls, model_path: str | os.PathLike) -> Manifest | None:
-        """The manifest in the model file's folder, or None when there is none."""
-        path = Path(model_path).with_name(MANIFEST_FILE)
-        return cls.load(path) if path.is_file() else None
+        """The manifest of the bundle ``model_path`` belongs to: :func:`find_manifest`."""
+        return find_manifest(model_path)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically to ``path`` (a file, or a bundle folder)."""
@@ -350,3 +370,26 @@ class Manifest:
         if path.is_dir():
             path = path / MANIFEST_FILE
         return write_json(path, self.to_json())
+
+
+def bundle_folder(model_path: str | os.PathLike) -> Path | None:
+    """The bundle a ``--model`` path belongs to: the model's own folder when it holds
+    ``manifest.json``, else the folder above when that one does (a variant kept in a folder of
+    its own, as the AI Camera's ``BUNDLE/imx500/packerOut.zip``); None for a model outside any
+    bundle (a lone ``.tflite``)."""
+    model = Path(model_path)
+    for folder in (model.parent, model.parent.parent):
+        if (folder / MANIFEST_FILE).is_file():
+            return folder
+    return None
+
+
+def find_manifest(model_path: str | os.PathLike) -> Manifest | None:
+    """The manifest of the bundle a ``--model`` path belongs to (:func:`bundle_folder`), the one
+    way every model finds its bundle's contract; None for a lone model.
+
+    Raises:
+        ManifestError: the manifest is there but unreadable or invalid.
+    """
+    folder = bundle_folder(model_path)
+    return Manifest.load(folder) if folder is not None else None

@@ -14,7 +14,7 @@ import numpy as np
 
 from edge_runtime.classifier import Prediction, top_k
 from edge_runtime.errors import CameraError, ModelError
-from edge_runtime.manifest import Manifest
+from edge_runtime.manifest import find_manifest
 
 
 class SensorFrame(np.ndarray):
@@ -36,12 +36,13 @@ class SensorFrame(np.ndarray):
 
 
 class SensorClassifier:
-    """What the stream loop needs of a :class:`~edge_runtime.classifier.Classifier`, for a
-    network that runs on the sensor: the tensor of a frame is the sensor's answer for it.
+    """A :class:`~edge_runtime.classifier.FrameClassifier` for a network that runs on the
+    sensor: the tensor of a frame is the sensor's answer for it.
 
     Args:
         model: ``packerOut.zip`` or a ``.rpk``; labels and the input size come from the
-            bundle's ``manifest.json`` (the folder above ``imx500/``), else ``labels``.
+            bundle's ``manifest.json`` (:func:`~edge_runtime.manifest.find_manifest`: beside it
+            or in the folder above ``imx500/``), else ``labels``.
         labels: a labels file, when there is no manifest.
 
     Raises:
@@ -53,7 +54,7 @@ class SensorClassifier:
 
     def __init__(self, model: str | os.PathLike, labels: str | os.PathLike | None = None):
         self.model_path = Path(model)
-        manifest = _bundle_manifest(self.model_path)
+        manifest = find_manifest(self.model_path)
         self.manifest = manifest
         if labels is not None:
             from common.labels import read_labels
@@ -66,6 +67,12 @@ class SensorClassifier:
                              "read the labels from; pass --labels FILE")
         self.input_size = manifest.input.size if manifest else (0, 0)
         self.input_dtype = np.dtype(np.int8)
+
+    @property
+    def camera(self) -> str:
+        """The AI Camera with this network: the camera opens anew for it, as the network is
+        uploaded to the sensor as the camera opens."""
+        return f"imx500:{self.model_path}"
 
     def frame_tensor(self, frame: np.ndarray) -> np.ndarray:
         """The sensor's answer for ``frame`` (a :class:`SensorFrame`)."""
@@ -85,10 +92,3 @@ class SensorClassifier:
             raise CameraError(f"the sensor gave {scores.size} scores for {len(self.labels)} "
                               "labels: is the network on the sensor this bundle's?")
         return top_k(scores, self.labels, k, threshold), float(tensor.dnn_ms)
-
-
-def _bundle_manifest(model: Path) -> Manifest | None:
-    for folder in (model.parent, model.parent.parent):
-        if (folder / "manifest.json").is_file():
-            return Manifest.load(folder)
-    return None

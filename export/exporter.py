@@ -32,7 +32,7 @@ from edge_runtime.classifier import Classifier
 from edge_runtime.errors import ModelError
 from edge_runtime.eval_set import DEFAULT_SAMPLES, EVAL_SET_FILE
 from edge_runtime.image import RESIZE_METHOD, RESIZE_METHODS
-from edge_runtime.manifest import EvalSet, InputSpec, Manifest, Variant
+from edge_runtime.manifest import RUNS_ON_SENSOR, EvalSet, InputSpec, Manifest, Variant
 from export.auto_float import (
     DEFAULT_TARGET_DROP,
     NO_VALIDATION,
@@ -221,7 +221,7 @@ def _read_source(config: ExportConfig) -> _Source:
 
 def _imx500_preflight(config: ExportConfig, source: _Source) -> dict | None:
     """The side script's spec when imx500 is asked for (what the sensor refuses, refused now)."""
-    if not any(FORMATS[f].runs_on == "imx500" for f in config.formats):
+    if not any(FORMATS[f].runs_on == RUNS_ON_SENSOR for f in config.formats):
         return None
     from export import imx500
 
@@ -249,7 +249,7 @@ def _convert_variants(config: ExportConfig, source: _Source, cal_pixels, folder:
     convert_seconds: dict[str, float] = {}
     for name in config.formats:
         fmt = FORMATS[name]
-        if fmt.runs_on != "cpu":
+        if not fmt.on_cpu:
             continue
         log.info("converting %s: %s ...", name, fmt.description)
         t0 = time.time()
@@ -386,7 +386,7 @@ def _imx500_variant(config: ExportConfig, source: _Source, sensor_spec: dict, ca
     from export import imx500
     from export.verify import keras_probabilities
 
-    name = next(f for f in config.formats if FORMATS[f].runs_on == "imx500")
+    name = next(f for f in config.formats if FORMATS[f].runs_on == RUNS_ON_SENSOR)
     pixels = np.concatenate(sensor_eval.pixels)
     truth = np.asarray(source.splits.labels[source.splits.eval_split()])[
         np.concatenate(sensor_eval.indices)]
@@ -478,9 +478,7 @@ def _auto_float(config: ExportConfig, model, splits, size: tuple[int, int], meth
 
 def _check_loads(folder: Path, manifest: Manifest) -> None:
     """Each variant loads as a device will load it: through the manifest now beside it."""
-    for variant in manifest.variants.values():
-        if variant.runs_on != "cpu":
-            continue  # the sensor's network: checked in export.imx500
+    for variant in manifest.cpu_variants().values():  # the sensor's: checked in export.imx500
         try:
             with quiet_output():
                 Classifier(folder / variant.file)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edge_runtime.manifest import RUNS_ON_CPU, RUNS_ON_SENSOR
+
 
 @dataclass(frozen=True)
 class ExportFormat:
@@ -21,10 +23,17 @@ class ExportFormat:
     """Store weights as float16."""
     full_integer: bool = False
     """int8 weights and activations, calibrated; builtin int8 ops only."""
-    runs_on: str = "cpu"
-    """Where the variant runs: "cpu" (a ``.tflite`` the edge runtime's interpreter runs, made
-    by :mod:`export.convert`) or "imx500" (a network for the Raspberry Pi AI Camera's sensor,
-    made by Sony's toolchain in a side venv: :mod:`export.imx500`)."""
+    runs_on: str = RUNS_ON_CPU
+    """Where the variant runs, the manifest's ``runs_on``: "cpu" (a ``.tflite`` the edge
+    runtime's interpreter runs, made by :mod:`export.convert`) or "imx500" (a network for the
+    Raspberry Pi AI Camera's sensor, made by Sony's toolchain in a side venv:
+    :mod:`export.imx500`)."""
+
+    @property
+    def on_cpu(self) -> bool:
+        """True for a ``.tflite`` the interpreter runs (as :attr:`Variant.on_cpu
+        <edge_runtime.manifest.Variant.on_cpu>` says of the variant it becomes)."""
+        return self.runs_on == RUNS_ON_CPU
 
 
 FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
@@ -39,7 +48,7 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
     ExportFormat("imx500", "imx500/packerOut.zip",
                  "the Raspberry Pi AI Camera's sensor (IMX500): int8 by Sony's MCT, calibrated "
                  "as int8, converted by imxconv-tf (a side venv with TensorFlow 2.15 and Java 17)",
-                 full_integer=True, runs_on="imx500"),
+                 full_integer=True, runs_on=RUNS_ON_SENSOR),
 )}
 DEFAULT_FORMATS = ("fp32", "fp16", "int8")
 INT8_IO_TYPES = ("uint8", "int8", "float32")

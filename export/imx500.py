@@ -298,7 +298,7 @@ def write_bundle_files(folder: Path, result: Imx500Result) -> Path:
 def measurements(result: Imx500Result, truth: np.ndarray, keras_probs: np.ndarray) -> dict:
     """The manifest's measurements of the variant: accuracy, agreement and the paired counts
     of the quantized model fed what the sensor feeds, the sensor's input and memory."""
-    from edge_runtime.manifest import Quantization
+    from edge_runtime.manifest import RUNS_ON_SENSOR, Quantization
     from export.verify import mcnemar_p
 
     rebuilt = float(np.max(np.abs(result.float_probs - keras_probs[:len(result.float_probs)])))
@@ -319,7 +319,7 @@ def measurements(result: Imx500Result, truth: np.ndarray, keras_probs: np.ndarra
             "output_quantization": Quantization(tensor_out.scale, 0),
             "backend": "MCT-quantized Keras (the sensor's stand-in)",
             "extra": {"keras_only_correct": keras_only, "variant_only_correct": variant_only,
-                      "mcnemar_p": mcnemar_p(keras_only, variant_only), "runs_on": "imx500",
+                      "mcnemar_p": mcnemar_p(keras_only, variant_only), "runs_on": RUNS_ON_SENSOR,
                       "rebuilt_max_abs_diff": rebuilt,
                       "memory": result.memory,
                       "sensor_input": {"format": "signed" if tensor_in.signed else "unsigned",

@@ -48,8 +48,7 @@ def format_table(manifest: Manifest) -> str:
     int8 = int8_line(manifest)
     if int8:
         lines.append(int8)
-    lines.append(mediapipe_line({n: v.input_dtype for n, v in manifest.variants.items()
-                                 if v.runs_on == "cpu"}))
+    lines.append(mediapipe_line({n: v.input_dtype for n, v in manifest.cpu_variants().items()}))
     sensor = imx500_line(manifest)
     if sensor:
         lines.append(sensor)
@@ -59,18 +58,18 @@ def format_table(manifest: Manifest) -> str:
 def imx500_line(manifest: Manifest) -> str | None:
     """The line under the table on the AI Camera's network: what its row measured and the
     converter's memory report; None without an imx500 variant."""
-    for name, v in manifest.variants.items():
-        if v.runs_on != "imx500":
-            continue
-        memory = v.extra.get("memory") or {}
-        fits = "fits the sensor" if memory.get("fits") else "does NOT fit the sensor"
-        share = memory.get("share")
-        used = (f" ({memory.get('bytes', 0) / 2**10:.0f} KB, {100 * share:.0f} % of its "
-                f"{memory.get('chip_bytes', 0) / 2**20:.0f} MB)" if share is not None else "")
-        return (f"{name}: accuracy of the MCT-quantized model fed what the sensor feeds "
-                f"((p - 128) / 128); {fits}{used}; on the Pi: edge-classify --model "
-                f"BUNDLE/{v.file} --camera imx500")
-    return None
+    found = manifest.sensor_variant()
+    if found is None:
+        return None
+    name, v = found
+    memory = v.extra.get("memory") or {}
+    fits = "fits the sensor" if memory.get("fits") else "does NOT fit the sensor"
+    share = memory.get("share")
+    used = (f" ({memory.get('bytes', 0) / 2**10:.0f} KB, {100 * share:.0f} % of its "
+            f"{memory.get('chip_bytes', 0) / 2**20:.0f} MB)" if share is not None else "")
+    return (f"{name}: accuracy of the MCT-quantized model fed what the sensor feeds "
+            f"((p - 128) / 128); {fits}{used}; on the Pi: edge-classify --model "
+            f"BUNDLE/{v.file} --camera imx500")
 
 
 def guard_message(manifest: Manifest, failures: list[str], limit: float) -> str:

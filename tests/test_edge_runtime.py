@@ -348,3 +348,28 @@ def test_ctrl_c_signal_ends_a_stream_between_frames(bundle, video, ctrl_c_handle
     summary = classify_stream(classifier, OpenCVSource(str(video)), on_frame=ctrl_c_at_three)
     assert (summary.frames, summary.ended_by, seen) == (3, "interrupt", [1, 2, 3])
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_importing_the_package_costs_neither_numpy_nor_pillow():
+    """Every ``edge_runtime.…`` import runs the package's ``__init__`` first: it stays light,
+    and its public names still come when asked for."""
+    script = textwrap.dedent("""
+        import sys
+        import edge_runtime
+        import edge_runtime.errors
+        light = [m for m in ("numpy", "PIL") if m in sys.modules]
+        from edge_runtime import Classifier, Manifest, classifier
+        print(light, Classifier.__module__, Manifest.__module__, classifier.__name__)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["[]", "edge_runtime.classifier", "edge_runtime.manifest",
+                                   "edge_runtime.classifier"]
+
+
+def test_a_classifier_is_a_frame_classifier_for_any_camera(bundle):
+    from edge_runtime.classifier import FrameClassifier
+
+    classifier = Classifier(bundle / "model_int8.tflite")
+    assert isinstance(classifier, FrameClassifier) and classifier.camera is None

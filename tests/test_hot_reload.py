@@ -4,6 +4,7 @@ classified (edge_runtime/stream/sdnotify.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -132,6 +133,7 @@ class CountingClassifier:
     """What the stream loop needs of a classifier, without a model."""
 
     labels = ["a", "b"]
+    camera = None  # any camera's frames
 
     def frame_tensor(self, frame):
         return np.zeros(1)
@@ -257,3 +259,103 @@ def test_the_table_widens_when_a_reloaded_model_brings_longer_or_more_classes():
         start = second_header.index(name)
         assert second[start - 2:start] == "  " and second[start] != " "
     assert first.index("0.900") == header.index("SCORE")
+
+
+# ------------------------------------------------------- one way to switch, CPU and sensor
+
+class Recording(FrameSource):
+    """A recording of ``n`` frames: every one handed over, in order."""
+
+    def __init__(self, name: str, n: int) -> None:
+        self.name, self.fps, self.keep_all, self.left = name, 0.0, True, n
+        self._begin(np.zeros((8, 8, 3), np.uint8))
+
+    def _read(self):
+        time.sleep(0.01)  # the writer of kept frames keeps up
+        self.left -= 1
+        return np.zeros((8, 8, 3), np.uint8) if self.left > 1 else None
+
+    def _release(self) -> None:
+        pass
+
+
+class Labelled:
+    """A stand-in model whose every answer is its one label, at 0.5; ``camera``: the camera its
+    frames must come from (the AI Camera's network), None for a model on the CPU."""
+
+    def __init__(self, folder: Path, label: str, camera: str | None = None) -> None:
+        self.model_path = folder / f"{label}.model"
+        self.model_path.write_text(label)
+        self.labels, self.camera = [label, "other"], camera
+
+    def frame_tensor(self, frame):
+        return np.zeros(1)
+
+    def classify_tensor(self, tensor, k=3, threshold=0.0):
+        return [Prediction(self.labels[0], 0, 0.5)], 1.0
+
+
+class Switches:
+    """A model watch that brings ``models[n]`` at its ``n``-th look (one look a frame)."""
+
+    def __init__(self, models: dict[int, Labelled]) -> None:
+        self.models, self.looks = models, 0
+
+    def sighup(self):
+        return contextlib.nullcontext(self)
+
+    def __call__(self):
+        self.looks += 1
+        return self.models.get(self.looks)
+
+
+def test_a_switch_swaps_a_cpu_model_in_place_and_opens_the_camera_again_for_the_sensor(
+        tmp_path, monkeypatch, capsys):
+    """One way through for every switch: the watch's new model is swapped in between two frames,
+    and when it needs a camera of its own (the AI Camera's network) the camera opens again for
+    it, the run going on (live view, kept frames, systemd told of a reload)."""
+    from common.fileio import sha256
+    from edge_runtime.capture.uncertain import UncertainOptions
+    from edge_runtime.stream import camera_run
+    from edge_runtime.stream.camera_run import ServeOptions
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(tmp_path / "notify"))
+    listener.settimeout(0.1)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+    cpu, newer, sensor = (Labelled(tmp_path, "cpu"), Labelled(tmp_path, "newer"),
+                          Labelled(tmp_path, "sensor", camera="imx500:net.rpk"))
+    opened: list[str] = []
+    monkeypatch.setattr(camera_run, "open_camera", lambda options, alive: opened.append(
+        options.camera) or Recording(options.camera, 30 if len(opened) == 1 else 6))
+    panels = []
+    make_panel = camera_run._capture_panel
+    monkeypatch.setattr(camera_run, "_capture_panel",
+                        lambda *args: panels.append(make_panel(*args)) or panels[-1])
+    options = CameraOptions(camera="0", headless=True, json=True,
+                            serve=ServeOptions("127.0.0.1", 0), capture_to=str(tmp_path / "cap"),
+                            save_uncertain=UncertainOptions(str(tmp_path / "hard"), 0.6, None,
+                                                            1000, None, 0.0))
+    code = run_camera(cpu, options, Switches({5: newer, 10: sensor}))
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0
+    firsts = [line["top_k"][0]["label"] for line in lines if "top_k" in line]
+    # frame 10 came from the CPU's camera: dropped when the sensor's model came
+    assert firsts == ["cpu"] * 4 + ["newer"] * 5 + ["sensor"] * 5
+    assert opened == ["0", "imx500:net.rpk"]  # the CPU's swap kept the camera
+    states = []
+    with listener:
+        while True:
+            try:
+                states.append(listener.recv(256).decode())
+            except TimeoutError:
+                break
+    assert states == ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"]
+    journal = [json.loads(line) for line in
+               (tmp_path / "hard" / "uncertain.jsonl").read_text().splitlines()]
+    by_label = {line["label"]: line["model_sha256"] for line in journal}
+    assert by_label["cpu"] == sha256(cpu.model_path)
+    assert by_label["sensor"] == sha256(sensor.model_path)
+    assert set(by_label) <= {"cpu", "newer", "sensor"}
+    assert panels[0].labels == sensor.labels  # the capture panel offers the new model's labels

@@ -22,9 +22,11 @@ from pathlib import Path
 
 import pytest
 
+from edge_runtime.classifier import FrameClassifier
 from edge_runtime.commands.classify import main
 from edge_runtime.errors import ModelError
 from edge_runtime.manifest import InputSpec, Manifest, Variant
+from edge_runtime.sensor_classifier import SensorClassifier
 from edge_runtime.sources.ai_camera import network_file, sensor_camera
 
 pytestmark = pytest.mark.edge
@@ -184,6 +186,13 @@ def test_a_model_switched_underneath_opens_the_ai_camera_again_with_its_network(
     assert len(uploads) == 2  # the network uploaded again as the camera opened again
     assert (versions / "two" / "imx500" / "network.rpk").is_file()
     assert notified() == ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"]
+
+
+def test_the_sensor_s_classifier_is_a_frame_classifier_that_needs_the_ai_camera(sensor_bundle):
+    packed = sensor_bundle / "imx500" / "packerOut.zip"
+    classifier = SensorClassifier(packed)  # the manifest one folder up gives the labels
+    assert isinstance(classifier, FrameClassifier)
+    assert classifier.labels == LABELS and classifier.camera == f"imx500:{packed}"
 
 
 def test_the_rpk_is_packaged_once_and_kept_beside_the_zip(packager, sensor_bundle):

@@ -12,7 +12,14 @@ import pytest
 from edge_runtime.classifier import Classifier
 from edge_runtime.errors import ManifestError, ModelError
 from edge_runtime.eval_set import EvalSet, stratified_indices
-from edge_runtime.manifest import FORMAT_VERSION, InputSpec, Manifest
+from edge_runtime.manifest import (
+    FORMAT_VERSION,
+    InputSpec,
+    Manifest,
+    Variant,
+    bundle_folder,
+    find_manifest,
+)
 from tests.helpers import demo_images
 
 # the edge extra alone runs these (no TensorFlow): make pi-check runs them on arm64
@@ -156,3 +163,36 @@ def test_a_damaged_manifest_is_exit_2_naming_the_key(tmp_path, bundle, demo_dir,
         err = capfd.readouterr().err.strip()
         assert code == 2, err
         assert "\n" not in err and f"'{where[-1]}'" in err and "manifest.json" in err
+
+
+# -------------------------------------------------- which variants run where, whose manifest
+
+def _variant(file: str, **extra) -> Variant:
+    return Variant(file=file, bytes=1, input_dtype="uint8", output_dtype="uint8", accuracy=0.9,
+                   agreement=0.9, max_abs_diff=0.1, extra=extra)
+
+
+def test_cpu_variants_leave_the_sensor_s_network_out():
+    manifest = Manifest(input=InputSpec(64, 64), labels=("a", "b"), variants={
+        "fp32": _variant("model_fp32.tflite"), "imx500": _variant("imx500/packerOut.zip",
+                                                                  runs_on="imx500"),
+        "int8": _variant("model_int8.tflite", runs_on="cpu")})
+    assert list(manifest.cpu_variants()) == ["fp32", "int8"]
+    name, variant = manifest.sensor_variant()
+    assert name == "imx500" and not variant.on_cpu
+    only_cpu = replace(manifest, variants=manifest.cpu_variants())
+    assert only_cpu.sensor_variant() is None
+
+
+def test_a_model_finds_its_bundle_s_manifest_beside_it_or_one_folder_up(tmp_path):
+    bundle = tmp_path / "my bündle"
+    (bundle / "imx500").mkdir(parents=True)
+    Manifest(input=InputSpec(64, 64), labels=("a",), variants={}).save(bundle)
+    assert bundle_folder(bundle / "model_int8.tflite") == bundle
+    assert bundle_folder(bundle / "imx500" / "packerOut.zip") == bundle
+    assert find_manifest(bundle / "imx500" / "network.rpk").labels == ("a",)
+    assert find_manifest(bundle / "model_int8.tflite") == Manifest.load(bundle)
+    assert find_manifest(tmp_path / "lone.tflite") is None  # no bundle: its own metadata
+    (bundle / "manifest.json").write_text("{")
+    with pytest.raises(ManifestError, match="not valid JSON"):
+        find_manifest(bundle / "model_int8.tflite")

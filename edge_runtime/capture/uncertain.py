@@ -65,7 +65,8 @@ class UncertainSaver:
 
     Args:
         options: what to keep, and the limits.
-        model_sha256: the model's hash, in every journal line.
+        model_sha256: the model's hash, in every journal line; set it anew when the model
+            changes (a frame offered before keeps the hash of the model that classified it).
         clock: seconds, for the per-minute limit (tests pass a fake).
     """
 
@@ -100,7 +101,8 @@ class UncertainSaver:
             self.over_rate += 1
             return False
         try:  # the camera loop may draw on its frame afterwards: a copy is queued
-            self._queue.put_nowait((time.time(), frame_bgr.copy(), predictions, source))
+            self._queue.put_nowait((time.time(), frame_bgr.copy(), predictions, source,
+                                    self.model_sha256))
         except queue.Full:
             self.dropped += 1
             return False
@@ -113,7 +115,7 @@ class UncertainSaver:
             item = self._queue.get()
             if item is None:
                 return
-            when, frame, predictions, source = item
+            when, frame, predictions, source, model_sha256 = item
             label = predictions[0].label if predictions else NO_LABEL
             if label_problem(label):
                 label = NO_LABEL
@@ -122,7 +124,7 @@ class UncertainSaver:
                 line = {"time": round(when, 3), "file": f"{label}/{path.name}", "label": label,
                         "scores": [{"label": p.label, "score": round(float(p.score), 5)}
                                    for p in predictions],
-                        "model_sha256": self.model_sha256, "source": source}
+                        "model_sha256": model_sha256, "source": source}
                 with open(journal, "a", encoding="utf-8") as f:
                     f.write(json.dumps(line) + "\n")
                 self.saved += 1

@@ -27,7 +27,6 @@ file, --verbose prints it); 130 a run over files interrupted by Ctrl-C or SIGTER
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
@@ -42,9 +41,7 @@ from common.argtypes import (
 )
 from common.command import run_command, say
 from common.errors import EXIT_OK, UsageError
-from common.quiet import quiet_output
 from edge_runtime.capture.uncertain import UncertainOptions
-from edge_runtime.classifier import Classifier
 from edge_runtime.commands.camera_flags import (
     TOKEN_VARIABLE,
     camera_size,
@@ -53,20 +50,18 @@ from edge_runtime.commands.camera_flags import (
 )
 from edge_runtime.commands.inputs import expand_inputs
 from edge_runtime.interpreter import BACKENDS, stream_threads
-from edge_runtime.sensor_classifier import SensorClassifier
-from edge_runtime.sources.ai_camera import sensor_camera
 from edge_runtime.sources.camera_spec import DEFAULT_SIZE, parse_camera
 from edge_runtime.sources.listing import list_cameras
 from edge_runtime.stream.camera_run import CAMERA_RETRY_S, CameraOptions, ServeOptions, run_camera
 from edge_runtime.stream.loop import classify_files
-from edge_runtime.stream.reload import ModelSwitched, ModelWatch
+from edge_runtime.stream.reload import ModelLoader, ModelWatch
 from edge_runtime.stream.results import ResultWriter
 
 PROG = "edge-classify"
 
 log = logging.getLogger("edge_runtime.commands.classify")
 
-__all__ = ["build_parser", "camera_options", "main", "run"]
+__all__ = ["build_parser", "camera_options", "camera_run", "main", "run"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,36 +237,15 @@ def camera_options(args: argparse.Namespace) -> CameraOptions:
                          max_mb=args.max_mb, min_free_mb=args.min_free_mb)
 
 
-def load_classifier(model: str, labels: str | None, threads: int | None, backend: str | None,
-                    verbose: bool) -> Classifier:
-    """The classifier, its native start-up log silenced; ``verbose`` says what was loaded."""
-    with quiet_output(not verbose):
-        classifier = Classifier(model, labels, threads, backend)
-    if verbose:
-        height, width = classifier.input_size
-        log.info(f"backend {classifier.backend}, {classifier.threads} threads, input "
-                 f"{height}x{width} {classifier.input_dtype}, {len(classifier.labels)} "
-                 f"classes, model {classifier.model_path}")
-    return classifier
-
-
-def _camera_run(args: argparse.Namespace, options: CameraOptions) -> int:
-    """One run of the camera: on the AI Camera's sensor when the model has its network, else on
-    the CPU. A model switched underneath (edge-model activate) or SIGHUP is swapped in between
-    two frames on the CPU; the sensor's network is uploaded as the camera opens, so there the
-    run ends with ModelSwitched, for the caller to open it again."""
-    sensor = sensor_camera(args.model, args.camera, quiet=not args.verbose)
-    if sensor is not None:  # the AI Camera: the network runs on its sensor
-        options = dataclasses.replace(options, camera=sensor)
-        return run_camera(SensorClassifier(options.spec.target, args.labels), options,
-                          ModelWatch(args.model, load=None))
+def camera_run(args: argparse.Namespace, options: CameraOptions) -> int:
+    """The camera run a checked command line asks for: its model loaded by the run's
+    :class:`ModelLoader` (on the AI Camera's sensor when the run uses it, else on the CPU), and
+    loaded again the same way whenever the ``--model`` path is switched underneath
+    (``edge-model activate``) or on SIGHUP."""
     # all cores but one: the capture and preprocessing threads need one
-    threads = args.threads or stream_threads()
-    classifier = load_classifier(args.model, args.labels, threads, args.backend, args.verbose)
-    # hot reload: the --model path switched underneath (edge-model activate) or SIGHUP
-    watch = ModelWatch(args.model, lambda path: load_classifier(
-        path, args.labels, threads, args.backend, args.verbose))
-    return run_camera(classifier, options, watch)
+    load = ModelLoader(args.camera, args.labels, args.threads or stream_threads(),
+                       args.backend, args.verbose)
+    return run_camera(load(args.model), options, ModelWatch(args.model, load))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -290,18 +264,13 @@ def run(args: argparse.Namespace) -> int:
         # normal end, whenever it comes (loading, waiting for the camera, streaming), so it
         # exits 0, after the summary once frames came. (Elsewhere an interrupt gives 130.)
         try:
-            while True:
-                try:
-                    return _camera_run(args, options)
-                except ModelSwitched as switched:
-                    say(PROG, f"the model changed ({switched.args[0]}): opening the camera "
-                              "again (the AI Camera's network is uploaded as it opens)")
+            return camera_run(args, options)
         except KeyboardInterrupt:
             say(PROG, "stopped (Ctrl-C or SIGTERM)")
             return EXIT_OK
     files = expand_inputs(args.paths)
-    classifier = load_classifier(args.model, args.labels, args.threads, args.backend,
-                                 args.verbose)
+    classifier = ModelLoader(None, args.labels, args.threads, args.backend,
+                             args.verbose).on_cpu(args.model)
     # no table column for more classes than the model has
     writer = ResultWriter(args.json, min(args.top_k, len(classifier.labels)),
                           max(len(str(p)) for p in files),

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.errors import CameraError, ModelError
-from edge_runtime.manifest import Manifest
+from edge_runtime.manifest import bundle_folder, find_manifest
 from edge_runtime.sensor_classifier import SensorFrame
 from edge_runtime.sources.camera_spec import DEFAULT_SIZE
 from edge_runtime.sources.picamera import Picamera2Owner
@@ -63,19 +63,18 @@ def is_sensor(info: dict) -> bool:
 
 
 def bundle_network(model: str | os.PathLike) -> Path | None:
-    """The bundle's imx500 network beside a ``.tflite`` ``model`` (its manifest names it), or
-    None when the bundle has no imx500 variant."""
+    """The imx500 network of the bundle a ``.tflite`` ``model`` belongs to (its manifest names
+    it), or None when the bundle has no imx500 variant."""
+    folder = bundle_folder(model)
     try:
-        manifest = Manifest.beside(model)
+        manifest = find_manifest(model)
     except ModelError:
         return None
-    if manifest is None:
+    found = manifest.sensor_variant() if manifest is not None else None
+    if found is None:
         return None
-    for variant in manifest.variants.values():
-        if variant.runs_on == SENSOR_MODEL:
-            path = Path(model).parent / variant.file
-            return path if path.is_file() else None
-    return None
+    path = folder / found[1].file
+    return path if path.is_file() else None
 
 
 def sensor_camera(model: str, camera: str | None, quiet: bool = True) -> str | None:

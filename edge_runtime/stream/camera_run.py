@@ -1,5 +1,6 @@
 """A camera or video run of edge-classify: open the source (waiting for it if asked), start
-the live view and the window, classify until the end, write each result and the summary.
+the live view and the window, classify until the end (the model switched while it runs, the
+camera opened again when the new one needs it), write each result and the summary.
 
 The command line (:mod:`edge_runtime.commands.classify`) turns its flags into a
 :class:`CameraOptions`; nothing here reads a flag.
@@ -8,6 +9,7 @@ The command line (:mod:`edge_runtime.commands.classify`) turns its flags into a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -15,16 +17,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.fileio import sha256
 from common.quiet import quiet_output
 from edge_runtime.capture.uncertain import UncertainOptions
-from edge_runtime.classifier import Classifier, Prediction
+from edge_runtime.classifier import FrameClassifier, Prediction
 from edge_runtime.errors import CameraError
 from edge_runtime.live import LiveServer, is_loopback
 from edge_runtime.sources.camera_spec import DEFAULT_SIZE, CameraSpec, parse_camera
 from edge_runtime.sources.frame_source import FrameSource
 from edge_runtime.sources.open_source import open_source
 from edge_runtime.stream.loop import classify_stream
-from edge_runtime.stream.reload import ModelSwitched, ModelWatch
+from edge_runtime.stream.reload import ModelWatch
 from edge_runtime.stream.results import ResultWriter, result_json
 from edge_runtime.stream.sdnotify import Notifier
 from edge_runtime.stream.summary import PeriodicSummary
@@ -158,7 +161,7 @@ def start_live_view(serve: ServeOptions, capture=None) -> LiveServer:
     return server
 
 
-def _capture_panel(options: CameraOptions, classifier: Classifier):
+def _capture_panel(options: CameraOptions, classifier: FrameClassifier):
     """The live view's capture panel for ``--capture-to`` (the model's labels offered), or None."""
     if options.capture_to is None:
         return None
@@ -169,35 +172,45 @@ def _capture_panel(options: CameraOptions, classifier: Classifier):
                         classifier.labels)
 
 
-def run_camera(classifier: Classifier, options: CameraOptions,
+def _camera_for(classifier: FrameClassifier, options: CameraOptions) -> CameraOptions:
+    """The options with the camera ``classifier`` needs (the AI Camera with its network), if any."""
+    if classifier.camera is None:
+        return options
+    return dataclasses.replace(options, camera=classifier.camera)
+
+
+def run_camera(classifier: FrameClassifier, options: CameraOptions,
                watch: ModelWatch | None = None) -> int:
     """Classify the source's frames until it ends or the run is stopped; returns the exit code:
     0, or 1 when reading frames failed or a live source stopped delivering.
 
-    With ``watch``, a model switched underneath (or SIGHUP) is swapped in between two frames,
-    or, for a watch without a loader (the AI Camera), ends the run with ModelSwitched.
-    Under systemd (``NOTIFY_SOCKET``) each classified frame notifies its watchdog, as does each
-    frame the AI Camera gives before its sensor's first answer (its network loading).
+    The camera opened is ``options.camera``, or the one ``classifier.camera`` names (the AI
+    Camera with its network). With ``watch``, a model switched underneath (or SIGHUP) is swapped
+    in between two frames; when the old or the new model needs a camera of its own (a network
+    on the AI Camera's sensor, uploaded as the camera opens), the camera is opened again for
+    the new one, the live view, window and writers going on (to systemd, a reload), and
+    ``--max-frames`` counts again from there. Under systemd (``NOTIFY_SOCKET``) each classified
+    frame notifies its watchdog, as does each frame the AI Camera gives before its sensor's
+    first answer (its network loading).
 
     Raises:
-        CameraError, ServeError: the source or the live view cannot be opened.
-        ModelSwitched: ``watch`` has no loader and the model switched (camera and server are
-            closed first).
-        KeyboardInterrupt: Ctrl-C or SIGTERM before the first frame (after it, the run ends
-            with its summary).
+        CameraError, ServeError: the source or the live view cannot be opened (the source
+            again, after a switch).
+        KeyboardInterrupt: Ctrl-C or SIGTERM before the first frame, or while the camera opens
+            again (after a first frame, the run ends with its summary).
     """
     notifier = Notifier()  # fed from the first frame, even before the AI Camera answers
     try:
-        source = open_camera(options, notifier.camera_alive)
+        source = open_camera(_camera_for(classifier, options), notifier.camera_alive)
     except BaseException:
         notifier.close()
         raise
-    server = miner = None
+    server = miner = panel = None
     try:
         if options.serve is not None:
-            server = start_live_view(options.serve, _capture_panel(options, classifier))
+            panel = _capture_panel(options, classifier)
+            server = start_live_view(options.serve, panel)
         if options.save_uncertain is not None:
-            from common.fileio import sha256
             from edge_runtime.capture.uncertain import UncertainSaver
 
             miner = UncertainSaver(options.save_uncertain, sha256(classifier.model_path))
@@ -212,9 +225,13 @@ def run_camera(classifier: Classifier, options: CameraOptions,
         if miner is not None:
             miner.close()
         raise
-    # a recording served to a browser plays at its own speed too, as in the window
-    pace_s = (1.0 / source.fps if server is not None and window is None and source.keep_all
-              and source.fps > 0 else 0.0)
+
+    def pace(source: FrameSource) -> float:
+        # a recording served to a browser plays at its own speed too, as in the window
+        return (1.0 / source.fps if server is not None and window is None and source.keep_all
+                and source.fps > 0 else 0.0)
+
+    pace_s = pace(source)
     due = 0.0
     if options.verbose:
         mode = "every frame" if source.keep_all else "newest frame only"
@@ -248,21 +265,36 @@ def run_camera(classifier: Classifier, options: CameraOptions,
                            result_json(f"{source.name}#{number}", predictions, latency_ms))
         return window.show(frame, predictions) if window is not None else True
 
-    switched = False
+    def switched() -> FrameClassifier | None:
+        """The watch, and what a new model changes besides the classifier: the model named in
+        the journal of kept frames, the labels the capture panel offers."""
+        new = watch()
+        if new is not None:
+            if miner is not None:
+                miner.model_sha256 = sha256(new.model_path)
+            if panel is not None:
+                panel.labels = list(new.labels)
+        return new
+
     try:
         # Ctrl-C and SIGTERM (run_command turns it into KeyboardInterrupt) end the stream
         # with its summary
         with watch.sighup() if watch is not None else contextlib.nullcontext():
-            summary = classify_stream(classifier, source.start(), options.top_k,
-                                      options.threshold, options.max_frames, on_frame, watch)
-    except ModelSwitched:  # the caller opens the camera again: to systemd, a reload
-        switched = True
-        raise
+            while True:
+                summary = classify_stream(classifier, source.start(), options.top_k,
+                                          options.threshold, options.max_frames, on_frame,
+                                          switched if watch is not None else None)
+                if summary.ended_by != "reload":
+                    break
+                # the stream stopped the old source; the new model's camera opens
+                classifier = summary.reloaded
+                notifier.reloading()
+                log.info(f"the model changed ({classifier.model_path}): opening the camera "
+                         "again (the AI Camera's network is uploaded as it opens)")
+                source = open_camera(_camera_for(classifier, options), notifier.camera_alive)
+                pace_s, due = pace(source), 0.0
     finally:
-        if switched:
-            notifier.reloading()
-        else:
-            notifier.stopping()
+        notifier.stopping()
         notifier.close()
         if window is not None:
             window.close()

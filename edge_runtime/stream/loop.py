@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.classifier import Classifier, Prediction
+from edge_runtime.classifier import Classifier, FrameClassifier, Prediction
 from edge_runtime.errors import ImageError
 from edge_runtime.sources.frame_source import END, FrameSlot, FrameSource
 from edge_runtime.stream.summary import StreamSummary
@@ -65,11 +65,11 @@ class Preprocessor:
     newest for a live camera (a frame the model had no time for is dropped here too).
 
     Args:
-        classifier: makes the tensors (:meth:`Classifier.input_tensor`).
+        classifier: makes the tensors (:meth:`FrameClassifier.frame_tensor`).
         source: the frame source; this stage starts it, and stops it when it ends.
     """
 
-    def __init__(self, classifier: Classifier, source: FrameSource) -> None:
+    def __init__(self, classifier: FrameClassifier, source: FrameSource) -> None:
         self.classifier = classifier
         self.source = source
         self.error: BaseException | None = None
@@ -123,10 +123,11 @@ class Preprocessor:
             self._thread.join(timeout=2.0)
 
 
-def classify_stream(classifier: Classifier, source: FrameSource, k: int = 3,
+def classify_stream(classifier: FrameClassifier, source: FrameSource, k: int = 3,
                     threshold: float = 0.0, max_frames: int | None = None,
                     on_frame: FrameCallback | None = None,
-                    reload: Callable[[], Classifier | None] | None = None) -> StreamSummary:
+                    reload: Callable[[], FrameClassifier | None] | None = None
+                    ) -> StreamSummary:
     """Classify frames from a frame source until it ends, its stages overlapped.
 
     Frames are preprocessed on a thread of their own while the model runs on the
@@ -142,7 +143,11 @@ def classify_stream(classifier: Classifier, source: FrameSource, k: int = 3,
         max_frames: stop after this many frames (None: until the source ends).
         on_frame: called after each frame; returning False stops the run.
         reload: asked before each frame; a classifier it returns replaces the running one
-            from that frame on (:class:`~edge_runtime.stream.reload.ModelWatch`: hot reload).
+            from that frame on (:class:`~edge_runtime.stream.reload.ModelWatch`: hot reload),
+            unless either of them needs a camera of its own (``camera`` not None: the AI
+            Camera's network, uploaded as the camera opens): then the stream ends there, with
+            ``ended_by`` "reload" and the new classifier in the summary's ``reloaded``, for the
+            caller to open the camera again for it.
 
     Returns:
         The run's :class:`StreamSummary`.
@@ -195,11 +200,14 @@ def signals_held() -> Iterator[None]:
 
 def _run_stream(stage: Preprocessor, summary: StreamSummary, k: int, threshold: float,
                 max_frames: int | None, on_frame: FrameCallback | None,
-                reload: Callable[[], Classifier | None] | None) -> None:
+                reload: Callable[[], FrameClassifier | None] | None) -> None:
     """The inference stage of :func:`classify_stream`: fills ``summary`` as frames are done."""
     stage.start()
     for number, frame, tensor in stage.items():
         new = reload() if reload is not None else None
+        if new is not None and (new.camera is not None or stage.classifier.camera is not None):
+            summary.ended_by, summary.reloaded = "reload", new  # the camera must open for it
+            return
         if new is not None:  # between two frames: this one is the new model's first
             stage.classifier = new
             tensor = new.frame_tensor(frame)

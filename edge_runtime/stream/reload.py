@@ -1,15 +1,18 @@
-"""Hot reload of a running camera's model: a new model swapped in between two frames.
+"""Which model a run uses, and hot reload: a new model swapped in between two frames.
+
+:class:`ModelLoader` is the one way a run loads its model, at the start and at every switch:
+the AI Camera's network on its sensor when the run uses the AI Camera, else a
+:class:`~edge_runtime.classifier.Classifier` on the CPU.
 
 ``edge-model activate`` switches the ``current`` link a service's ``--model`` goes through;
 ``systemctl reload edge-classify`` sends SIGHUP. Either way :class:`ModelWatch` loads the model
-the path now names on a thread of its own while the old one keeps classifying, and the stream
-loop (:func:`edge_runtime.stream.loop.classify_stream`) swaps it in before the next frame: the
-camera stays open and the live view keeps streaming. A model that cannot be loaded leaves the
-old one running, with one line in the log.
-
-The AI Camera is the exception: its network is uploaded to the sensor as the camera opens, so
-a watch made without a loader raises :class:`ModelSwitched` instead, and the caller opens the
-camera again with the new network (seconds without frames, where a CPU model loses none).
+the path now names, through the run's loader, on a thread of its own while the old one keeps
+classifying, and the stream loop (:func:`edge_runtime.stream.loop.classify_stream`) swaps it in
+before the next frame: the camera stays open and the live view keeps streaming. A model that
+cannot be loaded leaves the old one running, with one line in the log. A network that runs on
+the AI Camera's sensor is uploaded as the camera opens, so there the same swap ends the stream
+and the camera run (:func:`edge_runtime.stream.camera_run.run_camera`) opens the camera again
+for it (seconds without frames, where a CPU model loses none).
 """
 
 from __future__ import annotations
@@ -21,8 +24,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
-from edge_runtime.classifier import Classifier
+from common.quiet import quiet_output
+from edge_runtime.classifier import Classifier, FrameClassifier
+from edge_runtime.sensor_classifier import SensorClassifier
+from edge_runtime.sources.ai_camera import sensor_camera
+from edge_runtime.sources.camera_spec import parse_camera
 
 POLL_S = 1.0
 """How often the model path is resolved again (a few system calls: cheap)."""
@@ -30,9 +38,49 @@ POLL_S = 1.0
 log = logging.getLogger(__name__)
 
 
-class ModelSwitched(Exception):
-    """The model a watch without a loader watches changed (or SIGHUP came): the camera must
-    open again to load it. ``args[0]`` is the path it now leads to."""
+@dataclass(frozen=True)
+class ModelLoader:
+    """Loads a ``--model`` path as a run's classifier: the same way at the start and at every
+    switch (:class:`ModelWatch`), so a switched model runs where a fresh start would run it.
+
+    With a ``camera`` that names the AI Camera, or is ``auto`` with the AI Camera connected and
+    the bundle holding its network (:func:`~edge_runtime.sources.ai_camera.sensor_camera`), the
+    network runs on the sensor (:class:`~edge_runtime.sensor_classifier.SensorClassifier`);
+    otherwise the model runs on the CPU (:class:`~edge_runtime.classifier.Classifier`, its
+    native start-up log silenced; ``verbose`` says what was loaded).
+
+    Raises (from a call):
+        EdgeError: the model, its labels or, for ``--camera imx500``, its network is unusable.
+    """
+
+    camera: str | None = None
+    """The ``--camera`` value; None: no camera (the CPU)."""
+    labels: str | None = None
+    """``--labels``: a labels file instead of the bundle's."""
+    threads: int | None = None
+    """Interpreter threads (None: every usable core)."""
+    backend: str | None = None
+    """The interpreter backend (None: the first that works)."""
+    verbose: bool = False
+    """Say which backend runs with how many threads, and the model's input."""
+
+    def __call__(self, path: str | os.PathLike) -> FrameClassifier:
+        if self.camera is not None:
+            sensor = sensor_camera(os.fspath(path), self.camera, quiet=not self.verbose)
+            if sensor is not None:  # the AI Camera: the network runs on its sensor
+                return SensorClassifier(parse_camera(sensor).target, self.labels)
+        return self.on_cpu(path)
+
+    def on_cpu(self, path: str | os.PathLike) -> Classifier:
+        """The model on the CPU, whatever the camera (files are classified this way)."""
+        with quiet_output(not self.verbose):
+            classifier = Classifier(path, self.labels, self.threads, self.backend)
+        if self.verbose:
+            height, width = classifier.input_size
+            log.info(f"backend {classifier.backend}, {classifier.threads} threads, input "
+                     f"{height}x{width} {classifier.input_dtype}, {len(classifier.labels)} "
+                     f"classes, model {classifier.model_path}")
+        return classifier
 
 
 class ModelWatch:
@@ -40,13 +88,12 @@ class ModelWatch:
 
     Args:
         path: the ``--model`` path as given (through the ``current`` link on a device).
-        load: the resolved model path → a :class:`Classifier` (raising on a bad model); None:
-            nothing can be loaded between two frames, and a switch raises
-            :class:`ModelSwitched` from the call that notices it.
+        load: the resolved model path → a classifier (raising on a bad model): the run's
+            :class:`ModelLoader`.
         poll_s: seconds between two looks at where ``path`` leads.
     """
 
-    def __init__(self, path: str | os.PathLike, load: Callable[[str], Classifier] | None,
+    def __init__(self, path: str | os.PathLike, load: Callable[[str], FrameClassifier],
                  poll_s: float = POLL_S) -> None:
         self.path = os.fspath(path)
         self.poll_s = poll_s
@@ -57,7 +104,7 @@ class ModelWatch:
         self._requested = threading.Event()
         self._next_look = time.monotonic() + poll_s
         self._loading: threading.Thread | None = None
-        self._loaded: Classifier | None = None
+        self._loaded: FrameClassifier | None = None
 
     def request(self) -> None:
         """Reload at the next frame, even if the path leads where it did (SIGHUP)."""
@@ -75,12 +122,8 @@ class ModelWatch:
         finally:
             signal.signal(signal.SIGHUP, previous)
 
-    def __call__(self) -> Classifier | None:
-        """Asked between two frames: a newly loaded classifier to use from now on, else None.
-
-        Raises:
-            ModelSwitched: without a loader, once the model switched.
-        """
+    def __call__(self) -> FrameClassifier | None:
+        """Asked between two frames: a newly loaded classifier to use from now on, else None."""
         if self._loading is not None:
             if self._loading.is_alive():
                 return None
@@ -101,9 +144,6 @@ class ModelWatch:
         # a target that failed is not tried again every second: only when the path changes
         # again, or on SIGHUP
         self._resolved = resolved
-        if self._load is None:
-            log.info(f"model switched: {resolved}")
-            raise ModelSwitched(resolved)
         self._loading = threading.Thread(target=self._load_aside, args=(resolved,),
                                          name="model reload", daemon=True)
         self._loading.start()

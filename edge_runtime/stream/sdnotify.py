@@ -79,8 +79,9 @@ class Notifier:
         self.send("STOPPING=1")
 
     def reloading(self) -> None:
-        """The camera opens again for a new model (``RELOADING=1``; the next run's first
-        frame sends ``READY=1``)."""
+        """The camera opens again for a new model (``RELOADING=1``; the first frame classified
+        after it sends ``READY=1`` again)."""
+        self._ready = False
         self.send("RELOADING=1")
 
     def close(self) -> None:

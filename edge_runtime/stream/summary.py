@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from edge_runtime.classifier import Prediction
+from edge_runtime.classifier import FrameClassifier, Prediction
 
 LATENCY_SAMPLE = 10_000
 """Inference times a :class:`StreamSummary` keeps for its median: every one up to this many
@@ -35,7 +35,10 @@ class StreamSummary:
     dropped: int = 0
     """Camera frames replaced by a newer one before they could be classified."""
     ended_by: str = ""
-    """Why it ended: "end" (source exhausted), "max-frames", "stop" (window) or "interrupt"."""
+    """Why it ended: "end" (source exhausted), "max-frames", "stop" (window), "interrupt", or
+    "reload" (a new model that needs the camera opened again for it: :attr:`reloaded`)."""
+    reloaded: FrameClassifier | None = field(default=None, repr=False, compare=False)
+    """The model a reload brought when ``ended_by`` is "reload"."""
     _sampler: random.Random = field(default_factory=lambda: random.Random(0), repr=False,
                                     compare=False)
 
