@@ -338,7 +338,9 @@ def test_a_switch_swaps_a_cpu_model_in_place_and_opens_the_camera_again_for_the_
                             save_uncertain=UncertainOptions(str(tmp_path / "hard"), 0.6, None,
                                                             1000, None, 0.0))
     code = run_camera(cpu, options, Switches({5: newer, 10: sensor}))
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    # an earlier command of this session may have sent the log to stdout: the JSON lines only
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+             if line.startswith("{")]
     assert code == 0
     firsts = [line["top_k"][0]["label"] for line in lines if "top_k" in line]
     # frame 10 came from the CPU's camera: dropped when the sensor's model came
