@@ -26,6 +26,7 @@ from edge_runtime.loops import classify_stream
 from edge_runtime.reload import ModelSwitched, ModelWatch
 from edge_runtime.results import ResultWriter, result_json
 from edge_runtime.sdnotify import Notifier
+from edge_runtime.service_status import StatusReporter
 from edge_runtime.sources import open_source
 from edge_runtime.stream_summary import PeriodicSummary
 from edge_runtime.window import open_window
@@ -225,11 +226,14 @@ def run_camera(classifier: Classifier, options: CameraOptions,
     writer = ResultWriter(options.json, min(options.top_k, len(classifier.labels)),
                           len(source.name) + 7, max(len(label) for label in classifier.labels))
     periods = PeriodicSummary(options.summary_every_s) if options.summary_every_s else None
+    # a model in edge-model's store: its first classified frame commits its version
+    status = StatusReporter(classifier.model_path)
 
     def on_frame(number: int, frame: np.ndarray, predictions: list[Prediction],
                  latency_ms: float) -> bool:
         nonlocal due
         notifier.frame_classified()  # a frozen camera stops this: systemd's watchdog restarts
+        status.frame_classified()
         if pace_s:  # a recording plays at its own speed
             if due > time.perf_counter():
                 time.sleep(due - time.perf_counter())
@@ -254,7 +258,8 @@ def run_camera(classifier: Classifier, options: CameraOptions,
         # with its summary
         with watch.sighup() if watch is not None else contextlib.nullcontext():
             summary = classify_stream(classifier, source.start(), options.top_k,
-                                      options.threshold, options.max_frames, on_frame, watch)
+                                      options.threshold, options.max_frames, on_frame,
+                                      status.watching(watch))
     except ModelSwitched:  # the caller opens the camera again: to systemd, a reload
         switched = True
         raise

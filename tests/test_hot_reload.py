@@ -127,9 +127,10 @@ class StallingSource(FrameSource):
 
 
 class CountingClassifier:
-    """What the stream loop needs of a classifier, without a model."""
+    """What a camera run needs of a classifier, without a model (a path that is in no store)."""
 
     labels = ["a", "b"]
+    model_path = Path("counting.tflite")
 
     def frame_tensor(self, frame):
         return np.zeros(1)
