@@ -25,16 +25,11 @@ from deploy.store import Store, activate
 from edge_runtime.service_status import STATUS_FILE, ServiceStatus, StatusReporter, read_status
 from edge_runtime.service_status import write_status as write_service_status
 from tests.bundle_variants import hand_made, rehash, renamed, slim, with_sensor_network
+from tests.test_edge_model import edge_model
 
 pytestmark = pytest.mark.edge
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def edge_model(root: Path, *args: str, capsys) -> tuple[int, str, str]:
-    code = main([*args, "--root", str(root)])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def refused_by(root: Path, bundle: Path, capsys) -> tuple[str, str, str]:
