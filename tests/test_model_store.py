@@ -296,6 +296,10 @@ def test_a_bundle_with_the_ai_camera_s_network_activates(small, tmp_path, capsys
     assert checks["imx500"]["ok"] and "64x64 → 5 scores" in checks["imx500"]["detail"]
     assert "imx500" not in checks["answers"]["detail"]  # the sensor's network: no CPU answers
     assert (root / "current" / "imx500" / "packerOut.zip").is_file()
+    # what imx500-package makes of the checked zip on the device is the device's, not damage
+    (root / "current" / "imx500" / "network.rpk").write_bytes(b"packaged here")
+    code, _, err = edge_model(root, "check", capsys=capsys)
+    assert code == 0 and "intact" in err
     # a network the sensor would feed mis-scaled pictures is refused by its dnnParams.xml
     wrong = with_sensor_network(small, tmp_path / "wrong", scale="0.00390625")
     check, detail, _ = refused_by(root, wrong, capsys)
