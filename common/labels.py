@@ -1,4 +1,5 @@
-"""Reading and writing ``labels.txt``: one class name per line, in output order."""
+"""Class labels: what a name may be (:func:`label_problem`, the one rule), and ``labels.txt``:
+one label per line, in output order, spaces inside a label kept (``golden retriever``)."""
 
 from __future__ import annotations
 
@@ -36,10 +37,13 @@ def labels_text(labels: list[str]) -> str:
 def label_problem(name: str) -> str | None:
     """Why ``name`` cannot be a class label (and so a folder name), or None when it can.
 
-    A label names a folder under a data root (``photos/<label>/``), so it must be one plain
-    path component: no path separator, not ``.`` or ``..``, no control character, no leading
-    dot (hidden: training skips it) and not blank. The one definition, for every writer of
-    labelled pictures (edge-capture, the live view's capture panel, --save-uncertain).
+    Any printable Unicode name, spaces and accents included (``golden retriever``, ``crème
+    brûlée``). A label names a folder under a data root (``photos/<label>/``) and a line of
+    ``labels.txt``, so it must be one plain path component on one line: no path separator,
+    not ``.`` or ``..``, nothing unprintable (control characters, line breaks), no leading dot
+    (hidden: training skips it), no outer spaces and not blank. The one definition, for
+    training's folder scan and every writer of labelled pictures (edge-capture, the live
+    view's capture panel, --save-uncertain).
     """
     if not name or not name.strip():
         return "a label cannot be empty"
@@ -49,8 +53,8 @@ def label_problem(name: str) -> str | None:
         return f"label {name!r} holds a path separator"
     if name.startswith("."):
         return f"label {name!r} starts with a dot (hidden, or a path such as ..)"
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        return f"label {name!r} holds a control character"
+    if not name.isprintable():
+        return f"label {name!r} holds a control character or another unprintable one"
     if len(name.encode("utf-8")) > 100:
         return f"label {name[:20]!r}… is longer than 100 bytes"
     return None

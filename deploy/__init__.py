@@ -4,10 +4,12 @@
   template) filled in for the user who installs it.
 - :mod:`~deploy.service_cli` — ``edge-service install``: writes that unit.
 - :mod:`~deploy.store` — models as versions on a device: ``versions/<version>/``, the
-  ``current`` and ``previous`` links switched atomically, each new version checked first
-  (every file's sha256 against the manifest, the bundle's evaluation set giving the
-  workstation's answers).
-- :mod:`~deploy.model_cli` — ``edge-model activate|list|rollback`` over the store.
+  ``current`` and ``previous`` links switched atomically after every file is flushed, each new
+  version checked first (:mod:`~deploy.checks`: the manifest binding every file, each file's
+  sha256, the labels, the AI Camera's network, the evaluation set giving the workstation's
+  answers; :mod:`~deploy.bundle_copy`: only what the manifest binds is copied), repaired when
+  installed again, committed by the running service or switched back.
+- :mod:`~deploy.model_cli` — ``edge-model activate|list|check|rollback|prune|incoming``.
 - :mod:`~deploy.fleet` — copying a bundle to hosts over ssh/rsync and activating it there, in
   parallel; :mod:`~deploy.deploy_cli` — ``edge-deploy``.
 - ``ansible/`` — the same from an inventory: a playbook and a role calling ``edge-model activate``.

@@ -1,23 +1,32 @@
-"""edge-model: the models on this device as versions — activate one, list them, roll back.
+"""edge-model: the models on this device as versions — activate one, check them, roll back.
 
     edge-model activate ~/pets                  # check the bundle here, then make it current
     edge-model list                             # the versions; * current, - previous
-    edge-model rollback                         # back to the previous version
+    edge-model check                            # re-hash current and previous (seconds)
+    edge-model rollback                         # back to the previous version, once it verifies
     edge-model prune --keep 2                   # only current and previous stay
 
-``activate`` copies the bundle beside the running version, checks the copy — every file's
-sha256 against manifest.json, then the bundle's evaluation set through every variant on this
-machine, which must give the workstation's answers (every one for a float variant, 75 % for
-int8, whose kernels round differently on ARM) — and only then switches the ``current`` link in
-one atomic rename. A model that fails a check never becomes current: the command names the
-check. A service installed with ``edge-service install --model ROOT/current/model_int8.tflite``
-loads the new model between two frames (within a second). After each activation only the
---keep most recent versions stay on the card (default 3: current, previous and one more).
-``incoming VERSION`` prints (and makes) the folder edge-deploy copies a bundle into.
+``activate`` copies the bundle beside the running version — only what its manifest binds by
+sha256: a link, a device file or a file the manifest does not list refuses it — and checks the
+copy: every file's sha256, the labels, the AI Camera's network by its dnnParams.xml, and the
+bundle's evaluation set through every CPU variant on this machine, which must give the
+workstation's answers (every one for a float variant, 75 % for int8, whose kernels round
+differently on ARM). Only then does it switch the ``current`` link in one atomic rename, each
+file and folder flushed to the card first. A service installed with ``edge-service install``
+(``--model ROOT/current/model_int8.tflite``) loads the new model between two frames; activate
+waits (--health-timeout) for it to report the new version classifying frames, and switches
+back when it does not. A model that fails a check never becomes current: the command names
+the check. Activating an installed version again re-hashes it and repairs what is damaged.
+After each activation only the --keep most recent versions stay on the card (default 3).
+``check --fallback --model FILE`` is what the service runs before it starts: a damaged current
+version, or one that does not load, gives way to a previous one that verifies, with one loud
+line. ``incoming VERSION`` prints (and makes) the folder edge-deploy copies a bundle into.
 
-TensorFlow-free (the edge extra). Exit codes: 0 done (or already current); 1 a check failed,
-nothing changed; 2 bad usage: not a bundle, no previous version to roll back to; 3 an internal
-error (the traceback saved to a file).
+TensorFlow-free (the edge extra). Exit codes: 0 done (or already current); 1 a check failed
+(nothing changed), the service did not commit the new version (switched back), a version is
+damaged (check), the previous version is damaged (rollback, nothing changed), not enough free
+space (nothing changed); 2 bad usage: not a bundle, no previous version to roll back to; 3 an
+internal error (the traceback saved to a file).
 """
 
 from __future__ import annotations
@@ -28,19 +37,27 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.argtypes import Parser, add_verbosity, positive_int
+from common.argtypes import Parser, add_verbosity, non_negative_float, positive_float, positive_int
 from common.command import run_main, say
-from common.errors import EXIT_CHECK_FAILED, EXIT_OK
+from common.errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 from deploy.store import (
     DEFAULT_ROOT,
+    HEALTH_TIMEOUT_S,
     KEEP,
+    MIN_FREE_MB,
     ROOT_VARIABLE,
+    DamagedVersion,
     Store,
     activate,
     default_root,
     describe,
+    fall_back,
     prune,
+    rollback,
+    verify,
 )
+from edge_runtime.errors import EdgeError
+from edge_runtime.service_status import CURRENT
 
 PROG = "edge-model"
 
@@ -55,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line of ``edge-model``."""
     parser = Parser(prog=PROG, description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True,
-                                     metavar="activate|list|rollback|prune|incoming")
+                                     metavar="activate|list|check|rollback|prune|incoming")
 
     def command(name: str, text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text, description=f"{text}\n\n{__doc__}",
@@ -74,13 +91,30 @@ def build_parser() -> argparse.ArgumentParser:
     act.add_argument("--threads", type=positive_int, metavar="N",
                      help="interpreter threads for the answers check (default: every core)")
     _keep(act, "versions left on this device after the activation")
+    act.add_argument("--min-free-mb", type=non_negative_float, default=MIN_FREE_MB, metavar="MB",
+                     help="free space the copy must leave on the card; less refuses the bundle "
+                          "before anything is copied")
+    act.add_argument("--health-timeout", type=positive_float, default=HEALTH_TIMEOUT_S,
+                     metavar="SECONDS",
+                     help="when a service runs on this store: how long it has to report the "
+                          "new version classifying frames before the switch is undone")
     act.add_argument("--json", action="store_true",
                      help='one JSON object on stdout: {"version", "result", "checks": '
                           '[{"name", "ok", "detail"}], "removed": [versions]} (what '
                           'edge-deploy reads)')
     listing = command("list", "the versions here, oldest activation first")
     listing.add_argument("--json", action="store_true", help="one JSON object per version")
-    command("rollback", "make the previous version current again")
+    check = command("check", "re-hash the current and previous versions (seconds, no model "
+                             "run); exit 1 naming what is damaged")
+    check.add_argument("--model", metavar="FILE",
+                       help="the service's model, ROOT/current/NAME: its store is checked "
+                            "(instead of --root) and it must load; a model outside a store: "
+                            "nothing to check")
+    check.add_argument("--fallback", action="store_true",
+                       help="a current version that is damaged or does not load gives way to "
+                            "the previous one if that verifies, with one loud line (the "
+                            "service's ExecStartPre=)")
+    command("rollback", "make the previous version current again, once it verifies")
     _keep(command("prune", "remove older versions (and what an interrupted activation left)"),
           "versions left")
     incoming = command("incoming", "print (and make) the folder a bundle of VERSION is copied "
@@ -99,18 +133,23 @@ def run(args: argparse.Namespace) -> int:
     store = Store(args.root if args.root is not None else default_root())
     if args.command == "activate":
         done = activate(store, args.bundle, args.threads,
-                        progress=lambda text: say(PROG, f"checking {text}"), keep=args.keep)
+                        progress=lambda text: say(PROG, f"checking {text}"), keep=args.keep,
+                        min_free_mb=args.min_free_mb, health_timeout_s=args.health_timeout)
         if args.json:
             print(json.dumps(done.to_json()), flush=True)
         for check in done.checks:
             say(PROG, f"{check.name}: {'ok' if check.ok else 'FAILED'}: {check.detail}")
         failed = done.failed()
+        if done.result == "rolled back":
+            say(PROG, f"switched back to {store.current or 'none'}: the service did not "
+                      f"commit {done.version} ({failed.detail})")
+            return EXIT_CHECK_FAILED
         if failed is not None:
             say(PROG, f"refused {args.bundle} (version {done.version}): the {failed.name} "
                       f"check failed; current stays {store.current or 'none'}")
             return EXIT_CHECK_FAILED
-        say(PROG, f"{done.version} is {'already ' if done.result != 'activated' else 'now '}"
-                  f"current in {store.root}"
+        how = {"activated": "now", "already current": "already", "repaired": "repaired and"}
+        say(PROG, f"{done.version} is {how[done.result]} current in {store.root}"
                   + (f" (previous: {store.previous})" if store.previous else ""))
         _say_removed(done.removed)
         return EXIT_OK
@@ -121,9 +160,15 @@ def run(args: argparse.Namespace) -> int:
             say(PROG, f"nothing to remove: {len(store.versions())} version(s) in {store.root}")
         return EXIT_OK
     if args.command == "rollback":
-        was, now = store.rollback()
+        try:
+            was, now = rollback(store)
+        except DamagedVersion as exc:
+            say(PROG, exc)
+            return EXIT_CHECK_FAILED
         say(PROG, f"rolled back: current {was} → {now} in {store.root}")
         return EXIT_OK
+    if args.command == "check":
+        return _check(args, store)
     if args.command == "incoming":
         print(store.incoming(args.version).resolve(), flush=True)
         return EXIT_OK
@@ -134,11 +179,104 @@ def run(args: argparse.Namespace) -> int:
     elif not rows:
         say(PROG, f"no versions in {store.root} yet: edge-model activate BUNDLE_DIR")
     else:
-        print(f"  {'version':12}  {'activated':16}  {'exported':16}  model (variants)")
+        print(f"  {'version':12}  {'activated':16}  {'exported':16}  {'service':13}  "
+              "model (variants)")
+        serving = any(row["running"] for row in rows)
         for row in rows:
             mark = "*" if row["current"] else "-" if row["previous"] else " "
             print(f"{mark} {row['version']:12}  {row['activated']:16}  {row['created']:16}  "
-                  f"{row['model']} ({', '.join(row['variants'])})")
+                  f"{_service(row, serving):13}  {row['model']} ({', '.join(row['variants'])})")
+    return EXIT_OK
+
+
+def _service(row: dict, serving: bool) -> str:
+    """The ``service`` column: ``running`` (the service classifies with it now), ``committed``
+    (it did, and is not running now), ``not committed`` (current, while a running service
+    classifies with another version), else ``-``."""
+    if row["running"]:
+        return "running"
+    if row["committed"]:
+        return "committed"
+    return "not committed" if row["current"] and serving else "-"
+
+
+def _model_store(model: str) -> Store | None:
+    """The store a service's ``--model ROOT/current/NAME`` goes through, or None."""
+    link = Path(model).parent
+    if link.name != CURRENT or not link.is_symlink():
+        return None
+    return Store(link.parent)
+
+
+def _load_problem(model: Path) -> str | None:
+    """Why the service's model does not load (a .tflite in the interpreter; the AI Camera's
+    network by its dnnParams.xml), or None when it does."""
+    from common.quiet import quiet_output
+    from edge_runtime.sources.ai_camera import is_sensor_model
+
+    try:
+        if is_sensor_model(model):
+            if model.name.endswith(".zip"):
+                from edge_runtime.manifest import find_manifest
+                from edge_runtime.sensor_network import check_network
+
+                manifest = find_manifest(model)
+                if manifest is None:
+                    return "does not load (no manifest.json beside it or one folder up)"
+                check_network(model, *manifest.input.size, len(manifest.labels))
+        else:
+            from edge_runtime.classifier import Classifier
+
+            with quiet_output():
+                Classifier(model)
+    except (EdgeError, ValueError, OSError) as exc:
+        return f"does not load ({' '.join(str(exc).split())})"
+    return None
+
+
+def _check(args: argparse.Namespace, store: Store) -> int:
+    """``edge-model check``: current and previous re-hashed, each named with what is damaged;
+    with ``--fallback``, a current version that cannot run gives way to the previous one."""
+    if args.model is not None:
+        if args.root is not None:
+            raise UsageError("give --model or --root, not both: --model names the store")
+        found = _model_store(args.model)
+        if found is None:
+            say(PROG, f"{args.model} does not go through a store's current link "
+                      f"(ROOT/{CURRENT}/NAME): nothing to check")
+            return EXIT_OK
+        store = found
+    current, previous = store.current, store.previous
+    if current is None:
+        say(PROG, f"no current version in {store.root}: nothing to check")
+        return EXIT_OK
+    damaged = False
+    problems = {}
+    for name, version in (("current", current), ("previous", previous)):
+        if version is None or (name == "previous" and version == current):
+            continue
+        found = verify(store, version)
+        if name == "current" and not found and args.model is not None:
+            load = _load_problem(Path(args.model))
+            found = [f"{Path(args.model).name}: {load}"] if load else []
+        problems[name] = found
+        damaged |= bool(found)
+        shown = (f"DAMAGED: {'; '.join(found)}" if found else "intact")
+        say(PROG, f"{name} {version}: {shown}")
+    if not args.fallback:
+        return EXIT_CHECK_FAILED if damaged else EXIT_OK
+    if not problems["current"]:
+        return EXIT_OK
+    problem = f"is damaged ({problems['current'][0]})"
+    try:
+        now = fall_back(store, problem)
+    except DamagedVersion as exc:
+        say(PROG, f"NO VERSION TO RUN: {exc}; activate a bundle again (edge-deploy or "
+                  "edge-model activate) to repair it")
+        return EXIT_CHECK_FAILED
+    say(PROG, f"FALLBACK: current version {current} {problem}: the previous version {now} is "
+              "current now and runs instead; activate the damaged version's bundle again to "
+              "repair it")
     return EXIT_OK
 
 

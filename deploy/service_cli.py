@@ -1,13 +1,16 @@
 """edge-service: run edge-classify as a systemd service at boot, for the user who installs it.
 
-    sudo ~/edge/bin/edge-service install --model ~/edge-models/current/model_int8.tflite
+    sudo ~/edge/bin/edge-service install     # the int8 model of ~/edge-models' current version
     ~/edge/bin/edge-service install --model ~/pets/model_int8.tflite --print   # show, write nothing
 
 ``install`` fills in the unit template (deploy/edge-classify.service, package data: its one
 definition) with the user's name, home, virtual environment and model, and writes it to
 /etc/systemd/system/edge-classify.service (a different unit already there is kept as
 edge-classify.service.bak). Under sudo the user is the one who ran sudo (SUDO_USER), never
-root: current Raspberry Pi OS has no "pi" user, the first-boot wizard names one.
+root: current Raspberry Pi OS has no "pi" user, the first-boot wizard names one. Without
+--model the service runs ``~/edge-models/current/model_int8.tflite``: the int8 variant, which
+edge-model never makes current a bundle without. Before each start the service re-hashes its
+store (``edge-model check --fallback``): a damaged current version gives way to the previous one.
 
 The unit is ``Type=notify`` with a watchdog: edge-classify tells systemd it is alive as it
 classifies frames, so a camera that hangs gets the service restarted. A ``--model`` through
@@ -33,6 +36,8 @@ from pathlib import Path
 from common.argtypes import Parser, add_verbosity
 from common.command import run_main, say
 from common.errors import UsageError
+from deploy.checks import SERVICE_VARIANT
+from deploy.store import DEFAULT_ROOT
 from deploy.unit import (
     DEFAULT_ENV_FILE,
     DEFAULT_VENV,
@@ -55,10 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     install = commands.add_parser("install", help="write the systemd unit",
                                   description=__doc__, formatter_class=parser.formatter_class)
     install.error = parser.error  # one-line usage errors for the subcommand too
-    install.add_argument("--model", required=True, metavar="FILE.tflite",
+    install.add_argument("--model", metavar="FILE.tflite",
                          help="the model the service classifies with (its bundle's "
                               "manifest.json and labels.txt beside it); through edge-model's "
-                              "current link, activating a version reloads the service")
+                              "current link, activating a version reloads the service "
+                              f"(default: the {SERVICE_VARIANT} variant of {DEFAULT_ROOT}/"
+                              "current, ~ the service user's home)")
     install.add_argument("--venv", default=DEFAULT_VENV, metavar="DIR",
                          help="the virtual environment with edge-classify installed "
                               "(~ is the service user's home)")
@@ -97,17 +104,18 @@ def install(args: argparse.Namespace) -> int:
     """
     account = service_user(args.user)
     home = account.pw_dir
-    model = resolve(args.model, home)
+    model = resolve(args.model, home) if args.model else _store_model(home)
     venv = resolve(args.venv, home)
     workdir = resolve(args.workdir, home) if args.workdir else Path(home)
     env_file = resolve(args.env_file, home)
     edge_classify = venv / "bin" / "edge-classify"
     if not model.is_file():
         raise UsageError(f"--model {model}: no such file")
-    if not (edge_classify.is_file() and os.access(edge_classify, os.X_OK)):
-        raise UsageError(f"{edge_classify} is not there: create the venv and install the "
-                         "wheel with the edge extra into it first (README, 'On the Raspberry "
-                         "Pi'), or name it with --venv DIR")
+    for tool in (edge_classify, edge_classify.with_name("edge-model")):
+        if not (tool.is_file() and os.access(tool, os.X_OK)):
+            raise UsageError(f"{tool} is not there: create the venv and install the wheel "
+                             "with the edge extra into it first (README, 'On the Raspberry "
+                             "Pi'), or name it with --venv DIR")
     if not workdir.is_dir():
         raise UsageError(f"--workdir {workdir}: no such folder")
     if not 1 <= args.port <= 65535:
@@ -151,6 +159,28 @@ def install(args: argparse.Namespace) -> int:
               f"{account.pw_name}@{os.uname().nodename}.local, then open "
               f"http://127.0.0.1:{args.port}/", file=sys.stderr)
     return 0
+
+
+def _store_model(home: str) -> Path:
+    """The model the service runs by default: the :data:`SERVICE_VARIANT` file the manifest of
+    edge-model's current version names (the path through ``current``, so activations reach it).
+
+    Raises:
+        UsageError: there is no current version, or its manifest does not read.
+    """
+    from edge_runtime.errors import EdgeError
+    from edge_runtime.manifest import Manifest
+
+    current = resolve(DEFAULT_ROOT, home) / "current"
+    try:
+        variant = Manifest.load(current).variants.get(SERVICE_VARIANT)
+    except EdgeError as exc:
+        raise UsageError(f"no --model, and {current} has no readable manifest ({exc}): "
+                         "edge-model activate BUNDLE_DIR first, or give --model FILE") from None
+    if variant is None:
+        raise UsageError(f"no --model, and the current version in {current} has no "
+                         f"{SERVICE_VARIANT} variant: give --model FILE")
+    return current / variant.file
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,7 +24,8 @@ DEFAULT_ENV_FILE = "~/.config/edge-classify/serve.env"
 TOKEN_VARIABLE = "EDGE_SERVE_TOKEN"
 """What edge-classify reads its --serve token from
 (``edge_runtime.commands.camera_flags.TOKEN_VARIABLE``)."""
-PLACEHOLDERS = ("USER", "WORKDIR", "ENV_FILE", "EDGE_CLASSIFY", "MODEL", "CAMERA", "SERVE")
+PLACEHOLDERS = ("USER", "WORKDIR", "ENV_FILE", "EDGE_CLASSIFY", "EDGE_MODEL", "MODEL", "CAMERA",
+                "SERVE")
 
 
 def template() -> str:
@@ -79,6 +80,7 @@ def _word(value: str) -> str:
 def render(user: str, workdir: Path, edge_classify: Path, model: Path, camera: str,
            serve: str, env_file: Path, text: str | None = None) -> str:
     """The unit for these values: the template's placeholders filled in, escaped for systemd.
+    ``edge-model`` (the start's check) is the one beside ``edge_classify``, in the same venv.
 
     Raises:
         UsageError: a value systemd cannot hold (a line break).
@@ -88,6 +90,7 @@ def render(user: str, workdir: Path, edge_classify: Path, model: Path, camera: s
     body = text[re.search(r"^\[", text, flags=re.MULTILINE).start():]
     values = {"USER": _setting(user), "WORKDIR": _setting(str(workdir)),
               "ENV_FILE": _setting(str(env_file)), "EDGE_CLASSIFY": _word(str(edge_classify)),
+              "EDGE_MODEL": _word(str(Path(edge_classify).with_name("edge-model"))),
               "MODEL": _word(str(model)), "CAMERA": _word(camera), "SERVE": _word(serve)}
     filled = re.sub(r"@([A-Z_]+)@", lambda m: values[m.group(1)], body)
     header = (f"# Written by edge-service install from deploy/{TEMPLATE_NAME} for {user};\n"

@@ -16,7 +16,12 @@ Layout (``format_version`` 1; keys not named here are kept in ``extra`` and writ
                            "backend", "convert_seconds", ...}, ...},
      "keras_accuracy", "eval_split", "num_eval",
      "eval_set": {"file", "samples", "split"} or null,
+     "files": {"labels.txt": "<sha256>", "model_int8.tflite": "<sha256>",
+               "imx500/packerOut.zip": "<sha256>", ...},
      "calibration", "source", "versions", "created", ...}
+
+``files`` binds the bundle whole: the sha256 of every file it carries but ``manifest.json``
+(whose own sha256 is the bundle's version on a device). An older export has none (None here).
 """
 
 from __future__ import annotations
@@ -83,11 +88,29 @@ def _number(data: Mapping, key: str, where: str, default: float | None = None) -
 def _file_name(data: Mapping, where: str) -> str:
     """``data["file"]``: a file name inside the bundle, or in one folder of it
     (``imx500/packerOut.zip``), never a path that leads out of it."""
-    name = _require(data, "file", str, where)
+    return _check_file_name(_require(data, "file", str, where), where)
+
+
+def _check_file_name(name: str, where: str) -> str:
     parts = name.split("/")
     if len(parts) > 2 or "\\" in name or any(p in ("", ".", "..") for p in parts):
         raise ManifestError(f"{where}: 'file' is {name!r}, not a file name in the bundle")
     return name
+
+
+def _files(data: Any) -> dict[str, str] | None:
+    """The ``files`` object: bundle-relative file name → sha256 (64 hex digits); None when absent."""
+    if data is None:
+        return None
+    _check(data, "files", Mapping, MANIFEST_FILE)
+    where = f"{MANIFEST_FILE}: files"
+    for name, digest in data.items():
+        _check_file_name(name, where)
+        if (not isinstance(digest, str) or len(digest) != 64
+                or any(c not in "0123456789abcdef" for c in digest)):
+            raise ManifestError(f"{where}: {name!r} has sha256 {_shown(digest)}, not 64 "
+                                "lower-case hex digits")
+    return dict(data)
 
 
 def _split(data: Mapping, known: set[str]) -> dict:
@@ -270,6 +293,8 @@ class Manifest:
     eval_split: str | None = None
     num_eval: int | None = None
     eval_set: EvalSet | None = None
+    files: Mapping[str, str] | None = None
+    """Every file of the bundle but manifest.json → its sha256; None: an older export."""
     format_version: int = FORMAT_VERSION
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Everything else export records: calibration, source, versions, timings."""
@@ -281,6 +306,7 @@ class Manifest:
                 "keras_accuracy": self.keras_accuracy, "eval_split": self.eval_split,
                 "num_eval": self.num_eval,
                 "eval_set": self.eval_set.to_json() if self.eval_set else None,
+                **({"files": dict(self.files)} if self.files is not None else {}),
                 **self.extra}
 
     @classmethod
@@ -306,7 +332,7 @@ class Manifest:
                    eval_split=_optional(data, "eval_split", str, where),
                    num_eval=_optional(data, "num_eval", int, where),
                    eval_set=EvalSet.from_json(data.get("eval_set")),
-                   format_version=version, extra=_split(data, known))
+                   files=_files(data.get("files")), format_version=version, extra=_split(data, known))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Manifest:
@@ -325,26 +351,75 @@ class Manifest:
         except ManifestError as exc:
             raise ManifestError(str(exc).replace(MANIFEST_FILE, str(path), 1)) from None
 
-    def check_files(self, folder: str | os.PathLike) -> None:
-        """Check that every variant file is in ``folder`` and, where the manifest records its
-        sha256, unchanged: a file altered or truncated in copying is caught before it is used.
+    def bound_files(self) -> dict[str, str | None]:
+        """Every file the manifest binds → its sha256 (None: a variant of an older export
+        without one).
 
         Raises:
-            ManifestError: the first missing or altered file, named with both hashes.
+            ManifestError: a variant whose file ``files`` lists with another sha256, or does
+                not list.
+        """
+        hashes: dict[str, str | None] = {v.file: v.sha256 for v in self.variants.values()}
+        if self.files is None:
+            return hashes
+        for name, variant in self.variants.items():
+            listed = self.files.get(variant.file)
+            if listed is None:
+                raise ManifestError(f"variant {name}: {variant.file} is not among the "
+                                    "manifest's files: the manifest does not bind it")
+            if variant.sha256 is not None and variant.sha256 != listed:
+                raise ManifestError(f"variant {name}: manifest.json gives {variant.file} two "
+                                    f"sha256s ({variant.sha256[:12]}… and {listed[:12]}… in "
+                                    "files)")
+        return {**hashes, **self.files}
+
+    def damaged_files(self, folder: str | os.PathLike) -> list[tuple[str, str]]:
+        """The files the manifest binds that ``folder`` does not hold as exported, as (file
+        name, what is wrong): missing, a link or not a regular file, or other bytes (both
+        sha256s named). Every file is looked at; empty when all are intact.
+
+        Raises:
+            ManifestError: the manifest contradicts itself (see :meth:`check_files`).
         """
         from common.fileio import sha256
 
-        for name, variant in self.variants.items():
-            path = Path(folder) / variant.file
-            if not path.is_file():
-                raise ManifestError(f"variant {name}: {path} is missing")
-            if variant.sha256:
-                actual = sha256(path)
-                if actual != variant.sha256:
-                    raise ManifestError(
-                        f"variant {name}: {path} does not match the manifest (sha256 "
-                        f"{actual[:12]}…, manifest.json says {variant.sha256[:12]}…): the file "
-                        "was changed or damaged after export")
+        damaged = []
+        for name, digest in self.bound_files().items():
+            path = Path(folder) / name
+            if path.is_symlink():
+                damaged.append((name, "a link, not a file"))
+            elif not path.exists():
+                damaged.append((name, "missing"))
+            elif not path.is_file():
+                damaged.append((name, "not a regular file"))
+            elif digest and (actual := sha256(path)) != digest:
+                damaged.append((name, f"sha256 {actual[:12]}…, manifest.json says "
+                                      f"{digest[:12]}…"))
+        return damaged
+
+    def check_files(self, folder: str | os.PathLike) -> None:
+        """Check that every file the manifest names is in ``folder`` as a regular file and,
+        where the manifest records its sha256, unchanged: a file altered or truncated in copying
+        is caught before it is used. With ``files`` (a current export) that is every file of
+        the bundle, and each variant's file must be listed there with its own sha256.
+
+        Raises:
+            ManifestError: the first missing or altered file, named with both hashes; a variant
+                ``files`` does not list, or lists with another sha256.
+        """
+        damaged = self.damaged_files(folder)
+        if not damaged:
+            return
+        name, problem = damaged[0]
+        variant = next((n for n, v in self.variants.items() if v.file == name), None)
+        what = f"variant {variant}: " if variant else ""
+        path = Path(folder) / name
+        if problem == "missing":
+            raise ManifestError(f"{what}{path} is missing")
+        if problem.startswith("sha256"):
+            raise ManifestError(f"{what}{path} does not match the manifest ({problem}): the file "
+                                "was changed or damaged after export")
+        raise ManifestError(f"{what}{path} is {problem}")
 
     def cpu_variants(self) -> dict[str, Variant]:
         """The variants the interpreter runs (:attr:`Variant.on_cpu`), in the manifest's order:

@@ -19,7 +19,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from common.fileio import create_temp, fsync, is_temp_of, write_bytes, write_text
+from common.fileio import create_temp, fsync, is_temp_of, sha256, write_bytes, write_text
 from common.labels import labels_text
 from common.rundir import BENCH_DIR, BENCH_FILES
 from edge_runtime.errors import ManifestError
@@ -212,6 +212,23 @@ def write_variant(folder: Path, fmt: ExportFormat, flatbuffer: bytes, *, run_nam
     return write_bytes(folder / fmt.file, add_variant_metadata(
         flatbuffer, fmt, run_name=run_name, version=version, labels=labels,
         input_spec=input_spec, model=model))
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    """The manifest's ``files``: every file in a bundle being built (``folder``, which holds
+    only what export wrote) but manifest.json, by path relative to it, → its sha256, sorted.
+
+    Raises:
+        ExportError: something in it that is not a regular file (export writes none).
+    """
+    hashes = {}
+    for path in sorted(folder.rglob("*")):
+        name = path.relative_to(folder).as_posix()
+        if path.is_symlink() or not (path.is_file() or path.is_dir()):
+            raise ExportError(f"{path} is not a regular file; export writes only files")
+        if path.is_file() and name != MANIFEST_FILE:
+            hashes[name] = sha256(path)
+    return hashes
 
 
 def write_labels(folder: Path, labels: list[str]) -> Path:

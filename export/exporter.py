@@ -40,7 +40,14 @@ from export.auto_float import (
     AutoFloat,
     search_float_layers,
 )
-from export.bundle import LABELS_FILE, check_replaceable, staged_bundle, write_labels, write_variant
+from export.bundle import (
+    LABELS_FILE,
+    check_replaceable,
+    file_hashes,
+    staged_bundle,
+    write_labels,
+    write_variant,
+)
 from export.calibration import load_calibration
 from export.convert import convert, selective_int8
 from export.errors import ExportError
@@ -196,7 +203,7 @@ def export(config: ExportConfig) -> ExportResult:
             if variant.accuracy_drop_points > config.max_accuracy_drop:
                 failures.append(name)
         manifest = _manifest(config, source, calibration, auto_entry, evaluation,
-                             eval_set_entry, variants, started)
+                             eval_set_entry, variants, started, file_hashes(folder))
         manifest.save(folder)  # last: the bundle is complete once it names its files
         _check_loads(folder, manifest)
     return ExportResult(out=source.out, manifest=manifest, failures=failures,
@@ -407,11 +414,12 @@ def _imx500_variant(config: ExportConfig, source: _Source, sensor_spec: dict, ca
 
 
 def _manifest(config: ExportConfig, source: _Source, calibration, auto_entry, evaluation,
-              eval_set_entry, variants: dict[str, Variant], started: float) -> Manifest:
+              eval_set_entry, variants: dict[str, Variant], started: float,
+              files: dict[str, str]) -> Manifest:
     return Manifest(
         input=source.spec, labels=tuple(source.labels), variants=variants,
         keras_accuracy=evaluation.keras_accuracy, eval_split=source.splits.eval_split(),
-        num_eval=evaluation.num_eval, eval_set=eval_set_entry,
+        num_eval=evaluation.num_eval, eval_set=eval_set_entry, files=files,
         extra={"max_accuracy_drop": config.max_accuracy_drop,
                "calibration": calibration.info if calibration else None,
                "int8_target_drop": auto_entry,

@@ -5,10 +5,9 @@ Sony's toolchain needs TensorFlow 2.15, so the work happens in a side venv
 prepares its inputs (the architecture as data, the weights as Keras 3 writes them, the
 calibration images int8 uses, the evaluation images), checks what comes back and measures it:
 
-- the converted input's sign and scale (``dnnParams.xml``) against what the sensor feeds: the
-  ISP puts ``p - 128`` into a *signed* input (``p`` into an unsigned one) and ignores the
-  input's quantization scale, so only a signed input of scale 1/128 sees ``(p - 128) / 128``,
-  our ``p / 127.5 - 1`` within one step. Anything else is refused (:func:`check_input`);
+- the converted input's sign and scale (``dnnParams.xml``) against what the sensor feeds, and
+  its shapes against the run's (:func:`edge_runtime.sensor_network.check_network`, the check a
+  device makes of the bundle's copy too);
 - accuracy and agreement with Keras on the evaluation split, with the MCT-quantized model fed
   exactly what the sensor feeds (the closest stand-in for the sensor's arithmetic that runs
   here);
@@ -22,13 +21,21 @@ import logging
 import re
 import subprocess
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from common.fileio import write_bytes, write_json
+from edge_runtime.errors import ModelError
+from edge_runtime.sensor_network import (
+    DNN_PARAMS,
+    PACKED,
+    SENSOR_OFFSET,
+    SENSOR_SCALE,
+    DnnParams,
+    check_network,
+)
 from export.errors import ExportError
 from export.imx500_env import check_java, clean_env, ensure_venv
 
@@ -36,19 +43,13 @@ log = logging.getLogger(__name__)
 
 FOLDER = "imx500"
 """The variant's folder in the bundle."""
-PACKED = "packerOut.zip"
-"""The converter's output, what ``imx500-package`` takes on the Pi."""
 RPK = "network.rpk"
 """What ``imx500-package`` makes of it on the Pi (cached beside it on first use)."""
-DNN_PARAMS = "dnnParams.xml"
 MEMORY_REPORT = "memory_report.json"
 FILES = (PACKED, RPK, DNN_PARAMS, MEMORY_REPORT)
 """Every file name the ``imx500/`` folder may hold (export writes all but the .rpk)."""
 SENSOR_MEMORY_BYTES = 8 * 1024 * 1024
 """The IMX500's memory for the network: weights and activations together."""
-SENSOR_OFFSET, SENSOR_SCALE = -128.0, 1 / 128
-"""What the sensor feeds a signed input: ``(p - 128) / 128`` in the network's terms."""
-SCALE_TOLERANCE = 1e-6
 REBUILT_TOLERANCE = 1e-5
 """Largest probability difference between the rebuilt tf.keras 2 model and Keras 3's (the
 weights are copied bit for bit: only float summation order differs)."""
@@ -103,99 +104,6 @@ def preflight(model, config: dict) -> dict:
             "classes": int(model.output_shape[-1]), "weights": "model.weights.h5",
             "sensor_offset": SENSOR_OFFSET, "sensor_scale": SENSOR_SCALE,
             "calibration_batch": CALIBRATION_BATCH, "tpc_version": TPC_VERSION}
-
-
-@dataclass(frozen=True)
-class Tensor:
-    """One input or output of the converted network, as ``dnnParams.xml`` describes it."""
-
-    signed: bool
-    scale: float
-    shape: tuple[int, ...]
-    """Dimensions in ordinal order: (height, width, channels) for the input."""
-
-
-@dataclass(frozen=True)
-class DnnParams:
-    """The converted network's input and output (``dnnParams.xml``, inside ``packerOut.zip``)."""
-
-    input: Tensor
-    output: Tensor
-
-
-def _tensor(element, where: str) -> Tensor:
-    try:
-        dims = sorted(element.iter("dimension"), key=lambda d: int(d.get("ordinal")))
-        return Tensor(signed=element.get("format", "").lower() == "signed",
-                      scale=float(element.get("scale")),
-                      shape=tuple(int(d.get("size")) for d in dims))
-    except (TypeError, ValueError):
-        raise ExportError(f"imx500: {where} in {DNN_PARAMS} has no readable scale, format or "
-                          "dimensions; the converter's output changed") from None
-
-
-def read_dnn_params(text: str) -> DnnParams:
-    """Parse ``dnnParams.xml``: the first network's first input and output tensors.
-
-    Raises:
-        ExportError: not XML, or no input or output tensor in it.
-    """
-    import xml.etree.ElementTree as ET
-
-    try:
-        root = ET.fromstring(text)
-    except ET.ParseError as exc:
-        raise ExportError(f"imx500: {DNN_PARAMS} is not XML ({exc})") from None
-    found = root.find(".//inputTensor"), root.find(".//outputTensor")
-    if found[0] is None or found[1] is None:
-        raise ExportError(f"imx500: {DNN_PARAMS} names no input or output tensor; the "
-                          "converter's output changed: cannot check what the sensor will feed")
-    return DnnParams(_tensor(found[0], "the input"), _tensor(found[1], "the output"))
-
-
-def read_packed(packed: Path) -> DnnParams:
-    """Open ``packerOut.zip`` whole (every member's CRC) and read its ``dnnParams.xml``.
-
-    Raises:
-        ExportError: not a zip, a damaged member, no dnnParams.xml inside.
-    """
-    try:
-        with zipfile.ZipFile(packed) as archive:
-            bad = archive.testzip()
-            if bad is not None:
-                raise ExportError(f"imx500: {packed}: {bad} is damaged")
-            return read_dnn_params(archive.read(DNN_PARAMS).decode("utf-8", "replace"))
-    except (zipfile.BadZipFile, KeyError, OSError) as exc:
-        raise ExportError(f"imx500: {packed} is not a converter output ({exc})") from None
-
-
-def check_input(sensor: Tensor) -> None:
-    """Refuse a converted input the sensor would mis-scale (see the module docstring).
-
-    Raises:
-        ExportError: naming what the converter chose and what the sensor feeds.
-    """
-    if sensor.signed and abs(sensor.scale - SENSOR_SCALE) <= SCALE_TOLERANCE:
-        return
-    kind = "signed" if sensor.signed else "unsigned"
-    feeds = "(p - 128) / 128" if sensor.signed else "p / 256"
-    raise ExportError(
-        f"imx500: the converted input is {kind} with scale {sensor.scale:g}, but the sensor "
-        f"feeds it {feeds} whatever the scale, while the model expects p / 127.5 - 1 (a signed "
-        f"input of scale 1/128 = 0.0078125): on the camera every picture would be mis-scaled; "
-        "nothing was written")
-
-
-def check_shapes(params: DnnParams, height: int, width: int, classes: int) -> None:
-    """The converted network takes the run's input size and gives one score per class.
-
-    Raises:
-        ExportError: another shape (a converter fault: nothing of it is written).
-    """
-    if params.input.shape != (height, width, 3) or params.output.shape != (classes,):
-        raise ExportError(f"imx500: the converted network takes {params.input.shape} and gives "
-                          f"{params.output.shape}; the run takes ({height}, {width}, 3) and has "
-                          f"{classes} classes")
 
 
 _UNITS = {"B": 1, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3}
@@ -275,10 +183,11 @@ def convert(model, spec: dict, calibration: np.ndarray, evaluation: np.ndarray,
     packed = converted / PACKED
     if not packed.is_file():
         raise ExportError(f"imx500: the converter wrote no {PACKED}")
-    params = read_packed(packed)
-    check_input(params.input)
     h, w = spec["img_size"]
-    check_shapes(params, h, w, spec["classes"])
+    try:
+        params = check_network(packed, h, w, spec["classes"])
+    except ModelError as exc:
+        raise ExportError(f"{exc}; nothing was written") from None
     result = json.loads((work / "result.json").read_text())
     return Imx500Result(packed=packed, params=params, memory=read_memory_report(converted),
                         float_probs=np.load(work / "float.npy"),

@@ -61,6 +61,7 @@ from common.argtypes import Parser, add_verbosity
 from common.command import run_main
 from common.command import say as print_error
 from common.errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
+from common.labels import read_labels
 from edge_runtime.eval_set import required_agreement
 
 PROG = "pi-check"
@@ -364,7 +365,7 @@ def check_classify(tiny: Path, _: str) -> str:
     something), and the top-1 this machine gives: the same for fp32 on every image, for int8 on
     at least ``edge_runtime.eval_set.INT8_AGREEMENT`` of them (:func:`required_agreement`: the
     threshold ``edge-model activate`` holds a device to)."""
-    labels = (tiny / "run" / "export" / "labels.txt").read_text().split()
+    labels = read_labels(tiny / "run" / "export" / "labels.txt")
     images = sorted(str(p.relative_to(tiny / "data")) for p in (tiny / "data").rglob("*")
                     if p.suffix in (".jpg", ".png"))
     truth = [Path(path).parent.name for path in images]

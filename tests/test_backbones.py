@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from common.errors import UserError
+from common.labels import read_labels
 from edge_runtime.model_metadata import read_model_metadata
 from tests.helpers import demo_images
 from train import backbones
@@ -275,7 +276,7 @@ def test_backbone_from_a_weights_file_exports_classifies_and_benches(backbone, d
     int8 = manifest["variants"]["int8"]
     assert int8["input_dtype"] == "uint8" and int8["max_abs_diff"] < 0.1, int8
 
-    labels = (bundle / "labels.txt").read_text().split()
+    labels = read_labels(bundle / "labels.txt")
     images = demo_images(demo_dir)[:3]
     capfd.readouterr()
     assert classify(["--model", str(bundle / "model_int8.tflite"), "--json",

@@ -11,6 +11,7 @@ import pytest
 from benchmarks import compare_cli
 from benchmarks.compare import VERDICTS, tally
 from common.labels import labels_text, read_labels
+from tests.bundle_variants import rehash
 
 
 def test_tally_counts_the_images_only_one_side_got_right():
@@ -30,12 +31,13 @@ def test_every_difference_kind_has_a_verdict():
 
 def _swapped_bundle(bundle: Path, tmp_path: Path) -> Path:
     """A copy of the bundle whose labels.txt is rotated: the same network, wrong on nearly
-    every image (the Classifier reads labels.txt beside the model first)."""
+    every image (the Classifier reads labels.txt beside the model first); its manifest binds
+    the new labels.txt, as export would have."""
     copy = tmp_path / "swapped" / "export"
     shutil.copytree(bundle, copy)
     labels = read_labels(copy / "labels.txt")
     (copy / "labels.txt").write_text(labels_text(labels[1:] + labels[:1]))
-    return copy
+    return rehash(copy)
 
 
 def test_the_same_bundle_is_the_same(exported_run, tmp_path, capsys):

@@ -90,6 +90,18 @@ def test_the_template_is_the_one_definition():
     assert placeholders == set(unit_module.PLACEHOLDERS)
 
 
+def test_the_unit_checks_the_model_s_store_before_each_start():
+    """ExecStartPre= is edge-model check --fallback on the very model ExecStart= runs."""
+    from deploy.model_cli import build_parser as edge_model_parser
+
+    unit = parse_unit(example_unit())
+    words = shlex.split(unit["Service"]["ExecStartPre"])
+    assert words[0] == "/home/alice/edge/bin/edge-model"
+    args = edge_model_parser().parse_args(words[1:])
+    assert (args.command, args.fallback) == ("check", True)
+    assert args.model == exec_start(unit)[exec_start(unit).index("--model") + 1]
+
+
 def test_the_unit_is_watched_and_reloads():
     service = parse_unit(example_unit())["Service"]
     # systemd restarts a service whose frames stopped (edge_runtime/stream/sdnotify.py notifies)
@@ -110,9 +122,10 @@ def home(tmp_path) -> Path:
     """A home with a venv that has edge-classify and a model, its paths with a space and a %."""
     home = tmp_path / "home of 100% alice"
     (home / "edge/bin").mkdir(parents=True)
-    script = home / "edge/bin/edge-classify"
-    script.write_text("#!/bin/sh\n")
-    script.chmod(0o755)
+    for name in ("edge-classify", "edge-model"):
+        script = home / "edge/bin" / name
+        script.write_text("#!/bin/sh\n")
+        script.chmod(0o755)
     (home / "pets").mkdir()
     (home / "pets/model_int8.tflite").write_bytes(b"TFL3")
     return home
@@ -220,3 +233,22 @@ def test_installing_without_root_says_to_use_sudo(home, monkeypatch, tmp_path, c
                         str(home / "edge"), "--model", str(home / "pets/model_int8.tflite")])
     assert code == 2 and not (locked / "edge-classify.service").exists()
     assert "run it with sudo" in capsys.readouterr().err
+
+
+def test_without_model_the_service_runs_the_int8_file_of_the_current_version(tmp_path):
+    """The one rule (deploy/checks.py SERVICE_VARIANT): the store never makes current a bundle
+    without int8, and the unit runs current's int8 file, through the link."""
+    from common.errors import UsageError
+    from edge_runtime.manifest import InputSpec, Manifest, Variant
+
+    home = tmp_path / "home"
+    with pytest.raises(UsageError, match="edge-model activate BUNDLE_DIR first"):
+        service_cli._store_model(str(home))
+    version = home / "edge-models" / "versions" / "3f9c0a51e2b4"
+    version.mkdir(parents=True)
+    int8 = Variant(file="model_int8.tflite", bytes=4, input_dtype="uint8", output_dtype="uint8",
+                   accuracy=0.9, agreement=0.9, max_abs_diff=0.1)
+    Manifest(InputSpec(8, 8), ("a", "b"), {"int8": int8}).save(version)
+    (home / "edge-models" / "current").symlink_to("versions/3f9c0a51e2b4")
+    assert service_cli._store_model(str(home)) == \
+        home / "edge-models" / "current" / "model_int8.tflite"

@@ -25,6 +25,7 @@ from edge_runtime.image import load_model_pixels
 from edge_runtime.interpreter import available_cores
 from edge_runtime.manifest import EvalSet as EvalSetEntry
 from edge_runtime.manifest import Manifest
+from tests.bundle_variants import rehash
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--runs", "4", "--repeats", "2", "--warmup", "1", "--no-progress"]
@@ -143,6 +144,7 @@ def test_a_variant_that_answers_differently_is_shown_not_an_error(device_bundle,
     answers["int8"] = answers["int8"].copy()
     answers["int8"][:2] = (answers["int8"][:2] + 1) % len(Manifest.load(bundle).labels)
     replace(eval_set, variant_top1=answers).save(bundle / EVAL_SET_FILE)
+    rehash(bundle)  # the manifest binds eval_set.npz: as that export would have written it
     assert main([str(bundle), *QUICK, "--no-memory"]) == 0
     report = json.loads((bundle / "bench" / "report.json").read_text(encoding="utf-8"))
     rows = {row["model"]: row for row in report["rows"]}
@@ -159,10 +161,14 @@ def test_a_variant_that_answers_differently_is_shown_not_an_error(device_bundle,
 def test_an_older_bundle_without_workstation_answers_still_benches(device_bundle, tmp_path):
     bundle = _copy(device_bundle, tmp_path)
     eval_set = EvalSet.load(bundle / EVAL_SET_FILE)
-    # an eval_set.npz as edge-export wrote it before it kept each variant's answers
+    # an eval_set.npz as edge-export wrote it before it kept each variant's answers, in a
+    # manifest that, as then, binds no file but the variants
     with (bundle / EVAL_SET_FILE).open("wb") as f:
         np.savez_compressed(f, pixels=eval_set.pixels, labels=eval_set.labels,
                             keras_top1=eval_set.keras_top1)
+    manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    del manifest["files"]
+    (bundle / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     assert main([str(bundle), *QUICK, "--no-memory"]) == 0
     report = json.loads((bundle / "bench" / "report.json").read_text(encoding="utf-8"))
     assert [row["workstation_agreement"] for row in report["rows"]] == [None] * 3
@@ -329,10 +335,11 @@ def test_bundle_without_eval_set_says_to_re_export(device_bundle, tmp_path, caps
 
 def test_missing_eval_set_file_is_one_line(device_bundle, tmp_path, capsys):
     bundle = _copy(device_bundle, tmp_path)
-    (bundle / EVAL_SET_FILE).unlink()
+    (bundle / EVAL_SET_FILE).unlink()  # the manifest binds it: a copy that lost a file
     assert main([str(bundle), *QUICK, "--no-memory"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and EVAL_SET_FILE in err and "--eval-samples" in err
+    assert len(err.splitlines()) == 1 and f"{EVAL_SET_FILE} is missing" in err
+    assert "copy the bundle again" in err
 
 
 def test_export_and_demo_flags_need_a_run(device_bundle, capsys):

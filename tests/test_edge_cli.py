@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.labels import read_labels
 from edge_runtime.commands.classify import main
 from edge_runtime.commands.inputs import expand_inputs
 from tests.helpers import demo_images, write_video
@@ -66,7 +67,7 @@ def one_error_line(err: str) -> str:
 
 @pytest.fixture(scope="module")
 def labels(bundle) -> list[str]:
-    return (bundle / "labels.txt").read_text().split()
+    return read_labels(bundle / "labels.txt")
 
 
 @pytest.fixture()

@@ -35,13 +35,15 @@ def test_activate_list_and_roll_back(bundle, tmp_path, capsys):
     assert code == 0, err
     first = json.loads(out)
     assert first["result"] == "activated"
-    assert [c["name"] for c in first["checks"]] == ["manifest", "sha256", "labels", "answers"]
+    assert [c["name"] for c in first["checks"]] == ["manifest", "copy", "sha256", "labels",
+                                                    "answers", "commit"]
     assert all(c["ok"] for c in first["checks"])
     assert current(root) == f"versions/{first['version']}"
     assert (root / "current" / "labels.txt").read_text().startswith("one-")
-    # the same bundle again changes nothing
+    # the same bundle again changes nothing (its installed copy is hashed, not its answers run)
     code, out, _ = edge_model(root, "activate", str(v1), "--json", capsys=capsys)
     assert code == 0 and json.loads(out)["result"] == "already current"
+    assert "intact" in json.loads(out)["checks"][1]["detail"]
     code, out, err = edge_model(root, "activate", str(v2), "--json", capsys=capsys)
     second = json.loads(out)["version"]
     assert code == 0 and current(root) == f"versions/{second}"

@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
+from common.labels import read_labels
 from edge_runtime.classifier import Classifier, quantize
 from edge_runtime.manifest import Manifest
 from export import exporter, quant_debug
@@ -33,7 +34,7 @@ def test_manifest_holds_the_contract_and_variants_match_it(exported_run):
         assert key in manifest, key
     assert manifest["input"] == {"height": 64, "width": 64, "channels": 3, "color": "RGB",
                                  "range": [0, 255], "resize": "bilinear", "dtype": "float32"}
-    assert (bundle / "labels.txt").read_text().split() == manifest["labels"]
+    assert read_labels(bundle / "labels.txt") == manifest["labels"]
     assert set(manifest["variants"]) == {"fp32", "fp16", "int8"}
     expected_io = {"fp32": "float32", "fp16": "float32", "int8": "uint8"}
     for name, entry in manifest["variants"].items():

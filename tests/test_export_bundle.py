@@ -56,6 +56,20 @@ def test_variant_hashes_in_the_manifest_match_the_files(bundle):
         assert variant.sha256 == hashlib.sha256((bundle / variant.file).read_bytes()).hexdigest()
 
 
+def test_the_manifest_binds_every_file_of_the_bundle(bundle):
+    """``files``: each file export wrote but manifest.json (whose own sha256 is the version),
+    each variant's with the variant's sha256 (what edge-model activate holds a bundle to)."""
+    manifest = Manifest.load(bundle)
+    written = {p.relative_to(bundle).as_posix() for p in bundle.rglob("*")
+               if p.is_file() and p.relative_to(bundle).parts[0] != "bench"}
+    assert set(manifest.files) == written - {"manifest.json"}
+    assert {"labels.txt", "eval_set.npz", "model_int8.tflite"} <= set(manifest.files)
+    for name, digest in manifest.files.items():
+        assert digest == hashlib.sha256((bundle / name).read_bytes()).hexdigest()
+    assert all(manifest.files[v.file] == v.sha256 for v in manifest.variants.values())
+    manifest.check_files(bundle)
+
+
 def test_the_eval_set_holds_the_verified_pixels_labels_and_keras_answers(exported_run):
     import keras
 

@@ -149,7 +149,8 @@ def test_edge_deploy_updates_the_hosts_that_pass_and_leaves_the_others(fleet, bu
     assert rows["host-a"]["ok"] is False and "sha256 FAILED" in rows["host-a"]["checks"]
     assert "the sha256 check failed" in rows["host-a"]["result"]
     assert rows["host-b"] == {"host": "host-b", "version": version_of(v2),
-                              "checks": "manifest ok, sha256 ok, labels ok, answers ok",
+                              "checks": "manifest ok, copy ok, sha256 ok, labels ok, answers ok, "
+                                        "commit ok",
                               "result": "activated", "ok": True}
     assert fleet.current("host-a") == version_of(v1)
     assert fleet.current("host-b") == version_of(v2)

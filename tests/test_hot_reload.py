@@ -77,8 +77,11 @@ def test_a_looping_camera_run_switches_models_without_losing_a_frame(bundle, dem
 
         assert wait_for(lambda: len(lines) > 15)  # looped once past the end of the video
         assert labels_seen() == {"old"}
-        # edge-model activate: checked, then the link switched underneath the running camera
-        assert activate(store, renamed(bundle, tmp_path / "v2", "new-")).result == "activated"
+        # edge-model activate: checked, then the link switched underneath the running camera,
+        # which commits it: status.json names the new version at its first frame
+        done = activate(store, renamed(bundle, tmp_path / "v2", "new-"))
+        assert done.result == "activated", done.to_json()
+        assert done.checks[-1].detail.startswith(f"the service (pid {process.pid})")
         assert wait_for(lambda: "new" in labels_seen()), "".join(errors)
         with urllib.request.urlopen(url + "/predictions", timeout=10) as answer:
             assert json.load(answer)["top_k"][0]["label"].startswith("new-")
@@ -130,10 +133,11 @@ class StallingSource(FrameSource):
 
 
 class CountingClassifier:
-    """What the stream loop needs of a classifier, without a model."""
+    """What a camera run needs of a classifier, without a model (a path that is in no store)."""
 
     labels = ["a", "b"]
     camera = None  # any camera's frames
+    model_path = Path("counting.tflite")
 
     def frame_tensor(self, frame):
         return np.zeros(1)

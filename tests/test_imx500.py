@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_runtime.errors import ManifestError
+from edge_runtime import sensor_network
+from edge_runtime.errors import ManifestError, ModelError
 from edge_runtime.manifest import Manifest
 from export import imx500
 from export.errors import ExportError
@@ -50,11 +51,11 @@ def _params(scale: str = "0.0078125", fmt: str = "signed") -> str:
 
 
 def test_the_converted_input_is_read_with_its_sign_scale_and_shape():
-    params = imx500.read_dnn_params(_params())
-    assert params.input == imx500.Tensor(signed=True, scale=1 / 128, shape=(64, 48, 3))
+    params = sensor_network.read_dnn_params(_params())
+    assert params.input == sensor_network.Tensor(signed=True, scale=1 / 128, shape=(64, 48, 3))
     assert params.output.shape == (4,) and not params.output.signed
-    imx500.check_input(params.input)  # what the sensor feeds: accepted
-    imx500.check_shapes(params, 64, 48, 4)
+    sensor_network.check_input(params.input)  # what the sensor feeds: accepted
+    sensor_network.check_shapes(params, 64, 48, 4)
 
 
 @pytest.mark.parametrize("scale, fmt, says", [
@@ -63,25 +64,25 @@ def test_the_converted_input_is_read_with_its_sign_scale_and_shape():
     ("0.015625", "signed", "signed with scale 0.015625"),
 ])
 def test_an_input_the_sensor_would_mis_scale_is_refused(scale, fmt, says):
-    params = imx500.read_dnn_params(_params(scale, fmt))
-    with pytest.raises(ExportError, match=says) as caught:
-        imx500.check_input(params.input)
+    params = sensor_network.read_dnn_params(_params(scale, fmt))
+    with pytest.raises(ModelError, match=says) as caught:
+        sensor_network.check_input(params.input)
     assert "mis-scaled" in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_shapes_unlike_the_run_are_refused():
-    params = imx500.read_dnn_params(_params())
-    with pytest.raises(ExportError, match="the run takes"):
-        imx500.check_shapes(params, 64, 64, 4)
-    with pytest.raises(ExportError, match="5 classes"):
-        imx500.check_shapes(params, 64, 48, 5)
+    params = sensor_network.read_dnn_params(_params())
+    with pytest.raises(ModelError, match="the model takes"):
+        sensor_network.check_shapes(params, 64, 64, 4)
+    with pytest.raises(ModelError, match="5 classes"):
+        sensor_network.check_shapes(params, 64, 48, 5)
 
 
 def test_dnn_params_without_an_input_or_not_xml_is_refused():
-    with pytest.raises(ExportError, match="no input or output tensor"):
-        imx500.read_dnn_params("<dnnParams/>")
-    with pytest.raises(ExportError, match="not XML"):
-        imx500.read_dnn_params("scale=0.0078125 format=signed")
+    with pytest.raises(ModelError, match="no input or output tensor"):
+        sensor_network.read_dnn_params("<dnnParams/>")
+    with pytest.raises(ModelError, match="not XML"):
+        sensor_network.read_dnn_params("scale=0.0078125 format=signed")
 
 
 def test_packer_out_is_opened_whole_and_its_dnn_params_read(tmp_path):
@@ -89,10 +90,10 @@ def test_packer_out_is_opened_whole_and_its_dnn_params_read(tmp_path):
     with zipfile.ZipFile(packed, "w") as archive:
         archive.writestr("dnnParams.xml", _params())
         archive.writestr("l2staticData.bin", b"\x01" * 100)
-    assert imx500.read_packed(packed).input.shape == (64, 48, 3)
+    assert sensor_network.read_packed(packed).input.shape == (64, 48, 3)
     packed.write_bytes(packed.read_bytes()[:-30])  # truncated in copying
-    with pytest.raises(ExportError, match="not a converter output"):
-        imx500.read_packed(packed)
+    with pytest.raises(ModelError, match="not a converter output"):
+        sensor_network.read_packed(packed)
 
 
 def test_the_memory_report_gives_fit_and_share(tmp_path):
@@ -201,7 +202,7 @@ def test_the_sensor_s_network_is_exported_checked_and_measured(sensor_export, ti
     # the weights came across: the rebuilt tf.keras model answers as Keras 3 does
     assert variant.extra["rebuilt_max_abs_diff"] <= 1e-5
     # packerOut.zip opens whole and takes the run's input, one score a class
-    params = imx500.read_packed(packed)
+    params = sensor_network.read_packed(packed)
     assert params.input.shape == (manifest.input.height, manifest.input.width, 3)
     assert params.output.shape == (len(manifest.labels),)
     assert params.input.signed and params.input.scale == 1 / 128
@@ -236,10 +237,10 @@ def test_the_export_table_shows_the_sensor_row(sensor_export):
 def test_a_sensor_input_of_another_scale_fails_the_export(sensor_export):
     """The check runs on the real converter output: the same zip with a rewritten scale."""
     packed = sensor_export / "imx500" / imx500.PACKED
-    params = imx500.read_packed(packed)
-    imx500.check_input(params.input)
+    params = sensor_network.read_packed(packed)
+    sensor_network.check_input(params.input)
     text = zipfile.ZipFile(packed).read("dnnParams.xml").decode()
     wrong = text.replace('scale="0.0078125" format="signed"', 'scale="0.00390625" format="signed"')
     assert wrong != text
-    with pytest.raises(ExportError, match="mis-scaled"):
-        imx500.check_input(imx500.read_dnn_params(wrong).input)
+    with pytest.raises(ModelError, match="mis-scaled"):
+        sensor_network.check_input(sensor_network.read_dnn_params(wrong).input)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.labels import read_labels
 from edge_runtime.commands.classify import main
 from edge_runtime.live import BOUNDARY, LiveServer, ServeError, is_loopback, parse_address
 from tests.helpers import demo_images, write_video
@@ -609,7 +610,7 @@ def test_page_in_headless_chromium_shows_the_models_labels(bundle, images, tmp_p
     chromium = _chromium()
     if chromium is None:
         pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does it)")
-    labels = (bundle / "labels.txt").read_text().split()
+    labels = read_labels(bundle / "labels.txt")
     video = write_video(tmp_path / "clip.avi", images, frames=20, size=(320, 240), fps=10.0)
     port = free_port()
     child, err = _start_serving(bundle, video, port)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -196,3 +197,56 @@ def test_a_model_finds_its_bundle_s_manifest_beside_it_or_one_folder_up(tmp_path
     (bundle / "manifest.json").write_text("{")
     with pytest.raises(ManifestError, match="not valid JSON"):
         find_manifest(bundle / "model_int8.tflite")
+
+
+def _bound(tmp_path: Path) -> tuple[Manifest, Path]:
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    (folder / "labels.txt").write_text("golden retriever\ncrème brûlée\n")
+    (folder / "model_int8.tflite").write_bytes(b"int8 bytes")
+    from common.fileio import sha256
+
+    files = {name: sha256(folder / name) for name in ("labels.txt", "model_int8.tflite")}
+    int8 = Variant(file="model_int8.tflite", bytes=10, input_dtype="uint8", output_dtype="uint8",
+                   accuracy=1.0, agreement=1.0, max_abs_diff=0.0,
+                   sha256=files["model_int8.tflite"])
+    return Manifest(InputSpec(8, 8), ("golden retriever", "crème brûlée"), {"int8": int8},
+                    files=files), folder
+
+
+def test_files_bind_every_file_and_survive_a_round_trip(tmp_path):
+    manifest, folder = _bound(tmp_path)
+    manifest.save(folder)
+    loaded = Manifest.load(folder)
+    assert loaded.files == manifest.files and loaded == manifest
+    loaded.check_files(folder)
+    (folder / "labels.txt").write_text("golden\nretriever\ncrème brûlée\n")
+    (folder / "model_int8.tflite").unlink()
+    assert [name for name, _ in loaded.damaged_files(folder)] == ["model_int8.tflite",
+                                                                  "labels.txt"]
+    with pytest.raises(ManifestError, match="variant int8: .*model_int8.tflite is missing"):
+        loaded.check_files(folder)
+
+
+@pytest.mark.parametrize("files, says", [
+    ({"../escape": "0" * 64}, "not a file name in the bundle"),
+    ({"a/b/c": "0" * 64}, "not a file name in the bundle"),
+    ({"labels.txt": "not hex"}, "not 64 lower-case hex digits"),
+    (["labels.txt"], "'files' is"),
+])
+def test_files_that_are_not_names_in_the_bundle_with_sha256s_are_refused(tmp_path, files,
+                                                                         says):
+    manifest, folder = _bound(tmp_path)
+    data = {**manifest.to_json(), "files": files}
+    with pytest.raises(ManifestError, match=says):
+        Manifest.from_json(data)
+
+
+def test_a_variant_the_files_leave_out_or_hash_otherwise_is_refused(tmp_path):
+    manifest, folder = _bound(tmp_path)
+    with pytest.raises(ManifestError, match="not among the manifest's files"):
+        replace(manifest, files={"labels.txt": manifest.files["labels.txt"]}).check_files(folder)
+    with pytest.raises(ManifestError, match="two sha256s"):
+        replace(manifest, files={**manifest.files, "model_int8.tflite": "0" * 64}).check_files(
+            folder)
+    assert manifest.cpu_variants() == {"int8": manifest.variants["int8"]}

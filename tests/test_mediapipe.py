@@ -30,6 +30,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from common.labels import read_labels
 from edge_runtime.classifier import Classifier
 from export.exporter import ExportConfig, export
 from export.images import load_images
@@ -135,7 +136,7 @@ def _mediapipe(python: Path, models: list[Path], images: list[Path]) -> dict:
 def test_mediapipe_names_the_classes_and_agrees_with_edge_classify(mediapipe_python, bundles,
                                                                     pictures, record_property):
     bundle = bundles["uint8"]
-    labels = (bundle / "labels.txt").read_text().split()
+    labels = read_labels(bundle / "labels.txt")
     models = [bundle / f"model_{v}.tflite" for v in VARIANTS]
     measured = {}
     for size, images in pictures.items():
@@ -209,7 +210,7 @@ def test_mediapipe_loads_each_backbones_int8(mediapipe_python, backbone_bundles,
         manifest = json.loads((bundle / "manifest.json").read_text())
         assert manifest["model"]["backbone"] == backbone
         quantum = manifest["variants"]["int8"]["output_quantization"]["scale"]
-        labels = (bundle / "labels.txt").read_text().split()
+        labels = read_labels(bundle / "labels.txt")
         model = bundle / "model_int8.tflite"
         answer = _mediapipe(mediapipe_python, [model], images)["models"][str(model)]
         assert "error" not in answer, f"MediaPipe refused {backbone}: {answer.get('error')}"

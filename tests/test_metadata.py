@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from common.fileio import sha256
+from common.labels import read_labels
 from edge_runtime.classifier import Classifier
 from edge_runtime.commands.classify import main
 from edge_runtime.image import load_image
@@ -72,7 +73,7 @@ def schema_metadata(path) -> meta_fb.ModelMetadataT:
 
 
 def test_every_exported_variant_carries_metadata(bundle, manifest):
-    labels = (bundle / "labels.txt").read_text().split()
+    labels = read_labels(bundle / "labels.txt")
     assert set(manifest["variants"]) == {"fp32", "fp16", "int8"}
     for name, entry in manifest["variants"].items():
         path = bundle / entry["file"]
@@ -146,10 +147,15 @@ def test_adding_metadata_twice_replaces_it(plain_models):
     found = read_model_metadata(twice)
     assert (found.name, found.version, found.labels) == ("b", "2", list("vwxyz"))
     assert len(twice) == len(once)  # one metadata buffer, one archive: nothing piles up
+    # a label is any printable name: one a line in the model's labels.txt, spaces kept
+    spaced = ["golden retriever", "crème brûlée", "日本酒", "no. 2", "tasse à café"]
+    found = read_model_metadata(add_metadata(twice, name="c", description="d", version="3",
+                                             labels=spaced, input_spec=CONTRACT))
+    assert found.labels == spaced
 
 
 def test_lone_model_classifies_with_class_names(capfd, bundle, demo_dir, tmp_path):
-    labels = (bundle / "labels.txt").read_text().split()
+    labels = read_labels(bundle / "labels.txt")
     picture = demo_images(demo_dir)[0]
     for name in ("fp32", "int8"):
         lone = lone_copy(bundle / f"model_{name}.tflite", tmp_path / name)
@@ -166,7 +172,7 @@ def test_lone_model_classifies_with_class_names(capfd, bundle, demo_dir, tmp_pat
 
 def test_labels_order_flag_then_beside_then_metadata_then_manifest(bundle, plain_models,
                                                                    tmp_path):
-    embedded = (bundle / "labels.txt").read_text().split()
+    embedded = read_labels(bundle / "labels.txt")
     lone = lone_copy(bundle / "model_fp32.tflite", tmp_path / "lone")
     assert Classifier(lone).labels == embedded
     (tmp_path / "lone" / "manifest.json").write_text(json.dumps(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from common.errors import DataError
 from common.fileio import write_json
+from common.labels import label_problem
 from edge_runtime.image import ImageError, is_image_file, load_image
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -250,6 +251,13 @@ def _discover_split_folders(root: Path, train_dir: Path, val_dir: Path, test_dir
 
 
 def _require_classes(folder: Path, classes: list[str]) -> None:
+    """At least two class folders, each named by a label (:func:`common.labels.label_problem`:
+    the name becomes a line of labels.txt and the label on every device)."""
+    for name in classes:
+        problem = label_problem(name)
+        if problem:
+            raise DataError(f"{folder / name}: the folder's name is the class label, and "
+                            f"{problem}: rename the folder")
     if len(classes) < 2:
         found = f" (found: {', '.join(classes)})" if classes else ""
         raise DataError(f"{folder} needs at least 2 class folders, one per label{found}")

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.fileio import write_bytes
 from edge_runtime.errors import CameraError, ModelError
 from edge_runtime.manifest import bundle_folder, find_manifest
 from edge_runtime.sensor_classifier import SensorFrame
@@ -147,9 +148,8 @@ def network_file(model: str | os.PathLike, packager: str = PACKAGER) -> Path:
             lines = (done.stderr or done.stdout).strip().splitlines()
             raise ModelError(f"{packager} could not package {path}: "
                              f"{lines[-1] if lines else f'exit code {done.returncode}'}")
-        partial = rpk.with_name(f".{RPK}.{os.getpid()}.tmp")
-        shutil.copyfile(made, partial)
-        os.replace(partial, rpk)  # whole or not at all, for the next run too
+        # flushed, then renamed: whole or not at all for the next run, across a power cut too
+        write_bytes(rpk, made.read_bytes())
     return rpk
 
 

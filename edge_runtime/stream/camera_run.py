@@ -23,6 +23,7 @@ from edge_runtime.capture.uncertain import UncertainOptions
 from edge_runtime.classifier import FrameClassifier, Prediction
 from edge_runtime.errors import CameraError
 from edge_runtime.live import LiveServer, is_loopback
+from edge_runtime.service_status import StatusReporter
 from edge_runtime.sources.camera_spec import DEFAULT_SIZE, CameraSpec, parse_camera
 from edge_runtime.sources.frame_source import FrameSource
 from edge_runtime.sources.open_source import open_source
@@ -242,11 +243,14 @@ def run_camera(classifier: FrameClassifier, options: CameraOptions,
     writer = ResultWriter(options.json, min(options.top_k, len(classifier.labels)),
                           len(source.name) + 7, max(len(label) for label in classifier.labels))
     periods = PeriodicSummary(options.summary_every_s) if options.summary_every_s else None
+    # a model in edge-model's store: its first classified frame commits its version
+    status = StatusReporter(classifier.model_path)
 
     def on_frame(number: int, frame: np.ndarray, predictions: list[Prediction],
                  latency_ms: float) -> bool:
         nonlocal due
         notifier.frame_classified()  # a frozen camera stops this: systemd's watchdog restarts
+        status.frame_classified()
         if pace_s:  # a recording plays at its own speed
             if due > time.perf_counter():
                 time.sleep(due - time.perf_counter())
@@ -267,9 +271,11 @@ def run_camera(classifier: FrameClassifier, options: CameraOptions,
 
     def switched() -> FrameClassifier | None:
         """The watch, and what a new model changes besides the classifier: the model named in
-        the journal of kept frames, the labels the capture panel offers."""
+        the journal of kept frames, the labels the capture panel offers, the version the
+        store is told of at its first frame."""
         new = watch()
         if new is not None:
+            status.loaded(new.model_path)
             if miner is not None:
                 miner.model_sha256 = sha256(new.model_path)
             if panel is not None:
