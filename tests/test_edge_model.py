@@ -79,32 +79,6 @@ def test_a_bundle_that_fails_a_check_never_becomes_current(bundle, tmp_path, cap
     assert not (root / "previous").exists()
 
 
-def test_a_bundle_with_the_ai_camera_s_network_is_activated(bundle, tmp_path, capsys):
-    """The sensor's network is checked as a file (sha256), never run on the CPU: its answers
-    are the sensor's."""
-    from common.fileio import sha256
-    from edge_runtime.manifest import MANIFEST_FILE
-
-    sensor = renamed(bundle, tmp_path / "sensor", "s-")
-    (sensor / "imx500").mkdir()
-    (sensor / "imx500" / "packerOut.zip").write_bytes(b"PK stand-in")
-    manifest = json.loads((sensor / MANIFEST_FILE).read_text())
-    manifest["variants"]["imx500"] = {
-        "file": "imx500/packerOut.zip", "bytes": 11,
-        "sha256": sha256(sensor / "imx500" / "packerOut.zip"), "input_dtype": "int8",
-        "output_dtype": "uint8", "accuracy": 0.9, "agreement": 0.9, "max_abs_diff": 0.1,
-        "runs_on": "imx500"}
-    (sensor / MANIFEST_FILE).write_text(json.dumps(manifest))
-    root = tmp_path / "models"
-    code, out, err = edge_model(root, "activate", str(sensor), "--json", capsys=capsys)
-    assert code == 0, err
-    report = json.loads(out)
-    assert report["result"] == "activated" and all(c["ok"] for c in report["checks"])
-    answers = next(c for c in report["checks"] if c["name"] == "answers")
-    assert "imx500" not in answers["detail"]
-    assert (root / "current" / "imx500" / "packerOut.zip").read_bytes() == b"PK stand-in"
-
-
 def test_only_the_newest_versions_stay_on_the_card(bundle, tmp_path, capsys):
     root = tmp_path / "models"
     versions = []

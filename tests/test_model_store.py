@@ -254,9 +254,7 @@ def test_the_status_file_names_the_version_each_loaded_model_classifies_with(tmp
     written = (root / STATUS_FILE).stat().st_mtime_ns
     reporter.frame_classified()  # once a model, not once a frame
     assert (root / STATUS_FILE).stat().st_mtime_ns == written
-    swap = reporter.watching(lambda: type("Loaded", (), {"model_path": str(
-        root / "versions" / "bbb" / "model_int8.tflite")})())
-    swap()
+    reporter.loaded(root / "versions" / "bbb" / "model_int8.tflite")  # a reload swapped it in
     reporter.frame_classified()
     assert (read_status(root).version, read_status(root).frames) == ("bbb", 3)
     # a model outside a store: nothing written anywhere
