@@ -131,14 +131,21 @@ def deploy_host(host: str, bundle: Path, version: str, settings: Settings) -> Ho
     return HostResult(host, report.get("version") or version, checks, outcome, True)
 
 
+def each_host(hosts: list[str], jobs: int, work, on_done=lambda result: None) -> list:
+    """``work(host)`` on every host, ``jobs`` at a time; results in ``hosts`` order.
+    ``on_done`` is called with each result as its host finishes (edge-deploy, edge-collect)."""
+    def one(host: str):
+        result = work(host)
+        on_done(result)
+        return result
+
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(hosts)))) as pool:
+        return list(pool.map(one, hosts))
+
+
 def deploy(bundle: Path, hosts: list[str], version: str, settings: Settings,
            on_done=lambda result: None) -> list[HostResult]:
     """:func:`deploy_host` on every host, ``settings.jobs`` at a time; rows in ``hosts`` order.
     ``on_done`` is called as each host finishes."""
-    def one(host: str) -> HostResult:
-        result = deploy_host(host, bundle, version, settings)
-        on_done(result)
-        return result
-
-    with ThreadPoolExecutor(max_workers=max(1, min(settings.jobs, len(hosts)))) as pool:
-        return list(pool.map(one, hosts))
+    return each_host(hosts, settings.jobs,
+                     lambda host: deploy_host(host, bundle, version, settings), on_done)
