@@ -17,8 +17,7 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
-import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from common.labels import label_problem
@@ -148,70 +147,102 @@ def prune(host: str, root: str, verified: list[tuple[str, str]], settings: Setti
     return _ssh(host, settings, command, stdin=lines)
 
 
-def collect_host(host: Host, collection: Collection, settings: Settings, prune_remote: bool,
-                 taking: threading.Lock) -> HostRow:
-    """Pull ``host``'s data root into the collection (and prune it); never raises for the
-    host's sake. ``taking`` lets one host at a time into the collection."""
-    root, pulled, pictures, new, monitor, pruned = "-", 0, 0, 0, 0, None
+COPIED = "copied"
+"""The result of a host whose copy is done, before it is taken into the collection."""
 
-    def row(result: str, ok: bool) -> HostRow:
-        return HostRow(host.name, root, pulled, pictures, new, monitor, pruned,
-                       " ".join(result.split()), ok)
+
+def _failure(exc: Exception) -> str:
+    if isinstance(exc, subprocess.TimeoutExpired):
+        return f"timed out after {exc.timeout:.0f} s"
+    if isinstance(exc, OSError) and exc.filename:
+        return f"cannot use {exc.filename}: {exc.strerror}"
+    return f"failed: {exc}"
+
+
+def pull_host(host: Host, collection: Collection, settings: Settings) -> HostRow:
+    """Ask ``host`` where its data root is and copy it into its staging folder; the row says
+    :data:`COPIED` when it was, else what went wrong (never raises for the host's sake)."""
+    def row(root: str, result: str, ok: bool, pulled: int = 0) -> HostRow:
+        return HostRow(host.name, root, pulled, 0, 0, 0, None, " ".join(result.split()), ok)
 
     try:
         asked = remote_root(host, settings)
         if asked.returncode == SSH_UNREACHABLE:
-            return row(f"unreachable: {_last_line(asked.stderr)}", False)
+            return row("-", f"unreachable: {_last_line(asked.stderr)}", False)
         if asked.returncode != 0:
-            return row(f"cannot find the data root (exit {asked.returncode}): "
-                       f"{_last_line(asked.stderr)}", False)
+            return row("-", f"cannot find the data root (exit {asked.returncode}): "
+                            f"{_last_line(asked.stderr)}", False)
         found = asked.stdout.strip().splitlines()
         if not found or not found[-1]:
-            root = host.root or f"${data_root.ENVIRONMENT} or {data_root.DEFAULT}"
-            return row("nothing to collect: no data root there yet", True)
+            return row(host.root or f"${data_root.ENVIRONMENT} or {data_root.DEFAULT}",
+                       "nothing to collect: no data root there yet", True)
         root = found[-1]
         copy = rsync_pull(host.name, root, collection.staging(host.name), settings)
         if copy.returncode != 0:
-            return row(f"copy failed (rsync exit {copy.returncode}): "
-                       f"{_last_line(copy.stderr)}", False)
+            return row(root, f"copy failed (rsync exit {copy.returncode}): "
+                             f"{_last_line(copy.stderr)}", False)
         pulled = sum(1 for line in copy.stdout.splitlines() if line.startswith(">f"))
-        with taking:
-            taken = collection.take(host.name)
-            verified = collection.verified(host.name) if prune_remote else []
-        pictures, new, monitor = taken.pictures, taken.new, taken.monitor
-        if not prune_remote:
-            return row("collected", True)
-        pruned = 0
-        if verified:
-            done = prune(host.name, root, verified, settings)
-            try:
-                counts = json.loads(_last_line(done.stdout))
-                pruned = int(counts["pruned"])
-            except (ValueError, KeyError, TypeError):
-                return row(f"collected; pruning failed (exit {done.returncode}): "
-                           f"{_last_line(done.stderr)}", False)
-            if counts.get("changed"):
-                return row(f"collected; {counts['changed']} picture(s) changed on the host "
-                           "since the copy were kept there", True)
-        return row("collected and pruned", True)
-    except subprocess.TimeoutExpired as exc:
-        return row(f"timed out after {exc.timeout:.0f} s", False)
-    except OSError as exc:
-        if exc.filename:
-            return row(f"cannot use {exc.filename}: {exc.strerror}", False)
-        return row(f"failed: {exc}", False)
+        return row(root, COPIED, True, pulled)
+    except (subprocess.TimeoutExpired, OSError) as exc:
+        return row("-", _failure(exc), False)
+
+
+def prune_host(row: HostRow, verified: list[tuple[str, str]], settings: Settings) -> HostRow:
+    """Delete the ``verified`` pictures on the row's host (:func:`prune`); the row with
+    ``pruned`` and the result (never raises for the host's sake)."""
+    try:
+        done = prune(row.host, row.data_root, verified, settings) if verified else None
+    except (subprocess.TimeoutExpired, OSError) as exc:
+        return replace(row, pruned=0, result=f"collected; pruning {_failure(exc)}", ok=False)
+    if done is None:
+        return replace(row, pruned=0, result="collected; nothing to prune")
+    try:
+        counts = json.loads(_last_line(done.stdout))
+        pruned = int(counts["pruned"])
+    except (ValueError, KeyError, TypeError):
+        return replace(row, pruned=0, ok=False,
+                       result=f"collected; pruning failed (exit {done.returncode}): "
+                              f"{_last_line(done.stderr)}")
+    if counts.get("changed"):
+        return replace(row, pruned=pruned,
+                       result=f"collected and pruned; {counts['changed']} picture(s) that "
+                              "changed on the host since the copy kept there")
+    return replace(row, pruned=pruned, result="collected and pruned")
 
 
 def collect(hosts: list[Host], collection: Collection, settings: Settings,
             prune_remote: bool = False, on_done=lambda row: None) -> list[HostRow]:
-    """:func:`collect_host` on every host, ``settings.jobs`` at a time; rows in ``hosts``
-    order; the collection's index rewritten once at the end. ``on_done`` is called as each
-    host finishes."""
-    taking = threading.Lock()
+    """Collect from every host: the copies made ``settings.jobs`` hosts at a time, taken into
+    the collection one host at a time in ``hosts`` order (so where a picture on two hosts is
+    stored does not depend on which answered first), the index rewritten, then with
+    ``prune_remote`` the hosts pruned, in parallel again. Rows in ``hosts`` order;
+    ``on_done`` is called with each row as it is final.
+
+    Raises:
+        OSError: the collection cannot be written (a full disk): what was stored stays.
+    """
     by_name = {h.name: h for h in hosts}
+    rows = each_host(list(by_name), settings.jobs,
+                     lambda name: pull_host(by_name[name], collection, settings))
+    verified: dict[str, list[tuple[str, str]]] = {}
     try:
-        return each_host([h.name for h in hosts], settings.jobs,
-                         lambda name: collect_host(by_name[name], collection, settings,
-                                                   prune_remote, taking), on_done)
+        for n, row in enumerate(rows):
+            if row.result != COPIED:
+                on_done(row)
+                continue
+            taken = collection.take(row.host)
+            rows[n] = replace(row, pictures=taken.pictures, new=taken.new,
+                              monitor=taken.monitor, result="collected")
+            if prune_remote:
+                verified[row.host] = collection.verified(row.host)
+            else:
+                on_done(rows[n])
     finally:
         collection.finish()
+    if prune_remote:
+        pruned = {r.host: r for r in each_host(
+            list(verified), settings.jobs,
+            lambda name: prune_host(next(r for r in rows if r.host == name), verified[name],
+                                    settings), on_done)}
+        rows = [pruned.get(r.host, r) for r in rows]
+    return rows
