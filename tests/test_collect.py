@@ -311,3 +311,15 @@ def test_the_command_draws_the_report_alone(tmp_path, capsys):
     code = main(["--out", str(tmp_path), "--report", "--json"])
     report = json.loads(capsys.readouterr().out)["report"]
     assert code == 0 and report["flagged"] == ["pi"] and report["hosts"] == 1
+
+
+def test_a_picture_stored_unlabelled_moves_to_its_label_when_a_device_labels_it(two_hosts):
+    collection, pictures = two_hosts
+    collection.take("pi b")  # the shared picture arrives as an uncertain frame first
+    first = next(e for e in collection.entries.values() if e["prediction"] == "mug")
+    assert first["file"].startswith("unlabelled/")
+    collection.take("pi-a")  # pi-a captured it as a cup
+    collection.finish()
+    entry = read_index(collection.index_path)[first["sha256"]]
+    assert entry["file"].startswith("cup/") and entry["label"] == "cup"
+    assert by_bytes(collection.folder)[pictures["shared"]] == [entry["file"]]

@@ -272,6 +272,20 @@ class Collection:
         raise CollectionError(f"{folder}: both names of picture {digest[:16]} are taken by "
                               "other files")
 
+    def _labelled_now(self, old: dict, seen: dict, staged: Path) -> str | None:
+        """A picture stored unlabelled that a device has now captured with a label: moved
+        into that label's folder (linked there first, so a crash leaves both names, never
+        none); its new path, or None when it stays where it is."""
+        label = seen["label"]
+        current = self.folder / (old["file"] or "")
+        if (seen["kind"] != "capture" or label is None or label_problem(label)
+                or label in RESERVED or not (old["file"] or "").startswith(UNLABELLED + "/")
+                or not current.is_file()):
+            return None
+        moved = self._store(staged, {**seen, "sha256": old["sha256"]})
+        current.unlink()
+        return moved
+
     def take(self, host: str) -> Imported:
         """Take ``host``'s staged copy into the collection: new pictures stored and indexed,
         known ones' entries widened (hosts, times), the monitoring records added.
@@ -291,7 +305,10 @@ class Collection:
                 entry["file"] = self._store(path, entry)
                 new += 1
             else:
+                labelled = self._labelled_now(old, entry, path)
                 entry = merged(old, entry)
+                if labelled:
+                    entry["file"] = labelled
                 if entry == old:
                     continue
             self.entries[digest] = entry
