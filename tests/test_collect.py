@@ -58,7 +58,7 @@ def write_device(root: Path, captures=(), uncertain=(), shadow=(), monitor=()) -
             "time": data_root.utc_time(START.timestamp() + 60 + n),
             "file": path.relative_to(root).as_posix(), "prediction": prediction,
             "scores": [{"label": prediction, "score": score},
-                       {"label": "other", "score": round(1 - score, 3)}],
+                       {"label": "other", "score": round(score - 0.1, 3)}],
             "model_version": "0123456789ab", "source": "picam:0"})
     for name, data in shadow:
         path = root / data_root.SHADOW / name
