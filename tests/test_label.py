@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -17,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from common.errors import UsageError
 from deploy.collect.collection import Collection
-from deploy.label.cli import main
+from deploy.label.cli import build_parser, main, run
 from deploy.label.journal import JOURNAL, Journal, LabelError
 from deploy.label.pending import Pending
 from deploy.label.server import LabelServer
@@ -194,14 +196,37 @@ def test_label_discard_undo_over_http(server, collected, tmp_path):
     assert status == 409 and body["error"] == "nothing to undo"
 
 
-def test_the_command_refuses_a_folder_edge_collect_did_not_write(tmp_path, capsys):
-    assert main([str(tmp_path), "--into", str(tmp_path / "photos")]) == 2
-    assert "not an edge-collect folder" in capsys.readouterr().err
+def refused(argv: list[str]) -> str:
+    """The usage error ``argv`` gets (a page that would serve instead stops at once)."""
+    stopped = threading.Event()
+    stopped.set()
+    with pytest.raises(UsageError) as refusal:
+        run(build_parser().parse_args([*argv, "--serve", "127.0.0.1:0"]), stop=stopped)
+    return str(refusal.value)
 
 
-def test_the_command_refuses_to_label_into_its_own_folders(collected, capsys):
-    assert main([str(collected), "--into", str(collected / "unlabelled" / "x")]) == 2
-    assert "a folder edge-collect keeps for itself" in capsys.readouterr().err
+def test_the_command_refuses_a_folder_edge_collect_did_not_write(tmp_path):
+    assert "not an edge-collect folder" in refused([str(tmp_path), "--into",
+                                                   str(tmp_path / "photos")])
+
+
+def test_the_command_refuses_to_label_into_its_own_folders(collected):
+    assert "a folder edge-collect keeps for itself" in refused(
+        [str(collected), "--into", str(collected / "unlabelled" / "x")])
+
+
+def test_a_second_page_on_the_same_folder_is_refused(collected, tmp_path):
+    child, _ = _start_labelling(collected, tmp_path / "photos")
+    try:
+        message = refused([str(collected), "--into", str(tmp_path / "photos")])
+    finally:
+        _stop(child)
+    assert "another edge-label is labelling" in message
+
+
+def test_a_usage_error_is_one_line_and_exit_2(tmp_path, capsys):
+    assert main([str(tmp_path / "absent"), "--into", str(tmp_path / "photos")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
 # ---------------------------------------------------------------------------- the page
@@ -309,10 +334,11 @@ def test_the_page_in_headless_chromium_labels_with_keys_and_undoes_after_a_resta
     if chromium is None:
         pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does it)")
     photos = tmp_path / "photos"
-    child, url = _start_labelling(collected, photos)
     browser = Browser(chromium, tmp_path / "profile")
+    child = None
     left = "document.getElementById('counts').textContent"
     try:
+        child, url = _start_labelling(collected, photos)
         browser.page("Page.navigate", url=url)
         browser.wait_for("document.querySelectorAll('.tile img').length === 5")
         # 1: the first class (cup) for the most uncertain picture; u puts it back
@@ -352,10 +378,12 @@ def test_the_page_in_headless_chromium_labels_with_keys_and_undoes_after_a_resta
         assert not any((collected / "discarded").iterdir())
         shot = browser.page("Page.captureScreenshot", format="png")["data"]
         assert len(shot) > 10_000
+        err = _stop(child)
     finally:
         browser.close()
-        if child.poll() is None:
-            err = _stop(child)
+        if child is not None and child.poll() is None:
+            child.kill()
+            child.wait(timeout=30)
     assert "picture(s) labelled" in err
     # every picture is somewhere: in photos/, or still in the collection
     labelled = [p for p in photos.rglob("*.jpg")]
