@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -323,3 +324,30 @@ def test_a_picture_stored_unlabelled_moves_to_its_label_when_a_device_labels_it(
     entry = read_index(collection.index_path)[first["sha256"]]
     assert entry["file"].startswith("cup/") and entry["label"] == "cup"
     assert by_bytes(collection.folder)[pictures["shared"]] == [entry["file"]]
+
+
+def test_the_host_is_asked_for_its_own_data_root(tmp_path, monkeypatch):
+    """The remote command, run by sh here: the host's $EDGE_DATA_ROOT, else ~/edge-data, else
+    nothing (none yet); HOST:PATH's path, ~ expanded there."""
+    from deploy.collect import pull
+
+    home = tmp_path / "home of pi"
+    (home / "edge-data").mkdir(parents=True)
+    (tmp_path / "données").mkdir()
+    environment = {"HOME": str(home), "PATH": os.environ["PATH"]}
+
+    def run_here(host, settings, command, stdin=None):
+        return subprocess.run(["sh", "-c", command], capture_output=True, text=True, cwd=home,
+                              env=environment)
+
+    monkeypatch.setattr(pull, "_ssh", run_here)
+
+    def asked(host: Host) -> str:
+        return pull.remote_root(host, None).stdout.strip()
+
+    assert asked(Host("pi")) == str(home / "edge-data")
+    environment["EDGE_DATA_ROOT"] = str(tmp_path / "données")
+    assert asked(Host("pi")) == str(tmp_path / "données")
+    environment["EDGE_DATA_ROOT"] = str(tmp_path / "absent")
+    assert asked(Host("pi")) == ""
+    assert asked(Host("pi", "~/edge-data")) == str(home / "edge-data")
