@@ -10,6 +10,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -22,8 +23,6 @@ from deploy.collect.cli import main
 from deploy.collect.collection import Collection, read_index
 from deploy.collect.pull import Host
 from edge_runtime.capture import data_root
-
-pytestmark = pytest.mark.edge
 
 START = datetime(2026, 12, 4, 7, 0, tzinfo=timezone.utc)
 
@@ -83,6 +82,7 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 # ---------------------------------------------------------------------------- the data root
 
+@pytest.mark.edge  # the device's side: runs on the Pi (make pi-check)
 def test_default_data_root_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("EDGE_DATA_ROOT", str(tmp_path / "données pi"))
     assert data_root.default_data_root() == tmp_path / "données pi"
@@ -91,6 +91,7 @@ def test_default_data_root_follows_the_environment(monkeypatch, tmp_path):
     assert data_root.default_data_root() == tmp_path / "edge-data"
 
 
+@pytest.mark.edge  # the device's side: runs on the Pi (make pi-check)
 def test_a_torn_last_line_is_skipped_and_the_next_record_starts_a_line(tmp_path):
     path = tmp_path / "captures" / "index.jsonl"
     data_root.append_record(path, {"n": 1})
@@ -102,6 +103,7 @@ def test_a_torn_last_line_is_skipped_and_the_next_record_starts_a_line(tmp_path)
     assert list(data_root.read_records(tmp_path / "absent.jsonl")) == []
 
 
+@pytest.mark.edge  # the device's side: runs on the Pi (make pi-check)
 def test_the_monitor_file_is_rotated_past_its_size(tmp_path):
     current, rotated = tmp_path / data_root.MONITOR_FILE, tmp_path / data_root.MONITOR_ROTATED
     for n in range(30):
@@ -112,6 +114,7 @@ def test_the_monitor_file_is_rotated_past_its_size(tmp_path):
     assert frames == list(range(frames[0], 30)) and frames[0] > 0  # the oldest were dropped
 
 
+@pytest.mark.edge  # the device's side: runs on the Pi (make pi-check)
 def test_times_are_utc_and_read_back(tmp_path):
     text = data_root.utc_time(START.timestamp() + 0.25)
     assert text == "2026-12-04T07:00:00.250+00:00"
@@ -120,6 +123,15 @@ def test_times_are_utc_and_read_back(tmp_path):
 
 
 # ---------------------------------------------------------------------------- the collection
+
+def test_edge_collect_and_edge_label_import_no_tensorflow():
+    script = ("import sys\n"
+              "import deploy.collect.cli, deploy.label.cli, deploy.collect.drift\n"
+              "print(sorted(n for n in sys.modules if n.split('.')[0] in ('tensorflow', 'keras')))")
+    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parents[1],
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "[]", done.stderr[-2000:]
+
 
 def staged(collection: Collection, host: str) -> Path:
     return collection.staging(host)

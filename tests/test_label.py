@@ -26,8 +26,6 @@ from deploy.label.pending import Pending
 from deploy.label.server import LabelServer
 from tests.test_collect import jpeg, write_device
 
-pytestmark = pytest.mark.edge
-
 TOKEN = "label-test-token"
 REPO = Path(__file__).resolve().parents[1]
 
