@@ -363,3 +363,12 @@ def test_the_host_is_asked_for_its_own_data_root(tmp_path, monkeypatch):
     environment["EDGE_DATA_ROOT"] = str(tmp_path / "absent")
     assert asked(Host("pi")) == ""
     assert asked(Host("pi", "~/edge-data")) == str(home / "edge-data")
+
+
+def test_a_link_in_a_copy_is_not_taken_for_a_picture(two_hosts, tmp_path):
+    collection, _ = two_hosts
+    secret = tmp_path / "workstation-secret.jpg"
+    secret.write_bytes(jpeg(99))
+    (staged(collection, "pi-a") / "captures" / "cup" / "link.jpg").symlink_to(secret)
+    assert collection.take("pi-a").pictures == 2
+    assert jpeg(99) not in by_bytes(collection.folder)

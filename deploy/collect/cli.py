@@ -19,8 +19,9 @@ the class mix and the confidence moved (``DIR/report/drift.png``, ``drift.md``, 
 
 A run killed at any moment loses nothing: run the same command again. One row per host.
 Exit codes: 0 every host collected; 1 a host could not be reached or copied from (the others
-went on); 2 bad usage: no ssh or rsync here, an unwritable DIR, another edge-collect writing
-into it, --report with no monitoring records; 3 an internal error (the traceback saved).
+went on); 2 bad usage: no ssh or rsync here, an unwritable DIR (a full disk), another
+edge-collect writing into it, --report with no monitoring records; 3 an internal error (the
+traceback saved).
 """
 
 from __future__ import annotations
@@ -178,6 +179,10 @@ def run(args: argparse.Namespace) -> int:
                 _report(args.out, args.json, required=not hosts)
     except CollectionError as exc:
         raise UsageError(str(exc)) from None
+    except OSError as exc:  # the workstation's side: a full disk, a folder made read-only
+        raise UsageError(f"cannot write into {args.out}: "
+                         f"{exc.strerror or exc}{f' ({exc.filename})' if exc.filename else ''}"
+                         "; what was stored stays, run again when fixed") from None
     failed = [r.host for r in rows if not r.ok]
     if failed:
         say(PROG, f"{len(failed)} of {len(rows)} host(s) not collected: {', '.join(failed)}")

@@ -217,7 +217,7 @@ class Collection:
     def staged_pictures(self, host: str) -> list[tuple[str, str, Path]]:
         """``(folder, path relative to the data root, staged path)`` of every picture in
         ``host``'s copy, in a stable order (hidden files, rsync's and the writers' temporary
-        ones, and the indexes left out)."""
+        ones, the indexes, and anything but a regular file left out)."""
         root = self.staging(host)
         found = []
         for folder in KINDS:
@@ -227,6 +227,8 @@ class Collection:
                     if name.startswith(".") or name.endswith(".jsonl"):
                         continue
                     path = Path(dirpath) / name
+                    if path.is_symlink() or not path.is_file():
+                        continue  # a device's link must not make a file here a picture
                     found.append((folder, path.relative_to(root).as_posix(), path))
         return found
 

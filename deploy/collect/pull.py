@@ -132,7 +132,8 @@ def rsync_pull(host: str, root: str, staging: Path, settings: Settings
     filters = ["--exclude=.*", *(f"--include=/{name}/" for name in PICTURES_AND_RECORDS),
                "--exclude=/*"]
     rsh = shlex.join(["ssh", *ssh_options(settings)])
-    return subprocess.run(["rsync", "-a", "--delete", "--delete-excluded", *filters,
+    # --no-links: a link on the device names a path on the workstation once copied
+    return subprocess.run(["rsync", "-a", "--no-links", "--delete", "--delete-excluded", *filters,
                            "--out-format=%i %n", "-e", rsh, f"{host}:{root}/", f"{staging}/"],
                           capture_output=True, text=True, timeout=settings.timeout_s,
                           stdin=subprocess.DEVNULL)
