@@ -9,7 +9,7 @@
 #              probe, bench on this machine, search (target: under 30 min on 2 cores; tune/e2e.py)
 # make feature-cache-bench — phase 1 on cached backbone features against end to end: seconds per
 #              epoch and val accuracy, MobileNetV2 1.0/160 (benchmarks/feature_cache.py; ~15 min)
-# make deploy-check — edge-deploy and the Ansible playbook against two sshd on localhost
+# make deploy-check — edge-deploy, edge-collect and the Ansible playbooks against two sshd on localhost
 # make init-from-bench [OUT=/tmp/init-from-bench] — edge-train --init-from against a fresh start
 #              on the same new data: epochs and seconds to the same val accuracy
 #              (benchmarks/init_from_study.py; a few minutes on 2 cores)
@@ -77,7 +77,8 @@ test: $(VENV)/.installed-dev
 test-long: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -m long --durations=10
 
-# edge-deploy and the Ansible role against two sshd on localhost (tests/test_fleet.py; skips,
+# edge-deploy, edge-collect and the Ansible roles against two sshd on localhost (tests/test_fleet.py,
+# tests/test_collect_fleet.py; skips,
 # saying why, without openssh-server and rsync: .ci/run installs them when root)
 deploy-check: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -m sshd -v

@@ -113,3 +113,43 @@ def sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def link_new(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Give ``source``'s file a second name, ``target``, never replacing a file there.
+
+    A hard link where the file system allows one (nothing is copied, and the link appears
+    whole or not at all); across file systems, or where hard links are not supported (FAT), a
+    copy written under a temporary name in the target's folder, flushed, then linked or
+    claimed-and-renamed into place. The target's folder is flushed after. ``source`` stays.
+
+    Raises:
+        FileExistsError: ``target`` exists (it is left as it was).
+        OSError: ``source`` cannot be read or the target's folder written.
+    """
+    target = Path(target)
+    try:
+        os.link(source, target)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP,
+                             errno.EMLINK):
+            raise
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, "File exists", str(target)) from None
+        tmp = create_temp(target.parent, *temp_affixes(target.name))
+        try:
+            with open(source, "rb") as src, open(tmp, "wb") as dst:
+                for block in iter(lambda: src.read(1 << 20), b""):
+                    dst.write(block)
+            fsync(tmp)
+            try:
+                os.link(tmp, target)  # fails, never replaces, when the name was taken meanwhile
+            except OSError as again:
+                if again.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+                    raise
+                os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                os.replace(tmp, target)
+        finally:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+    fsync(target.parent)

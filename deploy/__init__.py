@@ -1,4 +1,5 @@
-"""Putting models on devices, and keeping them running: TensorFlow-free, the ``edge`` extra only.
+"""Putting models on devices, keeping them running, and bringing their data back: TensorFlow-free,
+the ``edge`` extra only (matplotlib, for ``edge-collect --report``'s picture, where it is there).
 
 - :mod:`~deploy.unit` — the systemd unit (``edge-classify.service``, package data: its one
   template) filled in for the user who installs it.
@@ -12,7 +13,11 @@
 - :mod:`~deploy.model_cli` — ``edge-model activate|list|check|rollback|prune|incoming``.
 - :mod:`~deploy.fleet` — copying a bundle to hosts over ssh/rsync and activating it there, in
   parallel; :mod:`~deploy.deploy_cli` — ``edge-deploy``.
-- ``ansible/`` — the same from an inventory: a playbook and a role calling ``edge-model activate``.
+- ``ansible/`` — the same from an inventory: a playbook and a role calling ``edge-model activate``;
+  and ``edge-collect.yml``, the devices' data pulled from an inventory.
+- :mod:`~deploy.collect` — data back from the devices (``edge-collect``): each host's data root
+  pulled over ssh/rsync, each distinct picture stored once, the drift report.
+- :mod:`~deploy.label` — labelling what came back, in a browser (``edge-label``).
 
 Imports: :mod:`common` and :mod:`edge_runtime` only (docs/ARCHITECTURE.md).
 """

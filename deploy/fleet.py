@@ -58,7 +58,7 @@ class HostResult:
                 "result": self.result, "ok": self.ok}
 
 
-def _remote_word(word: str) -> str:
+def remote_word(word: str) -> str:
     """A word of a remote shell command: quoted, a leading ``~/`` left for the shell to expand."""
     if word.startswith("~/"):
         return "~/" + shlex.quote(word[2:])
@@ -73,7 +73,8 @@ def ssh_options(settings: DeployConfig) -> list[str]:
     return options
 
 
-def _last_line(text: str) -> str:
+def last_line(text: str) -> str:
+    """The last non-blank line of a command's output: what a remote failure said."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else "(no message)"
 
@@ -83,7 +84,7 @@ def _remote(host: str, settings: DeployConfig, *args: str) -> subprocess.Complet
     words = [settings.edge_model, *args]
     if settings.root is not None:
         words += ["--root", settings.root]
-    command = " ".join(_remote_word(w) for w in words)
+    command = " ".join(remote_word(w) for w in words)
     return subprocess.run(["ssh", *ssh_options(settings), host, "--", command],
                           capture_output=True, text=True, timeout=settings.timeout_s,
                           stdin=subprocess.DEVNULL)
@@ -97,11 +98,11 @@ def deploy_host(host: str, bundle: Path, version: str, settings: DeployConfig) -
     try:
         where = _remote(host, settings, "incoming", version)
         if where.returncode == SSH_UNREACHABLE:
-            return failed(f"unreachable: {_last_line(where.stderr)}")
+            return failed(f"unreachable: {last_line(where.stderr)}")
         if where.returncode != 0:
             return failed(f"edge-model incoming failed (exit {where.returncode}): "
-                          f"{_last_line(where.stderr)}")
-        folder = _last_line(where.stdout)
+                          f"{last_line(where.stderr)}")
+        folder = last_line(where.stdout)
         rsh = shlex.join(["ssh", *ssh_options(settings)])
         copy = subprocess.run(["rsync", "-a", "--delete", "--exclude", "/bench/", "-e", rsh,
                                f"{bundle}/", f"{host}:{folder}/"],
@@ -109,36 +110,43 @@ def deploy_host(host: str, bundle: Path, version: str, settings: DeployConfig) -
                               stdin=subprocess.DEVNULL)
         if copy.returncode != 0:
             return failed(f"copy failed (rsync exit {copy.returncode}): "
-                          f"{_last_line(copy.stderr)}")
+                          f"{last_line(copy.stderr)}")
         done = _remote(host, settings, "activate", folder, "--json")
     except subprocess.TimeoutExpired as exc:
         return failed(f"timed out after {exc.timeout:.0f} s")
     except OSError as exc:
         return failed(f"cannot run {exc.filename}: {exc.strerror}")
     if done.returncode == SSH_UNREACHABLE:
-        return failed(f"unreachable: {_last_line(done.stderr)}")
+        return failed(f"unreachable: {last_line(done.stderr)}")
     try:
-        report = json.loads(_last_line(done.stdout))
+        report = json.loads(last_line(done.stdout))
         checks = ", ".join(f"{c['name']} {'ok' if c['ok'] else 'FAILED'}"
                            for c in report["checks"]) or "-"
         outcome = report["result"]
     except (ValueError, KeyError, TypeError):
         return failed(f"edge-model activate failed (exit {done.returncode}): "
-                      f"{_last_line(done.stderr)}")
+                      f"{last_line(done.stderr)}")
     if done.returncode != 0:
         # the device's own line naming the failed check and the version that stays
-        return failed(f"refused: {_last_line(done.stderr)}", checks)
+        return failed(f"refused: {last_line(done.stderr)}", checks)
     return HostResult(host, report.get("version") or version, checks, outcome, True)
+
+
+def each_host(hosts: list[str], jobs: int, work, on_done=lambda result: None) -> list:
+    """``work(host)`` on every host, ``jobs`` at a time; results in ``hosts`` order.
+    ``on_done`` is called with each result as its host finishes (edge-deploy, edge-collect)."""
+    def one(host: str):
+        result = work(host)
+        on_done(result)
+        return result
+
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(hosts)))) as pool:
+        return list(pool.map(one, hosts))
 
 
 def deploy(bundle: Path, hosts: list[str], version: str, settings: DeployConfig,
            on_done=lambda result: None) -> list[HostResult]:
     """:func:`deploy_host` on every host, ``settings.jobs`` at a time; rows in ``hosts`` order.
     ``on_done`` is called as each host finishes."""
-    def one(host: str) -> HostResult:
-        result = deploy_host(host, bundle, version, settings)
-        on_done(result)
-        return result
-
-    with ThreadPoolExecutor(max_workers=max(1, min(settings.jobs, len(hosts)))) as pool:
-        return list(pool.map(one, hosts))
+    return each_host(hosts, settings.jobs,
+                     lambda host: deploy_host(host, bundle, version, settings), on_done)
