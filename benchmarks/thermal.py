@@ -6,7 +6,8 @@ Both benchmarks read the temperature and the firmware's throttle flags before an
 measurement and say so in the report. TensorFlow-free, standard library only.
 
 - The temperature: ``/sys/class/thermal/thermal_zone*/temp`` (millidegrees Celsius), from the
-  zone whose ``type`` is ``cpu-thermal`` (the SoC on a Pi), else the first zone.
+  zone whose ``type`` is ``cpu-thermal`` (the SoC on a Pi), else the first zone
+  (:func:`common.thermal.soc_temperature`, the one reader).
 - The flags: ``vcgencmd get_throttled`` (Raspberry Pi firmware), a hex bit field; bits 0–3
   are "now", bits 16–19 the same conditions "has occurred since boot" (:data:`FLAGS`).
 
@@ -21,10 +22,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-THERMAL_ROOT = Path("/sys/class/thermal")
-"""Where Linux lists its thermal zones (each ``thermal_zoneN/`` with ``type`` and ``temp``)."""
-SOC_ZONE_TYPE = "cpu-thermal"
-"""The zone type of the SoC on Raspberry Pi OS; without one, the first zone is read."""
+# the reader is common's (the device's monitor reads it too); THERMAL_ROOT is looked up here at
+# each snapshot, so a test pointing this module's at a fake sysfs reaches every reading
+from common.thermal import THERMAL_ROOT, soc_temperature
+
 VCGENCMD = "vcgencmd"
 """The Raspberry Pi firmware's command, looked up on PATH when the flags are read."""
 VCGENCMD_TIMEOUT_S = 5.0
@@ -37,32 +38,6 @@ SINCE_BOOT_SHIFT = 16
 THROTTLE_C = 80.0
 """Where a Raspberry Pi 4 starts lowering its clock; without ``vcgencmd`` to confirm, a run
 ending at or above it is flagged as throttled."""
-
-
-def soc_temperature(root: Path | None = None) -> dict | None:
-    """The SoC temperature now: ``{"celsius", "zone", "type"}``, None without a readable zone.
-
-    Args:
-        root: the thermal sysfs folder (default :data:`THERMAL_ROOT`; tests pass a fake one).
-    """
-    root = THERMAL_ROOT if root is None else Path(root)
-    try:
-        zones = sorted(root.glob("thermal_zone*"),
-                       key=lambda p: int(p.name[12:]) if p.name[12:].isdigit() else 1 << 30)
-    except OSError:
-        return None
-    readings = []
-    for zone in zones:
-        try:
-            kind = (zone / "type").read_text(encoding="utf-8", errors="replace").strip()
-            celsius = int((zone / "temp").read_text(encoding="utf-8").strip()) / 1000
-        except (OSError, ValueError):  # a zone that cannot be read now (some report EINVAL)
-            continue
-        readings.append({"celsius": round(celsius, 1), "zone": zone.name, "type": kind})
-    for reading in readings:
-        if reading["type"] == SOC_ZONE_TYPE:
-            return reading
-    return readings[0] if readings else None
 
 
 def parse_throttled(text: str) -> dict | None:
@@ -99,7 +74,8 @@ def throttle_flags(command: str | None = None) -> dict | None:
 def snapshot(root: Path | None = None, command: str | None = None) -> dict:
     """The temperature and the throttle flags now: ``{"temperature", "throttled"}``, each
     None where this machine cannot say."""
-    return {"temperature": soc_temperature(root), "throttled": throttle_flags(command)}
+    return {"temperature": soc_temperature(THERMAL_ROOT if root is None else root),
+            "throttled": throttle_flags(command)}
 
 
 def _words(keys) -> str:

@@ -2,6 +2,8 @@
 
     edge-deploy runs/pets/export pi-kitchen pi-door pi@10.0.0.7
     edge-deploy runs/pets/export $(cat hosts.txt) --jobs 16 --json
+    edge-deploy runs/pets-2/export $(cat hosts.txt) --stage            # run it in shadow first
+    edge-deploy runs/pets-2/export $(cat hosts.txt) --promote-if 0.95  # then where it agreed
 
 Each host, in parallel, gets the bundle copied into a new version folder (rsync: only what
 changed) and runs ``edge-model activate`` on it: every file's sha256 against the manifest, the
@@ -11,9 +13,13 @@ that fails a check stays on its version. One row per host: version, checks, resu
 users, ports and keys come from ssh's configuration (batch mode: keys, no password prompts).
 The hosts need the wheel installed (README, 'On the Raspberry Pi'): ``~/edge/bin/edge-model``.
 For an inventory instead of a list, deploy/ansible/ does the same with ansible-playbook.
+--stage checks and stages the bundle instead (``edge-model stage``): each host's service runs it
+beside its current version on live frames. --promote-if P later activates it on each host
+whose shadow agreed on at least P of --min-frames live frames (``edge-model promote``; nothing
+is copied): one row per host with the agreement and the frames.
 
-Exit codes: 0 every host runs the bundle; 1 a host could not be reached, could not take the
-copy or refused the bundle (the others went on); 2 bad usage: not a bundle, no ssh or rsync
+Exit codes: 0 every host runs (or staged, or promoted) the bundle; 1 a host could not be
+reached, could not take the copy, refused the bundle or was not promoted (the others went on); 2 bad usage: not a bundle, no ssh or rsync
 here; 3 an internal error (the traceback saved to a file).
 """
 
@@ -26,6 +32,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from common import argtypes
 from common.argtypes import (
     Parser,
     add_verbosity,
@@ -36,6 +43,7 @@ from common.argtypes import (
 from common.command import run_command, say
 from common.errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 from deploy.fleet import DEFAULT_EDGE_MODEL, DeployConfig, deploy
+from deploy.promote import MIN_FRAMES
 from deploy.store import version_of
 from edge_runtime.errors import EdgeError
 from edge_runtime.manifest import MANIFEST_FILE, Manifest
@@ -63,7 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the longest one step (connect, copy, check) may take on a host")
     parser.add_argument("--json", action="store_true",
                         help='one JSON object per host: {"host", "version", "checks", '
-                             '"result", "ok"}')
+                             '"result", "ok"} ({"host", "version", "frames", "agreement", '
+                             '"result", "ok"} with --promote-if)')
+    shadow = parser.add_mutually_exclusive_group()
+    shadow.add_argument("--stage", action="store_true",
+                        help="stage the bundle instead of activating it: checked the same way, "
+                             "then run by each host's service beside its current version")
+    shadow.add_argument("--promote-if", type=argtypes.probability, metavar="P",
+                        help="copy nothing: on each host where the bundle is staged, activate "
+                             "it if its shadow agreed on at least P of the live frames")
+    parser.add_argument("--min-frames", type=positive_int, default=MIN_FRAMES, metavar="N",
+                        help="with --promote-if: the least live frames the shadow was "
+                             "compared on")
     add_verbosity(parser)
     return parser
 
@@ -86,7 +105,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--ssh-config {args.ssh_config}: no such file")
     hosts = list(dict.fromkeys(args.hosts))  # a host named twice is deployed to once
     version = version_of(bundle)
-    settings = DeployConfig(args.ssh_config, args.edge_model, args.root, args.jobs, args.timeout)
+    if args.min_frames != MIN_FRAMES and args.promote_if is None:
+        raise UsageError("--min-frames applies to --promote-if")
+    settings = DeployConfig(args.ssh_config, args.edge_model, args.root, args.jobs, args.timeout,
+                            "stage" if args.stage else "activate")
+    if args.promote_if is not None:
+        return promote_rows(args, hosts, version, settings)
     say(PROG, f"version {version} to {len(hosts)} host(s), {min(args.jobs, len(hosts))} at a "
               "time")
     rows = deploy(bundle.resolve(), hosts, version, settings,
@@ -103,6 +127,32 @@ def run(args: argparse.Namespace) -> int:
     failed = [r.host for r in rows if not r.ok]
     if failed:
         say(PROG, f"{len(failed)} of {len(rows)} host(s) not updated: {', '.join(failed)}")
+        return EXIT_CHECK_FAILED
+    return EXIT_OK
+
+
+def promote_rows(args: argparse.Namespace, hosts: list[str], version: str,
+                 settings: DeployConfig) -> int:
+    """``--promote-if``: the staged ``version`` promoted where its shadow allows; a row a host."""
+    from deploy.fleet import promote
+
+    say(PROG, f"promoting staged {version} on {len(hosts)} host(s) where it agreed on at least "
+              f"{args.promote_if:g} of {args.min_frames}+ live frames")
+    rows = promote(hosts, version, args.promote_if, args.min_frames, settings,
+                   on_done=lambda r: say(PROG, f"{r.host}: {r.result}"))
+    if args.json:
+        for row in rows:
+            print(json.dumps(row.to_json()))
+    else:
+        width = max(len("host"), *(len(r.host) for r in rows))
+        print(f"{'host':{width}}  {'version':12}  {'frames':>7}  {'agreement':>9}  result")
+        for r in rows:
+            agreement = "-" if r.agreement is None else f"{r.agreement:.3f}"
+            frames = "-" if r.frames is None else str(r.frames)
+            print(f"{r.host:{width}}  {r.version:12}  {frames:>7}  {agreement:>9}  {r.result}")
+    failed = [r.host for r in rows if not r.ok]
+    if failed:
+        say(PROG, f"{len(failed)} of {len(rows)} host(s) not promoted: {', '.join(failed)}")
         return EXIT_CHECK_FAILED
     return EXIT_OK
 

@@ -7,6 +7,10 @@ and ``edge-model activate`` there checks it and switches ``current``. A host tha
 reached, or whose check fails, stays on its version and does not stop the others. ssh runs in
 batch mode (keys, never a password prompt); hosts, users, ports and keys come from ssh's own
 configuration (``~/.ssh/config``, or ``--ssh-config FILE``).
+
+``--stage`` runs ``edge-model stage`` on the copy instead (checked the same way; the service
+runs it as its shadow), and ``--promote-if P`` runs ``edge-model promote`` on each host
+(:func:`promote_host`): the staged version becomes current where its shadow agreed enough.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ class DeployConfig:
     """Hosts deployed to at once."""
     timeout_s: float = 600.0
     """The longest one step on one host may take (the answers check runs every variant)."""
+    action: str = "activate"
+    """What edge-model does with the copy: ``activate``, or ``stage`` (``--stage``)."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +117,7 @@ def deploy_host(host: str, bundle: Path, version: str, settings: DeployConfig) -
         if copy.returncode != 0:
             return failed(f"copy failed (rsync exit {copy.returncode}): "
                           f"{last_line(copy.stderr)}")
-        done = _remote(host, settings, "activate", folder, "--json")
+        done = _remote(host, settings, settings.action, folder, "--json")
     except subprocess.TimeoutExpired as exc:
         return failed(f"timed out after {exc.timeout:.0f} s")
     except OSError as exc:
@@ -124,7 +130,7 @@ def deploy_host(host: str, bundle: Path, version: str, settings: DeployConfig) -
                            for c in report["checks"]) or "-"
         outcome = report["result"]
     except (ValueError, KeyError, TypeError):
-        return failed(f"edge-model activate failed (exit {done.returncode}): "
+        return failed(f"edge-model {settings.action} failed (exit {done.returncode}): "
                       f"{last_line(done.stderr)}")
     if done.returncode != 0:
         # the device's own line naming the failed check and the version that stays
@@ -150,3 +156,62 @@ def deploy(bundle: Path, hosts: list[str], version: str, settings: DeployConfig,
     ``on_done`` is called as each host finishes."""
     return each_host(hosts, settings.jobs,
                      lambda host: deploy_host(host, bundle, version, settings), on_done)
+
+
+@dataclass(frozen=True)
+class PromoteResult:
+    """One host's row of ``--promote-if``."""
+
+    host: str
+    version: str
+    """The staged version the host reported (the bundle's when it said none)."""
+    frames: int | None
+    """Live frames its shadow was compared on (None: no report)."""
+    agreement: float | None
+    result: str
+    """``activated`` (promoted), ``not promoted: …`` with the numbers, or what went wrong."""
+    ok: bool
+
+    def to_json(self) -> dict:
+        return {"host": self.host, "version": self.version, "frames": self.frames,
+                "agreement": self.agreement, "result": self.result, "ok": self.ok}
+
+
+def promote_host(host: str, version: str, min_agreement: float, min_frames: int,
+                 settings: DeployConfig) -> PromoteResult:
+    """``edge-model promote`` on ``host``: its staged ``version`` activated if its shadow agreed
+    on at least ``min_agreement`` of at least ``min_frames`` live frames; never raises for the
+    host's sake."""
+    def failed(result: str, frames=None, agreement=None, staged=version) -> PromoteResult:
+        return PromoteResult(host, staged or version, frames, agreement,
+                             " ".join(result.split()), False)
+
+    try:
+        done = _remote(host, settings, "promote", "--min-agreement", f"{min_agreement:g}",
+                       "--min-frames", str(min_frames), "--version", version, "--json")
+    except subprocess.TimeoutExpired as exc:
+        return failed(f"timed out after {exc.timeout:.0f} s")
+    except OSError as exc:
+        return failed(f"cannot run {exc.filename}: {exc.strerror}")
+    if done.returncode == SSH_UNREACHABLE:
+        return failed(f"unreachable: {last_line(done.stderr)}")
+    try:
+        report = json.loads(last_line(done.stdout))
+        frames, agreement = report.get("frames"), report.get("agreement")
+        staged, outcome = report.get("staged"), report["result"]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return failed(f"edge-model promote failed (exit {done.returncode}): "
+                      f"{last_line(done.stderr)}")
+    if done.returncode != 0:  # the evidence fell short, or a check or the commit failed
+        why = report.get("reason") if outcome == "not promoted" else last_line(done.stderr)
+        return failed(f"{outcome}: {why}", frames, agreement, staged)
+    return PromoteResult(host, staged or version, frames, agreement, outcome, True)
+
+
+def promote(hosts: list[str], version: str, min_agreement: float, min_frames: int,
+            settings: DeployConfig, on_done=lambda result: None) -> list[PromoteResult]:
+    """:func:`promote_host` on every host, ``settings.jobs`` at a time; rows in ``hosts``
+    order."""
+    return each_host(hosts, settings.jobs,
+                     lambda host: promote_host(host, version, min_agreement, min_frames,
+                                               settings), on_done)

@@ -5,6 +5,8 @@
     edge-model check                            # re-hash current and previous (seconds)
     edge-model rollback                         # back to the previous version, once it verifies
     edge-model prune --keep 2                   # only current and previous stay
+    edge-model stage ~/pets-2                   # checked, then run by the service as its shadow
+    edge-model promote --min-agreement 0.95     # activated if the shadow agreed enough
 
 ``activate`` copies the bundle beside the running version — only what its manifest binds by
 sha256: a link, a device file or a file the manifest does not list refuses it — and checks the
@@ -21,11 +23,17 @@ After each activation only the --keep most recent versions stay on the card (def
 ``check --fallback --model FILE`` is what the service runs before it starts: a damaged current
 version, or one that does not load, gives way to a previous one that verifies, with one loud
 line. ``incoming VERSION`` prints (and makes) the folder edge-deploy copies a bundle into.
+``stage`` checks a bundle as ``activate`` does but leaves ``current`` alone: the version is
+linked as ``staged``, and the service running on the store picks it up within seconds as its
+shadow, comparing its top-1 with the current version's on the camera's frames (reported in
+status.json). ``promote`` activates the staged version only if that report shows it agreed on
+at least --min-agreement of at least --min-frames live frames; ``stage --clear`` drops it.
 
 TensorFlow-free (the edge extra). Exit codes: 0 done (or already current); 1 a check failed
 (nothing changed), the service did not commit the new version (switched back), a version is
 damaged (check), the previous version is damaged (rollback, nothing changed), not enough free
-space (nothing changed); 2 bad usage: not a bundle, no previous version to roll back to; 3 an
+space (nothing changed), the shadow's agreement is short of promote's bar (nothing changed);
+2 bad usage: not a bundle, no previous version to roll back to; 3 an
 internal error (the traceback saved to a file).
 """
 
@@ -37,9 +45,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from common import argtypes
 from common.argtypes import Parser, add_verbosity, non_negative_float, positive_float, positive_int
 from common.command import run_main, say
 from common.errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
+from deploy.promote import MIN_AGREEMENT, MIN_FRAMES, promote
 from deploy.store import (
     DEFAULT_ROOT,
     HEALTH_TIMEOUT_S,
@@ -72,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line of ``edge-model``."""
     parser = Parser(prog=PROG, description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True,
-                                     metavar="activate|list|check|rollback|prune|incoming")
+                                     metavar="activate|list|check|rollback|prune|incoming|"
+                                             "stage|promote")
 
     def command(name: str, text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text, description=f"{text}\n\n{__doc__}",
@@ -120,6 +131,39 @@ def build_parser() -> argparse.ArgumentParser:
     incoming = command("incoming", "print (and make) the folder a bundle of VERSION is copied "
                                    "into before activate (edge-deploy)")
     incoming.add_argument("version", metavar="VERSION")
+    stage = command("stage", "check a bundle as activate does and stage it: the service runs "
+                             "it beside the current version as its shadow")
+    stage.add_argument("bundle", type=Path, nargs="?", metavar="BUNDLE_DIR",
+                       help="the export/ folder edge-export wrote")
+    stage.add_argument("--clear", action="store_true",
+                       help="drop the staged version instead (the service's shadow ends)")
+    stage.add_argument("--threads", type=positive_int, metavar="N",
+                       help="interpreter threads for the answers check (default: every core)")
+    stage.add_argument("--min-free-mb", type=non_negative_float, default=MIN_FREE_MB,
+                       metavar="MB", help="free space the copy must leave on the card")
+    stage.add_argument("--json", action="store_true",
+                       help="one JSON object on stdout, as activate's")
+    promote = command("promote", "activate the staged version if the service's shadow agreed "
+                                 "enough with the current one on live frames")
+    promote.add_argument("--min-agreement", type=argtypes.probability, default=MIN_AGREEMENT,
+                         metavar="P", help="the least share of live frames whose top-1 the "
+                                           "staged version matched")
+    promote.add_argument("--min-frames", type=positive_int, default=MIN_FRAMES, metavar="N",
+                         help="the least live frames it was compared on")
+    promote.add_argument("--version", metavar="VERSION",
+                         help="only if the staged version is VERSION (edge-deploy passes the "
+                              "bundle's)")
+    promote.add_argument("--threads", type=positive_int, metavar="N",
+                         help="interpreter threads for the answers check (default: every core)")
+    _keep(promote, "versions left on this device after the activation")
+    promote.add_argument("--health-timeout", type=positive_float, default=HEALTH_TIMEOUT_S,
+                         metavar="SECONDS",
+                         help="how long the service has to report the new version classifying "
+                              "frames before the switch is undone")
+    promote.add_argument("--json", action="store_true",
+                         help='one JSON object on stdout: {"version", "result", "reason", '
+                              '"staged", "current", "frames", "agreement", "checks", '
+                              '"removed"} (what edge-deploy --promote-if reads)')
     return parser
 
 
@@ -172,6 +216,10 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "incoming":
         print(store.incoming(args.version).resolve(), flush=True)
         return EXIT_OK
+    if args.command == "stage":
+        return _stage(args, store)
+    if args.command == "promote":
+        return _promote(args, store)
     rows = [describe(store, version) for version in store.versions()]
     if args.json:
         for row in rows:
@@ -183,7 +231,8 @@ def run(args: argparse.Namespace) -> int:
               "model (variants)")
         serving = any(row["running"] for row in rows)
         for row in rows:
-            mark = "*" if row["current"] else "-" if row["previous"] else " "
+            mark = ("*" if row["current"] else "-" if row["previous"]
+                    else "+" if row["staged"] else " ")
             print(f"{mark} {row['version']:12}  {row['activated']:16}  {row['created']:16}  "
                   f"{_service(row, serving):13}  {row['model']} ({', '.join(row['variants'])})")
     return EXIT_OK
@@ -277,6 +326,63 @@ def _check(args: argparse.Namespace, store: Store) -> int:
     say(PROG, f"FALLBACK: current version {current} {problem}: the previous version {now} is "
               "current now and runs instead; activate the damaged version's bundle again to "
               "repair it")
+    return EXIT_OK
+
+
+def _stage(args: argparse.Namespace, store: Store) -> int:
+    """``edge-model stage``: a bundle checked and staged, or (``--clear``) the stage dropped."""
+    if args.clear:
+        if args.bundle is not None:
+            raise UsageError("give a bundle to stage or --clear, not both")
+        was = store.staged
+        with store.locked():
+            store.set_staged(None)
+        say(PROG, f"{was} is no longer staged" if was else "nothing was staged")
+        return EXIT_OK
+    if args.bundle is None:
+        raise UsageError("give the bundle to stage (or --clear)")
+    done = activate(store, args.bundle, args.threads,
+                    progress=lambda text: say(PROG, f"checking {text}"), keep=None,
+                    min_free_mb=args.min_free_mb, stage=True)
+    if args.json:
+        print(json.dumps(done.to_json()), flush=True)
+    for check in done.checks:
+        say(PROG, f"{check.name}: {'ok' if check.ok else 'FAILED'}: {check.detail}")
+    failed = done.failed()
+    if failed is not None:
+        say(PROG, f"refused {args.bundle} (version {done.version}): the {failed.name} check "
+                  f"failed; staged stays {store.staged or 'none'}")
+        return EXIT_CHECK_FAILED
+    if done.result != "staged":
+        say(PROG, f"{done.version} is already current in {store.root}: nothing to stage")
+        return EXIT_OK
+    say(PROG, f"{done.version} is staged in {store.root}: a service running on the store "
+              f"compares it with current {store.current or 'none'} on live frames; edge-model "
+              "promote activates it once it agrees enough")
+    return EXIT_OK
+
+
+def _promote(args: argparse.Namespace, store: Store) -> int:
+    """``edge-model promote``: the staged version activated if its shadow run allows it."""
+    done = promote(store, args.min_agreement, args.min_frames, args.version, args.threads,
+                   progress=lambda text: say(PROG, f"checking {text}"), keep=args.keep,
+                   health_timeout_s=args.health_timeout)
+    if args.json:
+        print(json.dumps(done.to_json()), flush=True)
+    if done.activation is None:
+        say(PROG, f"not promoted: {done.reason}")
+        return EXIT_CHECK_FAILED
+    for check in done.activation.checks:
+        say(PROG, f"{check.name}: {'ok' if check.ok else 'FAILED'}: {check.detail}")
+    failed = done.activation.failed()
+    if failed is not None:
+        say(PROG, f"staged {done.evidence.staged} not promoted: the {failed.name} check failed "
+                  f"({failed.detail}); current stays {store.current or 'none'}")
+        return EXIT_CHECK_FAILED
+    say(PROG, f"promoted {done.evidence.staged} (agreement {done.evidence.agreement:.3f} on "
+              f"{done.evidence.frames} live frames): current in {store.root}"
+              + (f" (previous: {store.previous})" if store.previous else ""))
+    _say_removed(done.activation.removed)
     return EXIT_OK
 
 

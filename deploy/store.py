@@ -6,6 +6,7 @@
       versions/<version>/       a bundle, checked before it ever became current
       current -> versions/<v>   what the service runs (--model ROOT/current/model_int8.tflite)
       previous -> versions/<v>  what `edge-model rollback` goes back to
+      staged -> versions/<v>    a checked version the service runs as its shadow (`edge-model stage`)
       incoming/<version>/       where edge-deploy copies a bundle before activating it
       status.json               the running service's report (edge_runtime.service_status)
 
@@ -17,7 +18,9 @@ left on the card); every file's sha256; the labels; the AI Camera's network; the
 answers on the evaluation set. Then it switches ``current`` and, when a service runs on the
 store, waits for it to *commit* the new version (classify a frame with it, reported in
 ``status.json``), switching back when it does not. A bundle that fails a check never becomes
-current.
+current. ``stage=True`` runs the same checks and stops before the switch: the version lands in
+``versions/`` and ``staged`` names it, for the service to run beside ``current`` as its shadow
+(``edge-model promote`` activates it later, :mod:`deploy.promote`).
 
 The order of writes is the crash-safety protocol (docs/ARCHITECTURE.md): each copied file is
 flushed (fsync), then the folders it went into, the copy's folder last; the copy is renamed
@@ -72,7 +75,7 @@ from deploy.checks import (
 )
 from edge_runtime.errors import EdgeError
 from edge_runtime.manifest import MANIFEST_FILE, Manifest
-from edge_runtime.service_status import CURRENT, STATUS_FILE, VERSIONS, read_status
+from edge_runtime.service_status import CURRENT, STAGED, STATUS_FILE, VERSIONS, read_status
 
 ROOT_VARIABLE = "EDGE_MODEL_ROOT"
 DEFAULT_ROOT = "~/edge-models"
@@ -90,7 +93,7 @@ POLL_S = 0.25
 STALE_INCOMING_S = 24 * 3600.0
 """A copy in ``incoming/`` of no installed version, untouched this long, is an abandoned
 deploy's: :func:`prune` removes it (a younger one may be an edge-deploy copying now)."""
-OK_RESULTS = ("activated", "already current", "repaired")
+OK_RESULTS = ("activated", "already current", "repaired", "staged")
 
 
 def default_root() -> Path:
@@ -164,6 +167,16 @@ class Store:
     @property
     def previous(self) -> str | None:
         return self._link(PREVIOUS)
+
+    @property
+    def staged(self) -> str | None:
+        """The version staged as the service's shadow, None when none is."""
+        return self._link(STAGED)
+
+    def set_staged(self, version: str | None) -> None:
+        """``staged`` → ``version`` (None: removed) in one rename, the root flushed."""
+        self._switch(STAGED, version)
+        fsync(self.root)
 
     def folder(self, version: str) -> Path:
         return self.root / VERSIONS / version
@@ -323,7 +336,7 @@ Camera's network); ``commit`` follows the switch."""
 def activate(store: Store, bundle: Path, threads: int | None = None,
              progress: Callable[[str], None] = lambda _: None,
              keep: int | None = KEEP, min_free_mb: float = MIN_FREE_MB,
-             health_timeout_s: float = HEALTH_TIMEOUT_S) -> Activation:
+             health_timeout_s: float = HEALTH_TIMEOUT_S, stage: bool = False) -> Activation:
     """Check ``bundle`` as a copy beside the running version, make it current, and keep it there
     only if the running service (if any) commits it.
 
@@ -402,6 +415,9 @@ def activate(store: Store, bundle: Path, threads: int | None = None,
             return Activation(version, "refused", checks)
         if store.current == version:
             return Activation(version, "repaired" if repaired else "already current", checks)
+        if stage:  # checked and installed; current stays, the service shadows it
+            store.set_staged(version)
+            return Activation(version, "staged", checks)
         os.utime(target)  # versions are listed in order of activation
         was = store.current, store.previous
         before = _status_mark(store)
@@ -413,6 +429,8 @@ def activate(store: Store, bundle: Path, threads: int | None = None,
             if store.current == version:  # nobody switched it since
                 store.set_links(*was)
             return Activation(version, "rolled back", checks)
+        if store.staged == version:  # no longer a candidate: it runs
+            store.set_staged(None)
         removed = _prune(store, keep) if keep is not None else []
     return Activation(version, "activated", checks, removed)
 
@@ -541,16 +559,17 @@ def _prune(store: Store, keep: int) -> list[str]:
                 shutil.rmtree(leftover, ignore_errors=True)
             else:
                 leftover.unlink(missing_ok=True)
-    for name in (CURRENT, PREVIOUS):  # a link switch's new link, never renamed
+    for name in (CURRENT, PREVIOUS, STAGED):  # a link switch's new link, never renamed
         for leftover in store.root.glob(f".{name}.*"):
             leftover.unlink(missing_ok=True)
     versions = store.versions()
     kept = {store.current, store.previous}
+    staged = store.staged  # kept too, beside the keep most recent
     for version in reversed(versions):
         if len(kept - {None}) >= keep:
             break
         kept.add(version)
-    removed = [v for v in versions if v not in kept]
+    removed = [v for v in versions if v not in kept and v != staged]
     for version in removed:
         _remove(store.folder(version))
         _remove(store.root / INCOMING / version)
@@ -585,7 +604,7 @@ def describe(store: Store, version: str) -> dict:
     folder = store.folder(version)
     status = read_status(store.root)
     row = {"version": version, "current": store.current == version,
-           "previous": store.previous == version,
+           "previous": store.previous == version, "staged": store.staged == version,
            "activated": time.strftime("%Y-%m-%d %H:%M", time.localtime(folder.stat().st_mtime)),
            "running": bool(status and status.version == version and status.alive),
            "committed": bool(status and status.version == version)}

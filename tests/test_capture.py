@@ -170,7 +170,7 @@ def test_the_capture_endpoint_needs_the_token_a_plain_label_and_room(tmp_path):
         status, body = _post(f"{base}?label=cup&count=2{live.query().replace('?', '&')}")
         assert status == 200 and len(body["saved"]) == 2 and body["counts"] == {"cup": 2}
         assert body["labels"] == ["cup", "mug"]
-        panel.writer.min_free_bytes = 10 ** 18  # the disk is now nearly full
+        panel.writer.budget.min_free_bytes = 10 ** 18  # the disk is now nearly full
         status, body = _post(f"{base}?label=cup{live.query().replace('?', '&')}")
         assert status == 507 and "nearly full" in body["error"]
         stop.set()

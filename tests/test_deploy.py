@@ -69,6 +69,7 @@ def test_the_unit_runs_a_valid_headless_serving_command(monkeypatch):
     assert options.serve.token_source == "$EDGE_SERVE_TOKEN"
     # a service: a camera still starting is waited for; the journal gets a line a minute
     assert options.wait_s >= 30 and options.summary_every_s >= 30 and not options.json
+    assert options.monitor  # a record a minute in the data root, for the drift report
     assert unit["Service"]["EnvironmentFile"] == "-/home/alice/.config/edge-classify/serve.env"
     assert unit["Service"]["User"] == "alice"
     assert unit["Service"]["WorkingDirectory"] == "/home/alice"

@@ -359,9 +359,9 @@ def test_a_switch_swaps_a_cpu_model_in_place_and_opens_the_camera_again_for_the_
                 break
     assert states == ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"]
     journal = [json.loads(line) for line in
-               (tmp_path / "hard" / "uncertain.jsonl").read_text().splitlines()]
-    by_label = {line["label"]: line["model_sha256"] for line in journal}
-    assert by_label["cpu"] == sha256(cpu.model_path)
-    assert by_label["sensor"] == sha256(sensor.model_path)
+               (tmp_path / "hard" / "index.jsonl").read_text().splitlines()]
+    by_label = {line["prediction"]: line["model_version"] for line in journal}
+    assert by_label["cpu"] == sha256(cpu.model_path)[:12]
+    assert by_label["sensor"] == sha256(sensor.model_path)[:12]
     assert set(by_label) <= {"cpu", "newer", "sensor"}
     assert panels[0].labels == sensor.labels  # the capture panel offers the new model's labels

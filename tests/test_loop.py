@@ -67,7 +67,7 @@ def test_the_loop(exported_run, demo_dir, tmp_path, capsys):
     assert code == 0
     mined = sorted(hard.rglob("*.jpg"))
     assert mined and len(mined) <= 10
-    journal = (hard / "uncertain.jsonl").read_text().splitlines()
+    journal = (hard / "index.jsonl").read_text().splitlines()
     assert len(journal) == len(mined)
     for path in mined:  # a person labels them: they all show the new class
         shutil.move(path, photos / NEW / path.name)
@@ -75,8 +75,9 @@ def test_the_loop(exported_run, demo_dir, tmp_path, capsys):
     # 3. retrain from the model in use, on the old data and the new pictures
     data = tmp_path / "data"
     shutil.copytree(demo_dir, data)
-    for folder in photos.iterdir():
-        shutil.copytree(folder, data / folder.name, dirs_exist_ok=True)
+    for folder in photos.iterdir():  # the label folders (index.jsonl beside them: no class)
+        if folder.is_dir():
+            shutil.copytree(folder, data / folder.name, dirs_exist_ok=True)
     child = tmp_path / "child"
     assert train_cli.main(["--data", str(data), "--out", str(child), "--init-from",
                            str(exported_run), "--epochs", "4", "--fine-tune-epochs", "0",

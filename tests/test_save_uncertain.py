@@ -37,7 +37,8 @@ def test_a_busy_writer_drops_frames_instead_of_waiting(tmp_path, monkeypatch):
     saver = UncertainSaver(UncertainOptions(str(tmp_path), max_per_minute=1000), "abc")
     release = threading.Event()
     real_save = saver.writer.save
-    monkeypatch.setattr(saver.writer, "save", lambda *a, **k: (release.wait(), real_save(*a))[1])
+    monkeypatch.setattr(saver.writer, "save",
+                        lambda *a, **k: (release.wait(), real_save(*a, **k))[1])
     started = time.perf_counter()
     queued = [saver.offer(FRAME, _p(0.2, 0.1), f"cam#{i}") for i in range(50)]
     assert time.perf_counter() - started < 0.5  # the camera loop never waited
@@ -46,9 +47,9 @@ def test_a_busy_writer_drops_frames_instead_of_waiting(tmp_path, monkeypatch):
     # one being written, one queued at most: the rest dropped, and counted
     assert saver.saved == sum(queued) <= 2 and saver.dropped == 50 - sum(queued)
     assert f"{saver.dropped} dropped (writer busy)" in summary
-    lines = [json.loads(x) for x in (tmp_path / "uncertain.jsonl").read_text().splitlines()]
-    assert len(lines) == saver.saved and lines[0]["model_sha256"] == "abc"
-    assert lines[0]["label"] == "c0" and (tmp_path / lines[0]["file"]).is_file()
+    lines = [json.loads(x) for x in (tmp_path / "index.jsonl").read_text().splitlines()]
+    assert len(lines) == saver.saved and lines[0]["model_version"] == "abc"
+    assert lines[0]["prediction"] == "c0" and (tmp_path / lines[0]["file"]).is_file()
     assert [s["label"] for s in lines[0]["scores"]] == ["c0", "c1"]
 
 
@@ -72,7 +73,10 @@ def test_max_per_minute(tmp_path):
     (["a.jpg", "--save-uncertain", "d"], "apply to --camera only"),
     (["--camera", "v.avi", "--capture-to", "d"], "add --serve"),
     (["--camera", "v.avi", "--below", "0.3"], "apply to --save-uncertain"),
-    (["--camera", "v.avi", "--max-mb", "5"], "apply to --save-uncertain and --capture-to"),
+    (["--camera", "v.avi", "--max-mb", "5"], "apply to --save-uncertain, --capture-to"),
+    (["--camera", "v.avi", "--max-per-minute", "5"], "applies to --save-uncertain and --shadow"),
+    (["a.jpg", "--monitor"], "apply to --camera only"),
+    (["a.jpg", "--shadow", "c.tflite"], "apply to --camera only"),
 ])
 def test_flag_checks(argv, message, capsys):
     assert cli.main(["--model", "m.tflite", *argv]) == 2
@@ -87,10 +91,10 @@ def test_save_uncertain_on_a_video(bundle, demo_dir, tmp_path, capsys):
                      "--max-per-minute", "5"])
     err = capsys.readouterr().err
     assert code == 0, err
-    lines = [json.loads(x) for x in (tmp_path / "hard" / "uncertain.jsonl").read_text()
+    lines = [json.loads(x) for x in (tmp_path / "hard" / "index.jsonl").read_text()
              .splitlines()]
     files = sorted((tmp_path / "hard").rglob("*.jpg"))
     assert 1 <= len(lines) == len(files) <= 5
-    assert {line["model_sha256"] for line in lines} == {sha256(model)}
+    assert {line["model_version"] for line in lines} == {sha256(model)[:12]}
     assert all((tmp_path / "hard" / line["file"]).is_file() for line in lines)
     assert "save-uncertain:" in err and "over --max-per-minute 5" in err

@@ -2,7 +2,7 @@
 
 Every writer on the device (``edge-capture``, the live view's capture panel, ``--save-uncertain``,
 the shadow model, the monitor) writes here, and ``edge-collect`` reads the same layout back over
-rsync. TensorFlow-free, standard library only::
+rsync. TensorFlow-free, standard library only (and the store's :func:`store_of`)::
 
     DATA_ROOT/                              ~/edge-data, or $EDGE_DATA_ROOT
       captures/<label>/<name>.jpg           labelled pictures
@@ -21,7 +21,8 @@ rsync. TensorFlow-free, standard library only::
 
 ``time`` is ISO-8601 in UTC (:func:`utc_time`); ``file`` is relative to the data root;
 ``model_version`` is the model store's version name (12 hex digits of the manifest's sha256)
-when the model runs from a store, else the model file's sha256[:12], or null.
+when the model runs from a store, else the model file's sha256[:12], or null
+(:func:`model_version`).
 
 A record is one JSON line, appended and flushed to the disk before the call returns
 (:func:`append_record`), so a pulled plug loses at most the line being written; a reader
@@ -35,6 +36,9 @@ import os
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+
+from common.fileio import sha256
+from edge_runtime.service_status import store_of
 
 ENVIRONMENT = "EDGE_DATA_ROOT"
 """The environment variable naming the data root (else :data:`DEFAULT`)."""
@@ -66,6 +70,22 @@ def default_data_root() -> Path:
     """``$EDGE_DATA_ROOT`` when set (and not blank), else ``~/edge-data``, ``~`` expanded."""
     given = os.environ.get(ENVIRONMENT, "").strip()
     return Path(given or DEFAULT).expanduser()
+
+
+def model_version(model: str | os.PathLike | None) -> str | None:
+    """The ``model_version`` of records about ``model``'s answers: its store's version when it
+    runs from edge-model's store (``ROOT/current/…``), else the file's sha256[:12]; None for no
+    model (``edge-capture``) or one that cannot be read.
+    """
+    if model is None:
+        return None
+    found = store_of(model)
+    if found is not None:
+        return found[1]
+    try:
+        return sha256(model)[:12]
+    except OSError:
+        return None
 
 
 def index_path(root: str | os.PathLike, folder: str) -> Path:

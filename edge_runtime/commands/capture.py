@@ -1,8 +1,10 @@
-"""edge-capture: take training pictures with the device's own camera, into DIR/<label>/.
+"""edge-capture: take training pictures with the device's own camera, into the data root.
 
-    edge-capture --camera --out photos/ --label cup --count 50 --every 0.5
+    edge-capture --camera --label cup --count 50 --every 0.5
 
-Frames are saved as JPEG as the camera gives them (its full field of view, before any resize
+Pictures go to the device's data root, captures/<label>/ ($EDGE_DATA_ROOT, else ~/edge-data:
+where edge-collect fetches them), each with a line in captures/index.jsonl (time, label,
+source); --out DIR puts them in DIR/<label>/ with DIR/index.jsonl instead. Frames are saved as JPEG as the camera gives them (its full field of view, before any resize
 a model does), under new names that never overwrite a picture. Without a terminal (a service,
 ssh without -t) a line a picture is printed, else one progress line. --serve adds the live
 view with its capture panel (no model needed): pick or type a label in the browser and take a
@@ -13,7 +15,7 @@ Exit codes: 0 --count pictures saved, the video ended, or stopped by Ctrl-C or S
 normal end, when no --count); 1 stopped early: --max-mb reached, the disk nearly full (under
 --min-free-mb free), or the camera stopped delivering (what was saved stays); 2 bad usage: a
 label with a path separator, '..' or a control character, a camera that cannot be opened,
-an unwritable --out; 3 internal error.
+an unwritable --out or data root; 3 internal error.
 """
 
 from __future__ import annotations
@@ -46,9 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     from edge_runtime.capture.writer import MIN_FREE_MB
 
     p = Parser(prog=PROG, description=__doc__.split("\n\n", 1)[1].split("\n\nExit codes")[0],
-               epilog="Example: edge-capture --camera --out photos/ --label cup --count 50 "
-                      "--every 0.5   |   in a browser: edge-capture --camera --out photos/ "
-                      "--serve 8080")
+               epilog="Example: edge-capture --camera --label cup --count 50 --every 0.5   |   "
+                      "in a browser: edge-capture --camera --serve 8080")
     p.add_argument("--camera", nargs="?", const="auto", default="auto", metavar="SOURCE",
                    help="as edge-classify --camera: auto, picam[:N], N or /dev/videoN, a video "
                         "file, an rtsp:// or http(s):// stream")
@@ -57,8 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
                                        "theirs)")
     p.add_argument("--camera-wait", type=non_negative_float, default=0.0, metavar="SECONDS",
                    help="try a camera that is not there yet again for this long")
-    p.add_argument("--out", required=True, metavar="DIR",
-                   help="the data folder: pictures go to DIR/<label>/")
+    p.add_argument("--out", metavar="DIR",
+                   help="a folder of your own: pictures go to DIR/<label>/, a line each in "
+                        "DIR/index.jsonl (default: the data root's captures/<label>/: "
+                        "$EDGE_DATA_ROOT, else ~/edge-data)")
     p.add_argument("--label", metavar="L",
                    help="the class of what the camera sees now (one folder name: no '/', "
                         "'..' or control character); required without --serve")
@@ -68,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time between two pictures (a video file: its own time); 0: every "
                         "frame")
     p.add_argument("--max-mb", type=positive_float, metavar="MB",
-                   help="stop after writing this many MB (default: no limit but the disk's)")
+                   help="stop when the data root holds this many MB in all (captures, "
+                        "uncertain and shadow frames, monitoring); with --out, after writing "
+                        "this many MB into DIR (default: no limit but the disk's)")
     p.add_argument("--min-free-mb", type=non_negative_float, default=MIN_FREE_MB, metavar="MB",
                    help="stop when the disk has less free space than this (an SD card must "
                         "never fill up)")
@@ -127,7 +132,9 @@ class Progress:
 
 def capture(args: argparse.Namespace) -> int:
     """Carry out a checked command line; returns the exit code."""
-    from edge_runtime.capture.writer import CaptureLimit, PictureWriter
+    from edge_runtime.capture import data_root
+    from edge_runtime.capture.storage import Storage
+    from edge_runtime.capture.writer import CaptureLimit
     from edge_runtime.stream.camera_run import (
         CameraOptions,
         ServeOptions,
@@ -135,10 +142,12 @@ def capture(args: argparse.Namespace) -> int:
         start_live_view,
     )
 
-    writer = PictureWriter(args.out, args.max_mb, args.min_free_mb)
+    storage = Storage(data_root.default_data_root(), args.max_mb, args.min_free_mb)
+    writer = storage.writer(data_root.CAPTURES, args.out)
     source = open_camera(CameraOptions(camera=args.camera, size=args.camera_size,
                                        wait_s=args.camera_wait, headless=True,
                                        verbose=args.verbose))
+    writer.source = source.name
     server = panel = None
     progress = Progress(args.count)
     saved, ended, limit = 0, "end", None

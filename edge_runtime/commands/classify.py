@@ -13,8 +13,16 @@ by edge-export also carry both in their own TFLite metadata, so the ``.tflite`` 
     edge-classify --model runs/demo/export/model_int8.tflite --camera clip.mp4 --headless --json
     edge-classify --model runs/demo/export/model_int8.tflite --camera --headless --serve 8080
     edge-classify --model model.tflite --camera --headless --camera-wait 60 --summary-every 60
-    edge-classify --model model.tflite --camera --headless --save-uncertain hard/ --below 0.6
+    edge-classify --model model.tflite --camera --headless --save-uncertain --below 0.6
     edge-classify --model model.tflite --camera --serve 8080 --capture-to photos/
+    edge-classify --model model_int8.tflite --camera --headless --shadow candidate/model_int8.tflite
+    edge-classify --model ~/edge-models/current/model_int8.tflite --camera --headless --monitor
+
+What a camera run keeps on the device goes under the data root ($EDGE_DATA_ROOT, else
+~/edge-data; edge-collect fetches it): --save-uncertain and --capture-to without a folder, the
+frames where a --shadow candidate disagreed, and --monitor's record a minute. A --model that
+goes through edge-model's store (ROOT/current/...) runs the version `edge-model stage` staged
+as its shadow, by itself.
 
 Exit codes: 0 success, and a --camera run ended by Ctrl-C or SIGTERM (`systemctl stop`), its
 normal end, at any moment; 1 finished but some inputs could not be read (each one reported on
@@ -33,6 +41,7 @@ from collections.abc import Sequence
 
 from common.argtypes import (
     Parser,
+    fraction,
     non_negative_float,
     parse_command_line,
     positive_float,
@@ -41,7 +50,9 @@ from common.argtypes import (
 )
 from common.command import run_command, say
 from common.errors import EXIT_OK, UsageError
-from edge_runtime.capture.uncertain import UncertainOptions
+from edge_runtime.capture import data_root
+from edge_runtime.capture.storage import MAX_PER_MINUTE
+from edge_runtime.capture.uncertain import DEFAULT_BELOW, UncertainOptions
 from edge_runtime.commands.camera_flags import (
     TOKEN_VARIABLE,
     camera_size,
@@ -56,6 +67,7 @@ from edge_runtime.stream.camera_run import CAMERA_RETRY_S, CameraOptions, ServeO
 from edge_runtime.stream.loop import classify_files
 from edge_runtime.stream.reload import ModelLoader, ModelWatch
 from edge_runtime.stream.results import ResultWriter
+from edge_runtime.stream.shadow import SHARE, ShadowWatch, candidate_file, staged_candidate
 
 PROG = "edge-classify"
 
@@ -132,27 +144,50 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--serve-max-clients", type=positive_int, default=4, metavar="N",
                        help="browsers streaming at once; more get 503")
     keep = parser.add_argument_group("keeping pictures (with --camera)")
-    keep.add_argument("--save-uncertain", metavar="DIR",
-                      help="keep frames whose top score is below --below in DIR/<predicted "
-                           "label>/, with a line each in DIR/uncertain.jsonl (time, top-k "
-                           "scores, model sha256), for labelling and retraining; written on a "
-                           "thread that drops frames rather than slow the camera")
+    keep.add_argument("--save-uncertain", nargs="?", const="", metavar="DIR",
+                      help="keep frames whose top score is below --below in the data root's "
+                           "uncertain/<predicted label>/ (or DIR/<predicted label>/), with a "
+                           "line each in its index.jsonl (time, top-k scores, model version), "
+                           "for labelling and retraining; written on a thread that drops "
+                           "frames rather than slow the camera")
     keep.add_argument("--below", type=probability, default=0.5, metavar="P",
                       help="with --save-uncertain: keep frames whose top score is below P")
     keep.add_argument("--margin", type=probability, metavar="M",
                       help="with --save-uncertain: also keep frames whose top two scores are "
                            "closer than M")
-    keep.add_argument("--max-per-minute", type=positive_int, default=30, metavar="N",
-                      help="with --save-uncertain: keep at most N frames a minute")
-    keep.add_argument("--capture-to", metavar="DIR",
+    keep.add_argument("--max-per-minute", type=positive_int, default=MAX_PER_MINUTE,
+                      metavar="N",
+                      help="with --save-uncertain or --shadow: keep at most N frames a minute "
+                           "(uncertain ones and shadow disagreements together)")
+    keep.add_argument("--capture-to", nargs="?", const="", metavar="DIR",
                       help="with --serve: a capture panel in the live view saves snapshots and "
-                           "bursts into DIR/<label>/ (the model's labels, or a typed one); "
-                           "the server then always requires its token")
+                           "bursts into the data root's captures/<label>/ (or DIR/<label>/; "
+                           "the model's labels, or a typed one); the server then always "
+                           "requires its token")
     keep.add_argument("--max-mb", type=positive_float, metavar="MB",
-                      help="--save-uncertain and --capture-to each write at most MB")
+                      help="stop keeping pictures when the data root holds MB in all "
+                           "(captures, uncertain and shadow frames, monitoring); a DIR given "
+                           "to --save-uncertain or --capture-to: when the run wrote MB there")
     keep.add_argument("--min-free-mb", type=non_negative_float, default=200.0, metavar="MB",
-                      help="--save-uncertain and --capture-to stop when the disk has less "
-                           "free space than this")
+                      help="stop keeping pictures when the disk has less free space than this")
+    keep.add_argument("--monitor", action="store_true",
+                      help="a record a minute in the data root's monitor/monitor.jsonl: class "
+                           "counts, mean top-1 score, share of uncertain frames (--below with "
+                           "--save-uncertain, else 0.5), "
+                           "fps, SoC temperature, model version (rotated: 2 MB at most)")
+    shadow = parser.add_argument_group("shadow: a candidate beside the live model (with "
+                                       "--camera)")
+    shadow.add_argument("--shadow", metavar="CANDIDATE",
+                        help="run a candidate model (a .tflite, or a bundle folder: its file "
+                             "of the --model's name) on the same frames, on the CPU and a "
+                             "thread of its own that takes the newest frame when free; report "
+                             "how often its top-1 agrees (overall, per class) in the summary, "
+                             "--json and the live view, and save the frames where it disagrees "
+                             "in the data root's shadow/. Default: the store's staged version "
+                             "when --model goes through ROOT/current/")
+    shadow.add_argument("--shadow-share", type=fraction, default=SHARE, metavar="F",
+                        help="the most of one core's time the shadow uses (it rests between "
+                             "frames to stay within it)")
     output = parser.add_argument_group("output")
     output.add_argument("--top-k", type=positive_int, default=3, metavar="K",
                         help="classes reported per picture")
@@ -194,16 +229,21 @@ def check_inputs(args: argparse.Namespace) -> None:
     if args.serve is None and (args.serve_token is not None
                                or args.serve_token_file is not None):
         raise UsageError("--serve-token and --serve-token-file apply to --serve only")
-    if args.camera is None and (args.save_uncertain or args.capture_to):
-        raise UsageError("--save-uncertain and --capture-to apply to --camera only")
+    if args.camera is None and (args.save_uncertain is not None or args.capture_to is not None
+                                or args.shadow is not None or args.monitor):
+        raise UsageError("--save-uncertain, --capture-to, --shadow and --monitor apply to "
+                         "--camera only")
     if args.capture_to is not None and args.serve is None:
         raise UsageError("--capture-to is the live view's capture panel: add --serve [HOST:]PORT")
-    if args.save_uncertain is None and (args.margin is not None or args.below != 0.5
-                                        or args.max_per_minute != 30):
-        raise UsageError("--below, --margin and --max-per-minute apply to --save-uncertain")
-    if (args.save_uncertain is None and args.capture_to is None
-            and (args.max_mb is not None or args.min_free_mb != 200.0)):
-        raise UsageError("--max-mb and --min-free-mb apply to --save-uncertain and --capture-to")
+    if args.save_uncertain is None and (args.margin is not None or args.below != DEFAULT_BELOW):
+        raise UsageError("--below and --margin apply to --save-uncertain")
+    if (args.save_uncertain is None and args.shadow is None
+            and args.max_per_minute != MAX_PER_MINUTE):
+        raise UsageError("--max-per-minute applies to --save-uncertain and --shadow")
+    if (args.save_uncertain is None and args.capture_to is None and args.shadow is None
+            and not args.monitor and (args.max_mb is not None or args.min_free_mb != 200.0)):
+        raise UsageError("--max-mb and --min-free-mb apply to --save-uncertain, --capture-to, "
+                         "--shadow and --monitor")
     if args.serve_token is not None and args.serve_token_file is not None:
         raise UsageError("give --serve-token or --serve-token-file, not both")
     if args.serve_token is not None and not args.serve_token.strip():
@@ -224,7 +264,7 @@ def camera_options(args: argparse.Namespace) -> CameraOptions:
                              fps=args.serve_fps, max_clients=args.serve_max_clients)
     uncertain = None
     if args.save_uncertain is not None:
-        uncertain = UncertainOptions(args.save_uncertain, args.below, args.margin,
+        uncertain = UncertainOptions(args.save_uncertain or None, args.below, args.margin,
                                      args.max_per_minute, args.max_mb, args.min_free_mb)
     if args.loop and parse_camera(args.camera).kind != "file":
         raise UsageError("--loop replays a video file; a camera or stream has no end to start "
@@ -233,8 +273,12 @@ def camera_options(args: argparse.Namespace) -> CameraOptions:
                          loop=args.loop, headless=args.headless, max_frames=args.max_frames,
                          summary_every_s=args.summary_every, top_k=args.top_k,
                          threshold=args.threshold, json=args.json, verbose=args.verbose,
-                         serve=serve, save_uncertain=uncertain, capture_to=args.capture_to,
-                         max_mb=args.max_mb, min_free_mb=args.min_free_mb)
+                         serve=serve,
+                         save_uncertain=uncertain,
+                         capture=args.capture_to is not None, capture_to=args.capture_to or None,
+                         max_mb=args.max_mb, min_free_mb=args.min_free_mb,
+                         max_per_minute=args.max_per_minute, shadow_share=args.shadow_share,
+                         monitor=args.monitor, data_root=str(data_root.default_data_root()))
 
 
 def camera_run(args: argparse.Namespace, options: CameraOptions) -> int:
@@ -245,7 +289,26 @@ def camera_run(args: argparse.Namespace, options: CameraOptions) -> int:
     # all cores but one: the capture and preprocessing threads need one
     load = ModelLoader(args.camera, args.labels, args.threads or stream_threads(),
                        args.backend, args.verbose)
-    return run_camera(load(args.model), options, ModelWatch(args.model, load))
+    classifier = load(args.model)
+    return run_camera(classifier, options, ModelWatch(args.model, load), shadow_watch(args))
+
+
+def shadow_watch(args: argparse.Namespace) -> ShadowWatch | None:
+    """The shadow's candidate: ``--shadow``'s (loaded now, so a bad one is a usage error), else
+    the store's staged version when ``--model`` goes through ``ROOT/current`` (none staged yet
+    is fine); None for neither. It runs on the CPU, one interpreter thread (its labels its own).
+
+    Raises:
+        UsageError, EdgeError: ``--shadow`` names no model, or one that does not load.
+    """
+    load = ModelLoader(None, None, 1, args.backend, args.verbose)
+    if args.shadow is None:
+        staged = staged_candidate(args.model)
+        return ShadowWatch(staged, load) if staged is not None else None
+    path = candidate_file(args.shadow, args.model)
+    if not path.is_file():
+        raise UsageError(f"--shadow {args.shadow}: no such model file ({path})")
+    return ShadowWatch(path, load, initial=load(path))
 
 
 def run(args: argparse.Namespace) -> int:

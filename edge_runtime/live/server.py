@@ -12,7 +12,8 @@ Endpoints (every one needs ``?token=…`` when the server requires a token):
 - ``GET /stream.mjpg``: ``multipart/x-mixed-replace`` JPEG frames with the
   top-1 label and the frame rate drawn on them, at most ``stream_fps`` a second.
 - ``GET /predictions``: the latest result, the keys of a ``--json`` line
-  (``source``, ``top_k``, ``latency_ms``) plus ``frame`` and ``fps``.
+  (``source``, ``top_k``, ``latency_ms``) plus ``frame`` and ``fps``, and ``shadow``
+  (``{"candidate", "frames", "agreement"}``) while a shadow candidate runs; the page shows it.
 - ``GET /healthz``: 200 while frames arrive, 503 before the first one, when
   none came for ``stale_s`` seconds, or once the run ends.
 - With a capture panel (``--capture-to DIR``; :mod:`edge_runtime.live.capture_panel`):

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from common.fileio import sha256
 from common.quiet import quiet_output
+from edge_runtime.capture import data_root
+from edge_runtime.capture.storage import MAX_PER_MINUTE, Storage
 from edge_runtime.capture.uncertain import UncertainOptions
 from edge_runtime.classifier import FrameClassifier, Prediction
 from edge_runtime.errors import CameraError
@@ -28,9 +29,11 @@ from edge_runtime.sources.camera_spec import DEFAULT_SIZE, CameraSpec, parse_cam
 from edge_runtime.sources.frame_source import FrameSource
 from edge_runtime.sources.open_source import open_source
 from edge_runtime.stream.loop import classify_stream
+from edge_runtime.stream.monitor import Monitor
 from edge_runtime.stream.reload import ModelWatch
 from edge_runtime.stream.results import ResultWriter, result_json
 from edge_runtime.stream.sdnotify import Notifier
+from edge_runtime.stream.shadow import SHARE, ShadowRun, ShadowWatch
 from edge_runtime.stream.summary import PeriodicSummary
 from edge_runtime.stream.window import open_window
 
@@ -87,14 +90,27 @@ class CameraOptions:
     """Say more on stderr, and let OpenCV's and libcamera's logs through."""
     serve: ServeOptions | None = None
     """The live view; None: none."""
+    data_root: str | None = None
+    """The device's data root, where what the run keeps goes unless a folder is named
+    (:mod:`edge_runtime.capture.storage`); None: ``$EDGE_DATA_ROOT``, else ``~/edge-data``."""
     save_uncertain: UncertainOptions | None = None
     """Frames the model found hard, kept (``--save-uncertain``); None: none."""
+    capture: bool = False
+    """A capture panel in the live view (``--capture-to``), saving into :attr:`capture_to`."""
     capture_to: str | None = None
-    """The live view's capture panel saves into this folder (``--capture-to``); None: no panel."""
+    """The capture panel's folder (a panel even without :attr:`capture`); None: the data
+    root's ``captures/``."""
     max_mb: float | None = None
-    """The most MB the capture panel writes (``--max-mb``)."""
+    """``--max-mb``: the data root's whole size; what the run writes into a folder given by
+    name."""
     min_free_mb: float = 200.0
-    """Free disk space the capture panel leaves alone (``--min-free-mb``)."""
+    """Free disk space every writer leaves alone (``--min-free-mb``)."""
+    max_per_minute: int = MAX_PER_MINUTE
+    """Uncertain frames and shadow disagreements saved in any minute, together."""
+    shadow_share: float = SHARE
+    """The most of one core the shadow's thread uses (``--shadow-share``)."""
+    monitor: bool = False
+    """A monitoring record a minute into the data root (``--monitor``)."""
 
     @property
     def spec(self) -> CameraSpec:
@@ -162,14 +178,16 @@ def start_live_view(serve: ServeOptions, capture=None) -> LiveServer:
     return server
 
 
-def _capture_panel(options: CameraOptions, classifier: FrameClassifier):
+def _capture_panel(options: CameraOptions, classifier: FrameClassifier, storage: Storage,
+                   source: str):
     """The live view's capture panel for ``--capture-to`` (the model's labels offered), or None."""
-    if options.capture_to is None:
+    if not options.capture and options.capture_to is None:
         return None
-    from edge_runtime.capture.writer import PictureWriter
     from edge_runtime.live.capture_panel import CapturePanel
 
-    return CapturePanel(PictureWriter(options.capture_to, options.max_mb, options.min_free_mb),
+    return CapturePanel(storage.writer(data_root.CAPTURES, options.capture_to, source=source,
+                                       model_version=data_root.model_version(
+                                           classifier.model_path)),
                         classifier.labels)
 
 
@@ -181,7 +199,7 @@ def _camera_for(classifier: FrameClassifier, options: CameraOptions) -> CameraOp
 
 
 def run_camera(classifier: FrameClassifier, options: CameraOptions,
-               watch: ModelWatch | None = None) -> int:
+               watch: ModelWatch | None = None, shadow: ShadowWatch | None = None) -> int:
     """Classify the source's frames until it ends or the run is stopped; returns the exit code:
     0, or 1 when reading frames failed or a live source stopped delivering.
 
@@ -190,7 +208,8 @@ def run_camera(classifier: FrameClassifier, options: CameraOptions,
     in between two frames; when the old or the new model needs a camera of its own (a network
     on the AI Camera's sensor, uploaded as the camera opens), the camera is opened again for
     the new one, the live view, window and writers going on (to systemd, a reload), and
-    ``--max-frames`` counts again from there. Under systemd (``NOTIFY_SOCKET``) each classified
+    ``--max-frames`` counts again from there. With ``shadow``, the candidate it names runs
+    beside the model on the same frames (:mod:`edge_runtime.stream.shadow`). Under systemd (``NOTIFY_SOCKET``) each classified
     frame notifies its watchdog, as does each frame the AI Camera gives before its sensor's
     first answer (its network loading).
 
@@ -207,14 +226,21 @@ def run_camera(classifier: FrameClassifier, options: CameraOptions,
         notifier.close()
         raise
     server = miner = panel = None
+    storage = Storage(options.data_root or data_root.default_data_root(), options.max_mb,
+                      options.min_free_mb, options.max_per_minute)
     try:
         if options.serve is not None:
-            panel = _capture_panel(options, classifier)
+            panel = _capture_panel(options, classifier, storage, source.name)
             server = start_live_view(options.serve, panel)
         if options.save_uncertain is not None:
             from edge_runtime.capture.uncertain import UncertainSaver
 
-            miner = UncertainSaver(options.save_uncertain, sha256(classifier.model_path))
+            miner = UncertainSaver(options.save_uncertain,
+                                   data_root.model_version(classifier.model_path),
+                                   writer=storage.writer(data_root.UNCERTAIN,
+                                                         options.save_uncertain.folder,
+                                                         prefix="uncertain"),
+                                   rate=storage.rate)
         # a recording plays at its own speed on screen; a camera delivers at its own pace
         window = open_window(options.headless, options.verbose,
                              source.fps if source.keep_all else 0.0)
@@ -245,6 +271,14 @@ def run_camera(classifier: FrameClassifier, options: CameraOptions,
     periods = PeriodicSummary(options.summary_every_s) if options.summary_every_s else None
     # a model in edge-model's store: its first classified frame commits its version
     status = StatusReporter(classifier.model_path)
+    shadows = None if shadow is None else ShadowRun(
+        shadow, data_root.model_version, classifier.model_path, options.shadow_share,
+        options.threshold, lambda: storage.writer(data_root.SHADOW, prefix="shadow"),
+        storage.rate, status)
+    uncertain = options.save_uncertain or UncertainOptions(None)
+    monitor = None if not options.monitor else Monitor(
+        storage.root, data_root.model_version(classifier.model_path), uncertain.below,
+        uncertain.margin)
 
     def on_frame(number: int, frame: np.ndarray, predictions: list[Prediction],
                  latency_ms: float) -> bool:
@@ -255,9 +289,14 @@ def run_camera(classifier: FrameClassifier, options: CameraOptions,
             if due > time.perf_counter():
                 time.sleep(due - time.perf_counter())
             due = max(due + pace_s, time.perf_counter())
+        if shadows is not None:  # never waits: a busy shadow skips the frame
+            shadows.frame(frame, predictions, f"{source.name}#{number}")
+        if monitor is not None:
+            monitor.add(predictions, latency_ms)
         if periods is not None:  # a line a period instead of one a frame
             period = periods.add(predictions, latency_ms)
             if period is not None:
+                period.shadow = shadows.period() if shadows is not None else None
                 writer.period(source.name, period)
         # JSON consumers get every frame even when a window shows them too
         elif window is None or options.json:
@@ -265,8 +304,10 @@ def run_camera(classifier: FrameClassifier, options: CameraOptions,
         if miner is not None:  # never waits: a busy writer drops the frame
             miner.offer(frame, predictions, f"{source.name}#{number}")
         if server is not None:  # before the window draws on the frame
-            server.publish(number, frame,
-                           result_json(f"{source.name}#{number}", predictions, latency_ms))
+            result = result_json(f"{source.name}#{number}", predictions, latency_ms)
+            if shadows is not None and shadows.shadow is not None:
+                result["shadow"] = shadows.latest()
+            server.publish(number, frame, result)
         return window.show(frame, predictions) if window is not None else True
 
     def switched() -> FrameClassifier | None:
@@ -276,10 +317,16 @@ def run_camera(classifier: FrameClassifier, options: CameraOptions,
         new = watch()
         if new is not None:
             status.loaded(new.model_path)
+            version = data_root.model_version(new.model_path)
             if miner is not None:
-                miner.model_sha256 = sha256(new.model_path)
+                miner.model_version = version
             if panel is not None:
                 panel.labels = list(new.labels)
+                panel.writer.model_version = version
+            if shadows is not None:
+                shadows.live_changed(new.model_path)
+            if monitor is not None:
+                monitor.model_changed(version)
         return new
 
     try:
@@ -307,9 +354,14 @@ def run_camera(classifier: FrameClassifier, options: CameraOptions,
         if server is not None:
             server.close()
         mined = miner.close() if miner is not None else None
+        if monitor is not None:
+            monitor.close()
+        shadowed = (shadows.total(), shadows.close()) if shadows is not None else (None, None)
+    summary.shadow = shadowed[0]
     writer.summary(source.name, summary)
-    if mined:
-        log.info(mined)
+    for line in (mined, shadowed[1]):
+        if line:
+            log.info(line)
     if source.error is not None:
         log.error(f"{source.name}: reading frames failed: {source.error}")
         return 1

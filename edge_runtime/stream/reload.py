@@ -91,12 +91,14 @@ class ModelWatch:
         load: the resolved model path → a classifier (raising on a bad model): the run's
             :class:`ModelLoader`.
         poll_s: seconds between two looks at where ``path`` leads.
+        what: what the log lines call the model (the shadow's candidate watches this way too).
     """
 
     def __init__(self, path: str | os.PathLike, load: Callable[[str], FrameClassifier],
-                 poll_s: float = POLL_S) -> None:
+                 poll_s: float = POLL_S, what: str = "model") -> None:
         self.path = os.fspath(path)
         self.poll_s = poll_s
+        self.what = what
         self.reloads = 0
         """Models swapped in so far."""
         self._load = load
@@ -154,6 +156,7 @@ class ModelWatch:
             self._loaded = self._load(resolved)
         except Exception as exc:  # the old model keeps running: one line says why
             reason = " ".join(str(exc).split()) or type(exc).__name__
-            log.error(f"model reload failed, the running model stays: {resolved}: {reason}")
+            log.error(f"{self.what} reload failed, the running {self.what} stays: {resolved}: "
+                      f"{reason}")
             return
-        log.info(f"model reloaded: {resolved}")
+        log.info(f"{self.what} reloaded: {resolved}")

@@ -32,6 +32,8 @@ class StreamSummary:
     :data:`LATENCY_SAMPLE` frames, a uniform sample of them."""
     top_labels: Counter[str] = field(default_factory=Counter)
     """How many frames had each label first (a frame with nothing above the threshold: none)."""
+    top1_total: float = 0.0
+    """The frames' top-1 scores added up (a frame with nothing above the threshold: 0)."""
     dropped: int = 0
     """Camera frames replaced by a newer one before they could be classified."""
     ended_by: str = ""
@@ -39,6 +41,9 @@ class StreamSummary:
     "reload" (a new model that needs the camera opened again for it: :attr:`reloaded`)."""
     reloaded: FrameClassifier | None = field(default=None, repr=False, compare=False)
     """The model a reload brought when ``ended_by`` is "reload"."""
+    shadow: dict | None = None
+    """The shadow's agreement over the run or period (:mod:`edge_runtime.stream.shadow`),
+    None without a shadow."""
     _sampler: random.Random = field(default_factory=lambda: random.Random(0), repr=False,
                                     compare=False)
 
@@ -53,6 +58,7 @@ class StreamSummary:
                 self.latencies_ms[slot] = latency_ms
         if predictions:
             self.top_labels[predictions[0].label] += 1
+            self.top1_total += predictions[0].score
 
     @property
     def most_frequent(self) -> tuple[str, int] | None:
@@ -66,6 +72,11 @@ class StreamSummary:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
     @property
+    def mean_top1(self) -> float | None:
+        """The mean top-1 score, None when no frame was classified."""
+        return self.top1_total / self.frames if self.frames else None
+
+    @property
     def inference_ms_p50(self) -> float | None:
         """Median inference time, None when no frame was classified."""
         return statistics.median(self.latencies_ms) if self.latencies_ms else None
@@ -73,8 +84,11 @@ class StreamSummary:
     def to_json(self) -> dict:
         """The ``{"summary": ...}`` object that ends a ``--json`` camera run."""
         p50 = self.inference_ms_p50
-        return {"summary": {"frames": self.frames, "fps": round(self.fps, 3),
-                            "inference_ms_p50": round(p50, 3) if p50 is not None else None}}
+        out = {"frames": self.frames, "fps": round(self.fps, 3),
+               "inference_ms_p50": round(p50, 3) if p50 is not None else None}
+        if self.shadow is not None:
+            out["shadow"] = self.shadow
+        return {"summary": out}
 
 
 class PeriodicSummary:
@@ -98,6 +112,12 @@ class PeriodicSummary:
         now = self._clock()
         if now - self._began < self.every_s:
             return None
+        return self.end(now)
+
+    def end(self, now: float | None = None) -> StreamSummary | None:
+        """End the period at ``now`` (None: the clock's now; a new one begins): its summary,
+        None when it had no frame."""
+        now = self._clock() if now is None else now
         done, self._period = self._period, StreamSummary()
         done.seconds, self._began = now - self._began, now
-        return done
+        return done if done.frames else None
