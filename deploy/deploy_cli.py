@@ -14,7 +14,7 @@ For an inventory instead of a list, deploy/ansible/ does the same with ansible-p
 
 Exit codes: 0 every host runs the bundle; 1 a host could not be reached, could not take the
 copy or refused the bundle (the others went on); 2 bad usage: not a bundle, no ssh or rsync
-here; 3 an internal error (the traceback saved to a file).
+here, a signature that does not match the bundle; 3 an internal error (the traceback saved to a file).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from common.argtypes import (
 from common.command import run_command, say
 from common.errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 from deploy.fleet import DEFAULT_EDGE_MODEL, Settings, deploy
+from deploy.signature import SIGNATURE_FILE, SignatureError, matches
 from deploy.store import version_of
 from edge_runtime.errors import EdgeError
 from edge_runtime.manifest import MANIFEST_FILE, Manifest
@@ -79,6 +80,14 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"{bundle}: not a bundle (no {MANIFEST_FILE}): give the export/ "
                              "folder edge-export wrote") from None
         raise UsageError(f"{exc}; copy or export the bundle again") from None
+    if (bundle / SIGNATURE_FILE).is_file():  # who signed is each device's to judge; the bytes
+        try:                                 # are checked here once, not refused fifty times
+            signed = matches(bundle)
+        except SignatureError as exc:
+            raise UsageError(f"{exc}: sign it again (edge-model sign {bundle} --key KEY)") \
+                from None
+    else:
+        signed = None
     for tool in ("ssh", "rsync"):
         if shutil.which(tool) is None:
             raise UsageError(f"{tool} is not installed here (apt install openssh-client rsync)")
@@ -87,8 +96,8 @@ def run(args: argparse.Namespace) -> int:
     hosts = list(dict.fromkeys(args.hosts))  # a host named twice is deployed to once
     version = version_of(bundle)
     settings = Settings(args.ssh_config, args.edge_model, args.root, args.jobs, args.timeout)
-    say(PROG, f"version {version} to {len(hosts)} host(s), {min(args.jobs, len(hosts))} at a "
-              "time")
+    say(PROG, f"version {version}{f' (signed with {signed})' if signed else ''} to "
+              f"{len(hosts)} host(s), {min(args.jobs, len(hosts))} at a time")
     rows = deploy(bundle.resolve(), hosts, version, settings,
                   on_done=lambda r: say(PROG, f"{r.host}: {r.result}"))
     if args.json:

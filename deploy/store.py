@@ -7,6 +7,7 @@
       current -> versions/<v>   what the service runs (--model ROOT/current/model_int8.tflite)
       previous -> versions/<v>  what `edge-model rollback` goes back to
       incoming/<version>/       where edge-deploy copies a bundle before activating it
+      allowed_signers           optional: the keys every bundle must then be signed by
 
 A Pi's card is not a workstation's disk: after each activation only the :data:`KEEP` most
 recently activated versions stay (``current`` and ``previous`` always among them), with their
@@ -19,7 +20,8 @@ against the manifest, then the bundle's evaluation set through every variant her
 workstation's answers, at :func:`edge_runtime.eval_set.required_agreement`), renames it into
 ``versions/`` and only then switches ``current`` in one atomic rename. A running edge-classify
 whose ``--model`` goes through ``current`` loads the new model between two frames
-(:mod:`edge_runtime.reload`). A bundle that fails a check never becomes current.
+(:mod:`edge_runtime.reload`). A bundle that fails a check never becomes current. Once
+``allowed_signers`` is there, the first check is the bundle's signature (:mod:`deploy.signature`).
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import UsageError
-from common.fileio import create_temp, fsync, sha256
+from common.fileio import create_temp, fsync, sha256, write_bytes
 from common.quiet import quiet_output
+from deploy.signature import ALLOWED_SIGNERS, SIGNATURE_FILE, SignatureError, verify
 from edge_runtime.classifier import Classifier
 from edge_runtime.errors import EdgeError
 from edge_runtime.eval_set import EvalSet, required_agreement
@@ -63,7 +66,7 @@ class Check:
     """One check of a bundle and what it found."""
 
     name: str
-    """``manifest``, ``sha256``, ``labels`` or ``answers``."""
+    """``signature``, ``manifest``, ``sha256``, ``labels`` or ``answers``."""
     ok: bool
     detail: str
 
@@ -117,6 +120,13 @@ class Store:
     @property
     def previous(self) -> str | None:
         return self._link(PREVIOUS)
+
+    @property
+    def allowed_signers(self) -> Path | None:
+        """``ROOT/allowed_signers`` when it is there (a broken link too: refused, not ignored):
+        then every bundle must be signed by a key it lists (:mod:`deploy.signature`)."""
+        path = self.root / ALLOWED_SIGNERS
+        return path if os.path.lexists(path) else None
 
     def versions(self) -> list[str]:
         """Every version here, oldest activation first."""
@@ -175,9 +185,13 @@ class Store:
 
 
 def check_bundle(folder: Path, threads: int | None = None,
-                 progress: Callable[[str], None] = lambda _: None) -> list[Check]:
+                 progress: Callable[[str], None] = lambda _: None,
+                 allowed_signers: Path | None = None,
+                 signature: Path | None = None) -> list[Check]:
     """The checks a bundle must pass to become current, in order; the first failure ends them.
 
+    0. ``signature``, with ``allowed_signers``: manifest.json, as it is, signed by a key the file
+       lists (``signature``, default ``folder/manifest.json.sig``; :func:`deploy.signature.verify`);
     1. ``manifest``: manifest.json reads and names an evaluation set;
     2. ``sha256``: every variant file is there and its sha256 is the manifest's;
     3. ``labels``: labels.txt, when there is one, holds the manifest's labels;
@@ -190,6 +204,11 @@ def check_bundle(folder: Path, threads: int | None = None,
         checks.append(Check(name, False, " ".join(detail.split())))
         return checks
 
+    if allowed_signers is not None:  # first: nothing is read from a bundle not yet trusted
+        try:
+            checks.append(Check("signature", True, verify(folder, allowed_signers, signature)))
+        except SignatureError as exc:
+            return fail("signature", str(exc))
     try:
         manifest = Manifest.load(folder)
     except EdgeError as exc:
@@ -325,13 +344,17 @@ def activate(store: Store, bundle: Path, threads: int | None = None,
             return Activation(version, "already current")
         target = store.root / VERSIONS / version
         if target.is_dir():  # an older version again: it passed once; check it again all the same
-            checks = check_bundle(target, threads, progress)
+            brought = bundle / SIGNATURE_FILE  # the signature it comes with now counts
+            brought = brought if brought.is_file() else None
+            checks = check_bundle(target, threads, progress, store.allowed_signers, brought)
+            if brought is not None and store.allowed_signers and all(c.ok for c in checks):
+                write_bytes(target / SIGNATURE_FILE, brought.read_bytes())
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
             aside = create_temp(target.parent, f".{version}.", directory=True)
             try:
                 _copy_bundle(bundle, aside)
-                checks = check_bundle(aside, threads, progress)
+                checks = check_bundle(aside, threads, progress, store.allowed_signers)
                 if all(c.ok for c in checks):
                     os.replace(aside, target)
             finally:
