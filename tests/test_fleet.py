@@ -150,7 +150,7 @@ def test_edge_deploy_updates_the_hosts_that_pass_and_leaves_the_others(fleet, bu
     assert "the sha256 check failed" in rows["host-a"]["result"]
     assert rows["host-b"] == {"host": "host-b", "version": version_of(v2),
                               "checks": "manifest ok, sha256 ok, labels ok, answers ok",
-                              "result": "activated", "ok": True}
+                              "result": "activated", "ok": True, "state": "activated"}
     assert fleet.current("host-a") == version_of(v1)
     assert fleet.current("host-b") == version_of(v2)
     assert "1 of 2 host(s) not updated: host-a" in err
