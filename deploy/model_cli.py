@@ -5,6 +5,7 @@
     edge-model check                            # re-hash current and previous (seconds)
     edge-model rollback                         # back to the previous version, once it verifies
     edge-model prune --keep 2                   # only current and previous stay
+    edge-model sign runs/pets/export --key ~/.ssh/id_ed25519   # on the workstation
 
 ``activate`` copies the bundle beside the running version — only what its manifest binds by
 sha256: a link, a device file or a file the manifest does not list refuses it — and checks the
@@ -21,12 +22,17 @@ After each activation only the --keep most recent versions stay on the card (def
 ``check --fallback --model FILE`` is what the service runs before it starts: a damaged current
 version, or one that does not load, gives way to a previous one that verifies, with one loud
 line. ``incoming VERSION`` prints (and makes) the folder edge-deploy copies a bundle into.
+``sign`` writes BUNDLE/manifest.json.sig, an OpenSSH signature of the manifest (which binds every
+file); once ROOT/allowed_signers (OpenSSH's format) exists on a device, ``activate`` first checks
+that the bundle was signed, as it is, by a key listed there (the ``signature`` check), and
+``check`` and ``rollback`` hold installed versions to it too.
 
 TensorFlow-free (the edge extra). Exit codes: 0 done (or already current); 1 a check failed
 (nothing changed), the service did not commit the new version (switched back), a version is
 damaged (check), the previous version is damaged (rollback, nothing changed), not enough free
-space (nothing changed); 2 bad usage: not a bundle, no previous version to roll back to; 3 an
-internal error (the traceback saved to a file).
+space (nothing changed); 2 bad usage: not a bundle, no previous version to roll back to, no
+ssh-keygen to sign or check a signature with, a key that cannot sign; 3 an internal error (the
+traceback saved to a file).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from pathlib import Path
 from common.argtypes import Parser, add_verbosity, non_negative_float, positive_float, positive_int
 from common.command import run_main, say
 from common.errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
+from deploy.signature import ALLOWED_SIGNERS, SIGNATURE_FILE, sign
 from deploy.store import (
     DEFAULT_ROOT,
     HEALTH_TIMEOUT_S,
@@ -55,6 +62,7 @@ from deploy.store import (
     prune,
     rollback,
     verify,
+    version_of,
 )
 from edge_runtime.errors import EdgeError
 from edge_runtime.service_status import CURRENT
@@ -72,15 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line of ``edge-model``."""
     parser = Parser(prog=PROG, description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True,
-                                     metavar="activate|list|check|rollback|prune|incoming")
+                                     metavar="activate|list|check|rollback|prune|incoming|sign")
 
-    def command(name: str, text: str) -> argparse.ArgumentParser:
+    def command(name: str, text: str, root: bool = True) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text, description=f"{text}\n\n{__doc__}",
                                   formatter_class=parser.formatter_class)
         sub.error = parser.error  # one-line usage errors
-        sub.add_argument("--root", type=Path, default=None, metavar="DIR",
-                         help=f"where the versions live (default: ${ROOT_VARIABLE}, else "
-                              f"{DEFAULT_ROOT})")
+        if root:
+            sub.add_argument("--root", type=Path, default=None, metavar="DIR",
+                             help=f"where the versions live (default: ${ROOT_VARIABLE}, else "
+                                  f"{DEFAULT_ROOT})")
         add_verbosity(sub)
         return sub
 
@@ -120,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     incoming = command("incoming", "print (and make) the folder a bundle of VERSION is copied "
                                    "into before activate (edge-deploy)")
     incoming.add_argument("version", metavar="VERSION")
+    signing = command("sign", "sign a bundle (on the workstation): BUNDLE_DIR/manifest.json.sig",
+                      root=False)
+    signing.add_argument("bundle", type=Path, metavar="BUNDLE_DIR",
+                         help="the export/ folder edge-export wrote")
+    signing.add_argument("--key", type=Path, required=True, metavar="KEY",
+                         help="an OpenSSH private key (~/.ssh/id_ed25519), or its .pub when "
+                              "ssh-agent holds it; the devices list its public key in "
+                              f"ROOT/{ALLOWED_SIGNERS}")
     return parser
 
 
@@ -130,6 +147,11 @@ def _say_removed(versions: list[str]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Carry out the subcommand; returns the exit code."""
+    if args.command == "sign":
+        key = sign(args.bundle, args.key)
+        say(PROG, f"signed {args.bundle} (version {version_of(args.bundle)}) with {key}: "
+                  f"{args.bundle / SIGNATURE_FILE}")
+        return EXIT_OK
     store = Store(args.root if args.root is not None else default_root())
     if args.command == "activate":
         done = activate(store, args.bundle, args.threads,
@@ -138,16 +160,21 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(done.to_json()), flush=True)
         for check in done.checks:
-            say(PROG, f"{check.name}: {'ok' if check.ok else 'FAILED'}: {check.detail}")
+            if check.ok:
+                say(PROG, f"{check.name}: ok: {check.detail}")
         failed = done.failed()
         if done.result == "rolled back":
             say(PROG, f"switched back to {store.current or 'none'}: the service did not "
                       f"commit {done.version} ({failed.detail})")
             return EXIT_CHECK_FAILED
-        if failed is not None:
+        if failed is not None:  # one line, the reason in it (edge-deploy's row shows this line)
             say(PROG, f"refused {args.bundle} (version {done.version}): the {failed.name} "
-                      f"check failed; current stays {store.current or 'none'}")
+                      f"check failed: {failed.detail}; current stays {store.current or 'none'}")
             return EXIT_CHECK_FAILED
+        if store.allowed_signers is None and (args.bundle / SIGNATURE_FILE).is_file():
+            say(PROG, f"note: {SIGNATURE_FILE} not checked: there is no "
+                      f"{store.root / ALLOWED_SIGNERS} here (docs/raspberry-pi.md, 'Signed "
+                      "bundles')")
         how = {"activated": "now", "already current": "already", "repaired": "repaired and"}
         say(PROG, f"{done.version} is {how[done.result]} current in {store.root}"
                   + (f" (previous: {store.previous})" if store.previous else ""))

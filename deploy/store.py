@@ -8,11 +8,13 @@
       previous -> versions/<v>  what `edge-model rollback` goes back to
       incoming/<version>/       where edge-deploy copies a bundle before activating it
       status.json               the running service's report (edge_runtime.service_status)
+      allowed_signers           optional: the keys every bundle must then be signed by
 
 A version is named by its manifest's sha256 (12 hex digits), and the manifest holds the sha256
 of every other file of the bundle, so a version binds every byte it carries. :func:`activate`
 runs the checks of :mod:`deploy.checks` in order (:data:`STEPS`), the first refusal ending
-them: the manifest; the copy (only what the manifest binds: :mod:`deploy.bundle_copy`, with room
+them: once ``allowed_signers`` is there, the manifest's signature (:mod:`deploy.signature`),
+before anything else of the bundle is read; the manifest; the copy (only what the manifest binds: :mod:`deploy.bundle_copy`, with room
 left on the card); every file's sha256; the labels; the AI Camera's network; the CPU variants'
 answers on the evaluation set. Then it switches ``current`` and, when a service runs on the
 store, waits for it to *commit* the new version (classify a frame with it, reported in
@@ -52,9 +54,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from common.errors import UsageError
-from common.fileio import create_temp, fsync, sha256
+from common.fileio import create_temp, fsync, sha256, write_bytes
 from deploy.bundle_copy import (
-    SIGNATURE_FILE,
     bundle_files,
     check_room,
     copy_file,
@@ -70,6 +71,8 @@ from deploy.checks import (
     check_manifest,
     check_sensor,
 )
+from deploy.signature import ALLOWED_SIGNERS, SIGNATURE_FILE, SignatureError
+from deploy.signature import verify as verify_signature
 from edge_runtime.errors import EdgeError
 from edge_runtime.manifest import MANIFEST_FILE, Manifest
 from edge_runtime.service_status import CURRENT, STATUS_FILE, VERSIONS, read_status
@@ -103,7 +106,8 @@ class Check:
     """One check of a bundle and what it found."""
 
     name: str
-    """``manifest``, ``copy``, ``sha256``, ``labels``, ``imx500``, ``answers`` or ``commit``."""
+    """``signature``, ``manifest``, ``copy``, ``sha256``, ``labels``, ``imx500``, ``answers`` or
+    ``commit``."""
     ok: bool
     detail: str
 
@@ -167,6 +171,13 @@ class Store:
 
     def folder(self, version: str) -> Path:
         return self.root / VERSIONS / version
+
+    @property
+    def allowed_signers(self) -> Path | None:
+        """``ROOT/allowed_signers`` when it is there (a broken link too: refused, not ignored):
+        then every bundle must be signed by a key it lists (:mod:`deploy.signature`)."""
+        path = self.root / ALLOWED_SIGNERS
+        return path if os.path.lexists(path) else None
 
     def versions(self) -> list[str]:
         """Every version here, oldest activation first."""
@@ -263,8 +274,16 @@ def damage(folder: Path, version: str, manifest: Manifest | None = None) -> list
 
 
 def verify(store: Store, version: str) -> list[str]:
-    """:func:`damage` of an installed version, as lines ``FILE: what is wrong``."""
-    return [f"{name}: {problem}" for name, problem in damage(store.folder(version), version)]
+    """:func:`damage` of an installed version, as lines ``FILE: what is wrong``; once
+    ``allowed_signers`` is there, a version whose signature it does not accept is damaged too
+    (an unsigned one kept from before the keys were configured included)."""
+    found = [f"{name}: {problem}" for name, problem in damage(store.folder(version), version)]
+    if not found and store.allowed_signers is not None:
+        try:
+            verify_signature(store.folder(version), store.allowed_signers)
+        except SignatureError as exc:
+            found.append(f"{SIGNATURE_FILE}: {exc}")
+    return found
 
 
 def _repair(store: Store, version: str, bundle: Path, manifest: Manifest,
@@ -315,9 +334,10 @@ def _repair(store: Store, version: str, bundle: Path, manifest: Manifest,
 
 # ----------------------------------------------------------------------------- activation
 
-STEPS = ("manifest", "copy", "sha256", "labels", "imx500", "answers")
-"""The checks :func:`activate` runs, in order (``imx500`` only for a bundle that has the AI
-Camera's network); ``commit`` follows the switch."""
+STEPS = ("signature", "manifest", "copy", "sha256", "labels", "imx500", "answers")
+"""The checks :func:`activate` runs, in order (``signature`` only once ``allowed_signers`` is
+there, ``imx500`` only for a bundle that has the AI Camera's network); ``commit`` follows the
+switch."""
 
 
 def activate(store: Store, bundle: Path, threads: int | None = None,
@@ -356,6 +376,16 @@ def activate(store: Store, bundle: Path, threads: int | None = None,
                                                     directory=True)
         manifest: Manifest | None = None
         repaired: list[str] = []
+        trusted = store.allowed_signers
+        brought = bundle / SIGNATURE_FILE
+
+        def signature() -> str | None:
+            if trusted is None:
+                return None
+            try:
+                return verify_signature(bundle, trusted, data=manifest_bytes)
+            except SignatureError as exc:
+                raise Refused(str(exc)) from None
 
         def read_manifest() -> str:
             nonlocal manifest
@@ -381,6 +411,7 @@ def activate(store: Store, bundle: Path, threads: int | None = None,
             return check_answers(work, manifest, threads, progress)
 
         steps: list[tuple[str, Callable[[], str | None]]] = [
+            ("signature", signature),  # first: nothing else is read from an untrusted bundle
             ("manifest", read_manifest),
             ("copy", copy),
             ("sha256", lambda: check_hashes(work, manifest, version)),
@@ -390,6 +421,9 @@ def activate(store: Store, bundle: Path, threads: int | None = None,
         ]
         try:
             passed = _run(steps, checks)
+            if passed and installed and trusted is not None and brought.is_file():
+                # the signature it came with now, checked above, travels with the version
+                write_bytes(target / SIGNATURE_FILE, brought.read_bytes())
             if passed and not installed:
                 os.replace(work, target)
                 fsync(target.parent)
