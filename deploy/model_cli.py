@@ -134,11 +134,12 @@ def run(args: argparse.Namespace) -> int:
     elif not rows:
         say(PROG, f"no versions in {store.root} yet: edge-model activate BUNDLE_DIR")
     else:
-        print(f"  {'version':12}  {'activated':16}  {'exported':16}  model (variants)")
+        print(f"  {'version':12}  {'activated':16}  {'exported':16}  model (variants), "
+              "exported by edge-toolchain")
         for row in rows:
             mark = "*" if row["current"] else "-" if row["previous"] else " "
             print(f"{mark} {row['version']:12}  {row['activated']:16}  {row['created']:16}  "
-                  f"{row['model']} ({', '.join(row['variants'])})")
+                  f"{row['model']} ({', '.join(row['variants'])}), {row['toolchain']}")
     return EXIT_OK
 
 
