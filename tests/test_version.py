@@ -17,9 +17,9 @@ import pytest
 from common.versions import CHECKOUT, toolchain_version
 from tests.test_docs import console_scripts
 
-GIT_VERSION = re.compile(r"^\d+\.\d+\.dev\d+\+g[0-9a-f]{7,}(\.d\d{14})?$")
+GIT_VERSION = re.compile(r"^\d+\.\d+\.dev\d+\+g[0-9a-f]{7,}(\.d\d{8})?$")
 """What setuptools-scm makes of an untagged history (pyproject.toml's [tool.setuptools_scm]):
-``0.2.dev251+g1a2b3c4d``, plus the time for a tree with uncommitted changes."""
+``0.2.dev251+g1a2b3c4d``, plus the day for a tree with uncommitted changes."""
 
 
 def _git(*args: str, cwd: Path) -> str:
