@@ -2,7 +2,7 @@
 
 What a Pi owner does, under qemu-user emulation on this machine, in an arm64 Debian userland
 made to look like Raspberry Pi OS Lite where it matters (scripts/pi_userland.py: debootstrap
-minbase, no desktop library; Python, numpy and Pillow from apt, a module apt built against that
+minbase, no desktop library; Python and numpy from apt, a module apt built against that
 numpy, Picamera2 as an apt package that imports it): the README's Pi install lines *as written*
 (read from README.md, the block after the ``pi-install`` marker) in a folder holding only the
 wheel built from this checkout (``make wheel``: a Pi needs no clone), then with the venv they make:

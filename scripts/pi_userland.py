@@ -1,8 +1,9 @@
 """The emulated Raspberry Pi OS userland ``make pi-check`` rehearses in (scripts/pi_check.py).
 
-An arm64 Debian (``bookworm`` or ``trixie``) built once with ``debootstrap`` and run through
-``qemu-user-static`` and binfmt_misc, made to look like Raspberry Pi OS where it matters to an
-install: Python, numpy and Pillow from apt, a module apt compiled against apt's numpy, and
+An arm64 Debian (``bookworm`` or ``trixie``) built once with ``debootstrap --variant=minbase``
+and run through ``qemu-user-static`` and binfmt_misc, made to look like Raspberry Pi OS Lite
+where it matters to an install: no desktop library (no libGL, GLib, GTK, Qt or Tk), Python and
+numpy from apt, a module apt compiled against apt's numpy, and
 ``python3-picamera2`` as an apt package (a stand-in: Debian has no Picamera2) that imports that
 module the way the real Picamera2 imports ``simplejpeg``, so a numpy of another major version in
 the venv breaks ``import picamera2`` exactly as it does on a Pi.
@@ -32,11 +33,13 @@ VARIANT = "minbase"
 """debootstrap's smallest userland (essential packages and apt): no desktop library, as on
 Raspberry Pi OS Lite."""
 PACKAGES = ("python3", "python3-venv", "python3-pip", "ca-certificates", "python3-numpy",
-            "python3-bottleneck", "python3-pil", "sudo")
-"""What the userland gets from apt, and nothing else: Raspberry Pi OS Lite has each. Python,
-numpy and Pillow from apt; python3-bottleneck, compiled against apt's numpy, stands for
-simplejpeg (which Picamera2 imports); sudo, because the README's lines use it. No libgl1,
-libglib2.0-0 or python3-tk: the edge extra must install and run without them."""
+            "python3-bottleneck", "sudo")
+"""What the userland gets from apt, and nothing else. Python and numpy from apt;
+python3-bottleneck, compiled against apt's numpy, stands for simplejpeg (which Picamera2
+imports); sudo, because the README's lines use it. No libgl1, libglib2.0-0 or python3-tk: the
+edge extra must install and run without them. Nor python3-pil, whose text layout (libraqm,
+harfbuzz) brings GLib: the venv then holds pip's Pillow on both suites, so what it weighs is an
+upper bound."""
 DESKTOP_LIBRARIES = ("libGL.so.1", "libglib-2.0.so.0", "libgtk-3.so.0", "libQt5Core.so.5")
 """Libraries a desktop image has and Lite has not (OpenCV's GUI build links the first two):
 pi-check refuses a userland that has any of them, so it rehearses Lite."""
