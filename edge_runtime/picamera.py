@@ -112,7 +112,7 @@ def numpy_mismatch(apt_packages: Path | None = None) -> str | None:
     pins = f"'numpy<{major + 1}'" + (" 'opencv-python-headless<4.12'" if major < 2 else "")
     return (f"Picamera2 cannot be imported: apt built its modules (simplejpeg) for numpy {apt}, "
             f"but this environment loads numpy {here} from {Path(numpy.__file__).parent.parent}; "
-            f"fix: {Path(sys.prefix) / 'bin' / 'pip'} install {pins} "
+            f"fix: {Path(sys.prefix) / 'bin' / 'python'} -m pip install {pins} "
             "(the README's Pi install keeps apt's numpy)")
 
 
