@@ -41,8 +41,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# one stamp per extra: re-installs when pyproject.toml changes
+# one stamp per extra: re-installs when pyproject.toml changes. A venv made when the edge
+# extra had OpenCV's GUI build (opencv-python) loses both builds first: both own cv2/
 $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
+	@if $(BIN)/python -m pip show --quiet opencv-python >/dev/null 2>&1; then \
+	    $(BIN)/python -m pip uninstall --quiet --yes opencv-python opencv-python-headless; fi
 	$(BIN)/python -m pip install --quiet -e ".[$*]"
 	touch $@
 

@@ -207,12 +207,13 @@ def run(args: argparse.Namespace) -> int:
         say(PROG, f"no versions in {store.root} yet: edge-model activate BUNDLE_DIR")
     else:
         print(f"  {'version':12}  {'activated':16}  {'exported':16}  {'service':13}  "
-              "model (variants)")
+              "model (variants), exported by edge-toolchain")
         serving = any(row["running"] for row in rows)
         for row in rows:
             mark = "*" if row["current"] else "-" if row["previous"] else " "
             print(f"{mark} {row['version']:12}  {row['activated']:16}  {row['created']:16}  "
-                  f"{_service(row, serving):13}  {row['model']} ({', '.join(row['variants'])})")
+                  f"{_service(row, serving):13}  {row['model']} ({', '.join(row['variants'])}), "
+                  f"{row['toolchain']}")
     return EXIT_OK
 
 

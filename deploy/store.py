@@ -628,6 +628,8 @@ def describe(store: Store, version: str) -> dict:
         row["model"] = (data.get("model") or {}).get("name", "?")
         row["created"] = str(data.get("created", "?"))[:16]
         row["variants"] = sorted(data.get("variants", {}))
+        # the toolchain that exported it (common.versions.library_versions); older: unknown
+        row["toolchain"] = str((data.get("versions") or {}).get("edge-toolchain", "?"))
     except (OSError, ValueError, AttributeError):
-        row.update(model="(unreadable manifest)", created="?", variants=[])
+        row.update(model="(unreadable manifest)", created="?", variants=[], toolchain="?")
     return row
