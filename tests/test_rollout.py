@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from deploy import deploy_cli
-from deploy.fleet import HostResult, Settings, deploy, deploy_host, waves
+from deploy.fleet import DeployConfig, HostResult, deploy, deploy_host, waves
 
 pytestmark = pytest.mark.edge
 
-SETTINGS = Settings(jobs=8)
+SETTINGS = DeployConfig(jobs=8)
 
 
 def test_waves_group_the_hosts_in_order():
@@ -40,7 +40,7 @@ class StandIn:
         self.ended: dict[str, float] = {}
         self.lock = threading.Lock()
 
-    def __call__(self, host: str, bundle: Path, version: str, settings: Settings) -> HostResult:
+    def __call__(self, host: str, bundle: Path, version: str, settings: DeployConfig) -> HostResult:
         with self.lock:
             self.started[host] = time.monotonic()
         time.sleep(0.02)
@@ -81,7 +81,7 @@ def test_a_canary_that_fails_stops_every_other_host():
 
 def test_without_waves_a_failure_stops_no_one():
     stand_in = StandIn(failing={"a", "c"})
-    rows = deploy(Path("bundle"), ["a", "b", "c", "d"], "v1", Settings(jobs=1),
+    rows = deploy(Path("bundle"), ["a", "b", "c", "d"], "v1", DeployConfig(jobs=1),
                   deploy_one=stand_in)
     assert set(stand_in.started) == {"a", "b", "c", "d"}
     assert [r.state for r in rows] == ["failed", "activated", "failed", "activated"]
