@@ -16,7 +16,6 @@ import os
 import struct
 import time
 from enum import IntEnum
-from typing import Optional
 
 import Imath  # noqa: F401  (the real module imports it, for tensor injection, since 0.3.32)
 import jsonschema
@@ -77,27 +76,27 @@ class NetworkIntrinsics:
     def __init__(self, val=None):
         if val is not None:
             jsonschema.validate(val, self.SCHEMA)
-        self.intrinsics: Optional[dict] = val
+        self.intrinsics: dict | None = val
 
     def _get(self, key, default=None):
         return self.intrinsics.get(key, default) if self.intrinsics else default
 
     @property
-    def task(self) -> Optional[str]:
+    def task(self) -> str | None:
         return self._get('task')
 
     @property
-    def inference_rate(self) -> Optional[float]:
+    def inference_rate(self) -> float | None:
         return self._get('inference_rate')
 
     @property
-    def softmax(self) -> Optional[bool]:
+    def softmax(self) -> bool | None:
         """The network's output is logits: softmax is to be applied on the CPU (the
         classification demo does ``if intrinsics.softmax: np_output = softmax(np_output)``)."""
         return self._get('cpu', {}).get('softmax')
 
     @property
-    def labels(self) -> Optional[list]:
+    def labels(self) -> list | None:
         return self._get('classes', {}).get('labels')
 
     def update_with_defaults(self):
@@ -153,12 +152,12 @@ class IMX500:
         return os.path.abspath(self.config['network_file'])
 
     @property
-    def network_intrinsics(self) -> Optional[NetworkIntrinsics]:
+    def network_intrinsics(self) -> NetworkIntrinsics | None:
         return self.__cfg.get('intrinsics', None)
 
     def _fw_progress_read(self):
         assert self.fw_progress != IMX500.FwProgressType.NONE
-        return "%d %d %d\n" % driver_progress()  # cat .../imx500-fw:ID/fw_progress
+        return "{} {} {}\n".format(*driver_progress())  # cat .../imx500-fw:ID/fw_progress
 
     def _fw_progress_chunk_read(self):
         assert self.fw_progress != IMX500.FwProgressType.NONE
@@ -202,7 +201,7 @@ class IMX500:
     def set_auto_aspect_ratio(self):
         _record(self.calls, "auto_aspect_ratio")
 
-    def get_outputs(self, metadata: dict, add_batch=False) -> Optional[list]:
+    def get_outputs(self, metadata: dict, add_batch=False) -> list | None:
         """Get the model outputs."""
         output_tensor = metadata.get('CnnOutputTensor')
         if not output_tensor:
@@ -246,7 +245,7 @@ class IMX500:
                          for t in parsed.info[0: parsed.num_tensors]]}
 
     @staticmethod
-    def get_kpi_info(metadata: dict) -> Optional[tuple]:
+    def get_kpi_info(metadata: dict) -> tuple | None:
         """Return the KPI parameters in the form (dnn_runtime, dsp_runtime) in milliseconds."""
         kpi_info = metadata.get('CnnKpiInfo')
         if kpi_info is None:
