@@ -11,9 +11,12 @@ last 2 s against a 1 s watchdog, so that one goes unfed if nothing but frames fe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
+import pty
+import re
 import shutil
 import signal
 import socket
@@ -426,6 +429,36 @@ def test_past_upload_wait_systemd_is_no_longer_told_the_run_is_alive(
     assert max(b - a for a, b in zip(feeds, feeds[1:])) > UPLOAD_S - 0.5 - WATCHDOG_S / 4
     assert "--upload-wait 0.5" in err and "no longer telling systemd" in err
     assert "longer than --upload-wait" in err
+
+
+def test_on_a_terminal_the_upload_s_progress_is_shown(ai_camera, packager, sensor_bundle,
+                                                     monkeypatch):
+    """Run on a terminal: the upload's progress (the driver's, where Picamera2 can read it) is
+    shown on stderr, one line updated in place, while start() blocks."""
+    monkeypatch.setenv("FAKE_PICAMERA2_IMX500_UPLOAD_S", "1.5")
+    monkeypatch.setenv("FAKE_PICAMERA2_IMX500_PROGRESS", "direct")
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    master, terminal = pty.openpty()
+    saved = os.dup(2)
+    os.dup2(terminal, 2)
+    stderr = os.fdopen(os.dup(2), "w", encoding="utf-8")
+    monkeypatch.setattr(sys, "stderr", stderr)
+    try:
+        code = main(["--model", str(sensor_bundle / "imx500" / "packerOut.zip"), "--camera",
+                     "imx500", "--headless", "--json", "--max-frames", "1"])
+    finally:
+        stderr.close()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(terminal)
+    os.set_blocking(master, False)
+    shown = b""
+    with contextlib.suppress(BlockingIOError, OSError):
+        while chunk := os.read(master, 4096):
+            shown += chunk
+    os.close(master)
+    assert code == 0, shown
+    assert re.search(rb"\ruploading the network to the AI Camera \([1-9][0-9]* %\)", shown), shown
 
 
 def test_picamera2_s_stdout_notice_stays_out_of_the_json(ai_camera, packager, sensor_bundle,
