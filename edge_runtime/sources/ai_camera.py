@@ -189,8 +189,7 @@ class Imx500Source(Picamera2Owner):
     keep_all = False
 
     def __init__(self, network: str | os.PathLike, size: tuple[int, int] = DEFAULT_SIZE,
-                 quiet: bool = True,
-                 uploading: Uploading | None = None,
+                 quiet: bool = True, uploading: Uploading | None = None,
                  alive: Callable[[], None] | None = None) -> None:
         from edge_runtime.sources.picamera import REQUESTED_FORMAT, import_picamera2, to_bgr
 

@@ -5,11 +5,12 @@ The network reaches the sensor inside ``Picamera2.start()``: libcamera's ``Camer
 streams the sensor on, and the kernel driver uploads loader, main firmware and network before
 the first frame. That takes seconds, or minutes for a first upload after boot, with no frame to
 feed systemd's watchdog. And libcamera's Python binding calls ``Camera::start()`` without
-releasing the GIL, so no thread of this process runs until it returns: the watch is a child
-process, forked as the upload begins and killed when ``start()`` returns or raises (Picamera2's
-own progress bar is a child process for the same reason). It stops by itself when this process
-is gone, and after ``--upload-wait`` seconds: then it says so and stops telling systemd the
-service is alive, for systemd to restart it.
+releasing the GIL (``src/py/libcamera/py_main.cpp``: no ``gil_scoped_release``), so no thread
+of this process runs until it returns: the watch is a child process, forked as the upload
+begins and killed when ``start()`` returns or raises (Picamera2's own progress bar is a child
+process too), which systemd hears only with ``NotifyAccess=all`` (the unit has it). It stops by
+itself when this process is gone, and after ``--upload-wait`` seconds: then it says so and stops
+telling systemd the service is alive, for systemd to restart it.
 
 The child writes to stderr with ``os.write``, never through a lock another thread of the parent
 may have held at the fork (``logging``'s, ``sys.stderr``'s).
