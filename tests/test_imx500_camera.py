@@ -504,7 +504,7 @@ def test_no_permission_on_debugfs_says_so_and_what_to_do(ai_camera, packager, se
     assert "is it connected" not in line
 
 
-@pytest.mark.parametrize("module, package", [("OpenEXR", "python3-openexr"),
+@pytest.mark.parametrize("module, package", [("Imath", "python3-openexr"),
                                              ("libarchive", "python3-libarchive-c")])
 def test_a_module_the_imx500_helper_lacks_is_named_with_its_apt_package(
         ai_camera, packager, sensor_bundle, capfd, monkeypatch, module, package):
