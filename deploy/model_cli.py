@@ -66,6 +66,7 @@ from deploy.store import (
 )
 from edge_runtime.errors import EdgeError
 from edge_runtime.service_status import CURRENT
+from edge_runtime.stream.upload_watch import DEFAULT_UPLOAD_WAIT_S
 
 PROG = "edge-model"
 
@@ -103,10 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     act.add_argument("--min-free-mb", type=non_negative_float, default=MIN_FREE_MB, metavar="MB",
                      help="free space the copy must leave on the card; less refuses the bundle "
                           "before anything is copied")
-    act.add_argument("--health-timeout", type=positive_float, default=HEALTH_TIMEOUT_S,
+    act.add_argument("--health-timeout", type=positive_float, default=None,
                      metavar="SECONDS",
                      help="when a service runs on this store: how long it has to report the "
-                          "new version classifying frames before the switch is undone")
+                          "new version classifying frames before the switch is undone (default: "
+                          f"{HEALTH_TIMEOUT_S:g}, plus {DEFAULT_UPLOAD_WAIT_S:g} for the AI "
+                          "Camera's network upload when the service runs on the sensor)")
     act.add_argument("--json", action="store_true",
                      help='one JSON object on stdout: {"version", "result", "checks": '
                           '[{"name", "ok", "detail"}], "removed": [versions]} (what '

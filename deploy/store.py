@@ -75,7 +75,9 @@ from deploy.signature import ALLOWED_SIGNERS, SIGNATURE_FILE, SignatureError
 from deploy.signature import verify as verify_signature
 from edge_runtime.errors import EdgeError
 from edge_runtime.manifest import MANIFEST_FILE, Manifest
+from edge_runtime.sensor_network import PACKED
 from edge_runtime.service_status import CURRENT, STATUS_FILE, VERSIONS, read_status
+from edge_runtime.stream.upload_watch import DEFAULT_UPLOAD_WAIT_S
 
 ROOT_VARIABLE = "EDGE_MODEL_ROOT"
 DEFAULT_ROOT = "~/edge-models"
@@ -87,8 +89,9 @@ MIN_FREE_MB = 100.0
 the journal, the status file and the system need room too."""
 HEALTH_TIMEOUT_S = 120.0
 """How long :func:`activate` waits for a running service to commit the new version
-(``--health-timeout``): a CPU model reloads within seconds; the AI Camera uploads its
-network to the sensor first, which can take a minute."""
+(``--health-timeout``) when the service classifies on the CPU: a model reloads within seconds.
+A service on the AI Camera uploads the network to the sensor first (minutes, the first time):
+it gets the upload's own limit, ``--upload-wait``'s default, on top."""
 POLL_S = 0.25
 STALE_INCOMING_S = 24 * 3600.0
 """A copy in ``incoming/`` of no installed version, untouched this long, is an abandoned
@@ -343,7 +346,7 @@ switch."""
 def activate(store: Store, bundle: Path, threads: int | None = None,
              progress: Callable[[str], None] = lambda _: None,
              keep: int | None = KEEP, min_free_mb: float = MIN_FREE_MB,
-             health_timeout_s: float = HEALTH_TIMEOUT_S) -> Activation:
+             health_timeout_s: float | None = None) -> Activation:
     """Check ``bundle`` as a copy beside the running version, make it current, and keep it there
     only if the running service (if any) commits it.
 
@@ -352,7 +355,8 @@ def activate(store: Store, bundle: Path, threads: int | None = None,
     installed version is re-hashed and its damaged files replaced from the bundle first; one
     that is current and intact is ``already current`` (its answers not run again). After the
     switch, when ``status.json`` names a live service, it must report the new version
-    classifying a frame within ``health_timeout_s``, else the links are switched back. Then
+    classifying a frame within ``health_timeout_s`` (None: :func:`commit_timeout`), else the
+    links are switched back. Then
     versions beyond ``keep`` are removed (:func:`prune`; None keeps them all). On a refusal
     nothing changes but ``incoming/<version>`` (when the bundle is there) being removed, so the
     next deploy copies it whole.
@@ -479,8 +483,16 @@ def _status_mark(store: Store) -> tuple[int, int] | None:
     return info.st_ino, info.st_mtime_ns
 
 
+def commit_timeout(service_model: str | os.PathLike) -> float:
+    """How long a service running ``service_model`` has to commit a new version:
+    :data:`HEALTH_TIMEOUT_S`, plus ``--upload-wait``'s default when it runs on the AI Camera (its
+    network, ``imx500/packerOut.zip``, is uploaded to the sensor before the first frame)."""
+    on_sensor = Path(service_model).name == PACKED
+    return HEALTH_TIMEOUT_S + (DEFAULT_UPLOAD_WAIT_S if on_sensor else 0.0)
+
+
 def _await_commit(store: Store, version: str, before: tuple[int, int] | None,
-                  timeout_s: float) -> Check:
+                  timeout_s: float | None) -> Check:
     """Wait until a service running on the store reports ``version`` classifying frames.
 
     "A service runs on the store" = ``status.json`` names a live process. None: nothing to wait
@@ -490,6 +502,8 @@ def _await_commit(store: Store, version: str, before: tuple[int, int] | None,
     status = read_status(store.root)
     if status is None or not status.alive:
         return Check("commit", True, "no service runs on this store: nothing to wait for")
+    if timeout_s is None:
+        timeout_s = commit_timeout(status.model)
     started = time.monotonic()
     deadline = started + timeout_s
     while time.monotonic() < deadline:

@@ -57,8 +57,9 @@ HOST_TOOLS = {"qemu-aarch64-static": "qemu-user-static", "debootstrap": "deboots
               "update-binfmts": "binfmt-support", "dpkg-deb": "dpkg"}
 READY = ".pi-check-ready"  # in the userland: written last, holds what it was built with
 
-STAND_IN = REPO / "tests" / "fake_picamera2" / "picamera2" / "__init__.py"
-"""The Picamera2 stand-in the x86 tests put on sys.path; packaged here as python3-picamera2."""
+STAND_IN = REPO / "tests" / "fake_picamera2"
+"""The Picamera2 stand-in the x86 tests put on sys.path (the package and the stand-ins for the
+modules its AI Camera helper imports); packaged here as python3-picamera2."""
 APT_REPO = Path("/opt/pi-check/apt")
 """In the userland: a local apt repository holding the stand-in package."""
 APT_SOURCE = Path("/etc/apt/sources.list.d/pi-check.list")
@@ -361,22 +362,29 @@ def in_guest(root: Path, args: list, cwd: Path = Path("/tmp"), env: dict | None 
 
 def stand_in_deb(out: Path) -> Path:
     """``python3-picamera2`` as a Debian package: the tests' Picamera2 stand-in in apt's
-    ``dist-packages``, importing :data:`ABI_MODULE` first as the real one imports simplejpeg,
-    and depending on apt's numpy and that module as the real one does."""
+    ``dist-packages`` (with the stand-ins for what its AI Camera helper imports, as Raspberry Pi
+    OS has them from apt), importing :data:`ABI_MODULE` first as the real one imports
+    simplejpeg, and depending on apt's numpy and that module as the real one does."""
     future = "from __future__ import annotations\n"
-    stand_in = STAND_IN.read_text()
-    if future not in stand_in:
-        raise Usage(f"{STAND_IN} no longer has {future.strip()!r}, after which pi-check adds its "
+    init = STAND_IN / "picamera2" / "__init__.py"
+    files = {path.relative_to(STAND_IN): path.read_text()
+             for path in sorted(STAND_IN.rglob("*.py")) if "__pycache__" not in path.parts}
+    if future not in files[init.relative_to(STAND_IN)]:
+        raise Usage(f"{init} no longer has {future.strip()!r}, after which pi-check adds its "
                     "import")
-    source = stand_in.replace(future, f"{future}\nimport {ABI_MODULE}  # noqa: F401  (pi-check: "
-                                      "stands for simplejpeg, built by apt against apt's numpy)\n",
-                              1)
-    version = "0.3.99+pichk" + hashlib.sha256(source.encode()).hexdigest()[:8]
+    files[init.relative_to(STAND_IN)] = files[init.relative_to(STAND_IN)].replace(
+        future, f"{future}\nimport {ABI_MODULE}  # noqa: F401  (pi-check: stands for "
+                "simplejpeg, built by apt against apt's numpy)\n", 1)
+    digest = hashlib.sha256()
+    for name, source in files.items():
+        digest.update(f"{name}\0{source}\0".encode())
+    version = "0.3.99+pichk" + digest.hexdigest()[:8]
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "pkg"
-        package = tree / "usr/lib/python3/dist-packages/picamera2"
-        package.mkdir(parents=True)
-        (package / "__init__.py").write_text(source)
+        packages = tree / "usr/lib/python3/dist-packages"
+        for name, source in files.items():
+            (packages / name).parent.mkdir(parents=True, exist_ok=True)
+            (packages / name).write_text(source)
         (tree / "DEBIAN").mkdir()
         (tree / "DEBIAN" / "control").write_text(
             "Package: python3-picamera2\n"

@@ -108,6 +108,9 @@ def test_the_unit_is_watched_and_reloads():
     assert service["Type"] == "notify" and int(service["WatchdogSec"]) > 0
     # the camera wait (60 s) fits before READY=1 is due
     assert int(service["TimeoutStartSec"]) > 60 + 30
+    # the AI Camera's upload is watched by a child process (edge_runtime/stream/upload_watch.py),
+    # whose WATCHDOG=1 and EXTEND_TIMEOUT_USEC= systemd takes only with this
+    assert service["NotifyAccess"] == "all"
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
 
 

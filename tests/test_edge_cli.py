@@ -502,7 +502,7 @@ def camera_tries(monkeypatch, video, waited):
 
     tries: list[int] = []
 
-    def open_source(spec, size, quiet=True, loop=False, alive=None):
+    def open_source(spec, size, quiet=True, loop=False, alive=None, uploading=None):
         tries.append(spec.index)
         if len(tries) < 3 or spec.index == 7:  # camera 7 never appears
             raise CameraError(f"cannot open camera {spec.index}")

@@ -60,10 +60,15 @@ def test_the_picamera2_stand_in_is_an_apt_package_that_imports_an_apt_numpy_modu
     assert "Package: python3-picamera2" in fields
     assert f"python3-{pi_userland.ABI_MODULE}" in fields and "python3-numpy" in fields
     subprocess.run(["dpkg-deb", "--extract", deb, tmp_path / "tree"], check=True)
-    module = tmp_path / "tree/usr/lib/python3/dist-packages/picamera2/__init__.py"
+    packages = tmp_path / "tree/usr/lib/python3/dist-packages"
+    module = packages / "picamera2/__init__.py"
     source = module.read_text()
     assert f"\nimport {pi_userland.ABI_MODULE} " in source
     compile(source, str(module), "exec")  # from __future__ still comes first
+    # the AI Camera helper, and what it imports where Raspberry Pi OS has it from apt
+    for name in ("picamera2/devices/imx500/imx500.py", "Imath.py", "OpenEXR.py",
+                 "libarchive/read.py", "videodev2.py"):
+        assert (packages / name).is_file(), name
     index = pi_userland.packages_index(deb)
     assert f"Filename: ./{deb.name}" in index and "SHA256: " in index
 
