@@ -1,4 +1,6 @@
 # make demo  — train → export → classify → bench on the built-in demo data (no internet, no GPU)
+#              GPU=1 (here and in every target that trains): a workstation's NVIDIA GPU, with the
+#              gpu extra (TensorFlow with CUDA's libraries from pip, a few GB) instead of train
 # make test  — the test suite (< 10 minutes; make test-long: the tests that train their own models)
 # make bench — benchmark a run: make bench RUN=runs/NAME (default: the demo run, built if missing)
 # make bench-device BUNDLE=path/to/export — the device bench (Raspberry Pi): installs only the
@@ -13,6 +15,9 @@
 # make init-from-bench [OUT=/tmp/init-from-bench] — edge-train --init-from against a fresh start
 #              on the same new data: epochs and seconds to the same val accuracy
 #              (benchmarks/init_from_study.py; a few minutes on 2 cores)
+# make gpu-check — the demo trained in mixed precision on an NVIDIA GPU, exported and checked,
+#              images/s per phase (benchmarks/gpu_check.py; installs the gpu extra); one line
+#              and exit 0 where there is no NVIDIA GPU
 # make mediapipe-check — load the exported models in MediaPipe Tasks (a venv of its own,
 #                 cached in ~/.cache/edge-toolchain; see tests/test_mediapipe.py)
 # make wheel — dist/edge_toolchain-VERSION-py3-none-any.whl: what a Raspberry Pi installs (README,
@@ -32,29 +37,34 @@ RUN    ?=
 BUNDLE ?=
 # A Raspberry Pi names itself in the device tree: there, benchmarks never install TensorFlow
 ON_PI  := $(shell grep -qas 'Raspberry Pi' /proc/device-tree/model && echo yes)
+# GPU=1: the gpu extra (train + CUDA's libraries) wherever the train extra is installed
+TRAIN_EXTRA := $(VENV)/.installed-$(if $(filter 1 yes,$(GPU)),gpu,train)
 # the demo's settings live in train.demo_data.DEMO_TRAIN_SETTINGS
 DEMO_FLAGS := --preset demo
 
-.PHONY: demo wheel test test-long deploy-check bench bench-device calibration-study tune-bench feature-cache-bench init-from-bench pi-check mediapipe-check imx500-check lint clean
+.PHONY: demo gpu-check wheel test test-long deploy-check bench bench-device calibration-study tune-bench feature-cache-bench init-from-bench pi-check mediapipe-check imx500-check lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# one stamp per extra: re-installs when pyproject.toml changes
+# one stamp per extra: re-installs when pyproject.toml changes. A venv made when the edge
+# extra had OpenCV's GUI build (opencv-python) loses both builds first: both own cv2/
 $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
+	@if $(BIN)/python -m pip show --quiet opencv-python >/dev/null 2>&1; then \
+	    $(BIN)/python -m pip uninstall --quiet --yes opencv-python opencv-python-headless; fi
 	$(BIN)/python -m pip install --quiet -e ".[$*]"
 	touch $@
 
-demo: $(VENV)/.installed-train
+demo: $(TRAIN_EXTRA)
 	@if [ -f $(DEMO)/checkpoints/state.json ]; then \
 	    echo "== resuming the interrupted demo run"; \
 	    $(BIN)/edge-train --out $(DEMO) $(DEMO_FLAGS) --resume; \
 	elif [ ! -f $(DEMO)/model.keras ]; then \
 	    echo "== 1/4 train"; $(BIN)/edge-train --out $(DEMO) $(DEMO_FLAGS); \
 	else echo "== 1/4 train: $(DEMO)/model.keras exists (rm -r $(DEMO) to retrain)"; fi
-	@echo "== 2/4 export"
-	$(BIN)/edge-export $(DEMO)
+	@echo "== 2/4 export (the demo's: plain int8, no search for layers to keep in float)"
+	$(BIN)/edge-export $(DEMO) --int8-target-drop off
 	@echo "== 3/4 classify a few test images with the int8 model"
 	$(BIN)/edge-classify --model $(DEMO)/export/model_int8.tflite \
 	    $$($(BIN)/python -m train.splits $(DEMO)/splits.json --split test --per-class 1)
@@ -93,9 +103,15 @@ imx500-check: $(VENV)/.installed-dev
 ifneq ($(BUNDLE)$(ON_PI),)
 bench: bench-device
 else
-bench: $(VENV)/.installed-train
+bench: $(TRAIN_EXTRA)
 	@if [ -n "$(RUN)" ]; then $(BIN)/edge-bench $(RUN); else $(BIN)/edge-bench --demo $(DEMO); fi
 endif
+
+# the GPUs are looked for before the install: a machine without one skips, installing nothing
+gpu-check: | $(BIN)/python
+	@if $(BIN)/python -m train.nvidia >/dev/null; then \
+	    $(MAKE) --no-print-directory $(VENV)/.installed-gpu; fi
+	$(BIN)/python -m benchmarks.gpu_check
 
 # the usage check comes before the install: a typo must not cost a venv
 bench-device:
@@ -107,16 +123,16 @@ bench-device:
 
 calibration-study:
 	@if [ -z "$(RUN)" ]; then echo "usage: make calibration-study RUN=runs/NAME" >&2; exit 2; fi
-	@$(MAKE) --no-print-directory $(VENV)/.installed-train
+	@$(MAKE) --no-print-directory $(TRAIN_EXTRA)
 	$(BIN)/python -m benchmarks.calibration_study $(RUN)
 
-tune-bench: $(VENV)/.installed-train
+tune-bench: $(TRAIN_EXTRA)
 	$(BIN)/python -m tune.e2e $(or $(OUT),/tmp/tune-e2e)
 
-feature-cache-bench: $(VENV)/.installed-train
+feature-cache-bench: $(TRAIN_EXTRA)
 	$(BIN)/python -m benchmarks.feature_cache
 
-init-from-bench: $(VENV)/.installed-train
+init-from-bench: $(TRAIN_EXTRA)
 	$(BIN)/python -m benchmarks.init_from_study $(or $(OUT),/tmp/init-from-bench)
 
 # the dev extra trains the tiny bundle the emulated tests use. Under sudo the venv is built as

@@ -19,6 +19,7 @@ evaluation set the bundle carries. One module per job:
 - :mod:`~benchmarks.thermal` — SoC temperature and throttle flags, before and after
 - :mod:`~benchmarks.report` / :mod:`~benchmarks.plots` — rows, verdicts, report.md/json, plots
 - :mod:`~benchmarks.demo` — building the demo run for ``--demo``
+- :mod:`~benchmarks.gpu_check` — ``make gpu-check``: the demo on an NVIDIA GPU, images/s per phase
 - :mod:`~benchmarks.camera_loop` — the camera loop's stages, timed (``python -m``)
 - :mod:`~benchmarks.calibration_study` — int8 against the number of calibration images, on val (``python -m``)
 - :mod:`~benchmarks.feature_cache` — phase 1 on cached backbone features against end to end (``python -m``)

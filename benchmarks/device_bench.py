@@ -23,7 +23,7 @@ from benchmarks.bundle_reader import load_bundle, open_variants
 from benchmarks.config import BenchConfig, BenchError, BenchResult, validate
 from benchmarks.machine import load_average, machine_info
 from benchmarks.memory import measure_each
-from benchmarks.report import TFLITE_TIMING, assemble_report, model_name, write_report
+from benchmarks.report import TFLITE_TIMING, assemble_report, exported_by, model_name, write_report
 from benchmarks.sensor import sensor_bench, sensor_line
 from benchmarks.thermal import snapshot, summarize
 from benchmarks.timing import ModelResult, TimingPlan, time_interleaved
@@ -118,7 +118,8 @@ def bench_bundle(config: BenchConfig) -> BenchResult:
     thermal = summarize(heat_at_start, snapshot())
 
     report = assemble_report(
-        {"bundle": str(bundle), "network": model_name(manifest)},
+        {"bundle": str(bundle), "network": model_name(manifest),
+         "exported_by": exported_by(manifest)},
         machine_info(threads, backend or "none", load_at_start, thermal=thermal), config,
         threads, {"source": "bundle", "file": manifest.eval_set.file,
                   "split": manifest.eval_set.split, "images": len(eval_set),

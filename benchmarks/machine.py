@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.versions import toolchain_version
 from edge_runtime.interpreter import available_backends, available_cores
 
 DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
@@ -107,6 +108,7 @@ def machine_info(threads: int, backend: str, load: list[float] | None,
         "machine": platform.machine(),
         "python": platform.python_version(),
         "numpy": np.__version__,
+        "edge_toolchain": toolchain_version(),
         "tensorflow": getattr(tf, "__version__", None),
         "keras": getattr(keras, "__version__", None),
         "gpus": gpu_names(),
@@ -125,7 +127,7 @@ def describe(machine: dict) -> str:
     backends = ", ".join(f"{k} {v}" for k, v in machine["backends"].items())
     text = (f"Machine: {where}{machine['cpu']} ({machine['cores']} cores, "
             f"{machine['usable_cores']} usable), {machine['os']}, Python {machine['python']}, "
-            f"numpy {machine['numpy']}")
+            f"numpy {machine['numpy']}, edge-toolchain {machine.get('edge_toolchain', '?')}")
     if machine.get("tensorflow"):
         gpus = ", ".join(machine["gpus"]) or "none"
         text += (f"; TensorFlow {machine['tensorflow']}, Keras {machine['keras']} "

@@ -240,6 +240,8 @@ def format_markdown(report: dict) -> str:
              else f"# Benchmark of {report['run']}")
     if report.get("network"):
         title += f" ({report['network']})"
+    if report.get("exported_by"):
+        title += f"\n\nExported by edge-toolchain {report['exported_by']}."
     memory = ("Peak RSS and load time come from a fresh process per model"
               + (" (TensorFlow's own footprint included for the Keras rows)." if keras_rows
                  else ", which imports only the edge runtime, as an application would.")
@@ -285,6 +287,13 @@ def _plot_problem() -> str | None:
     problem = missing()
     return problem and f"{problem} (pip install matplotlib to get latency.png and " \
                        "accuracy_size.png)"
+
+
+def exported_by(manifest) -> str | None:
+    """The edge-toolchain version that exported the bundle, as its manifest records it; None
+    for a bundle from before that key."""
+    versions = manifest.extra.get("versions")
+    return versions.get("edge-toolchain") if isinstance(versions, dict) else None
 
 
 def model_name(manifest) -> str | None:

@@ -33,6 +33,8 @@ def sensor_bench(bundle: Path, manifest, frames: int = SENSOR_FRAMES,
     connected, no ``imx500-package``): a bench on a Pi without the camera still runs.
     """
     from edge_runtime.sources.ai_camera import Imx500Source, is_sensor, network_file
+    from edge_runtime.stream.sdnotify import Notifier
+    from edge_runtime.stream.upload_watch import UploadWatch
 
     variant = manifest.sensor_variant()
     if variant is None:
@@ -43,8 +45,9 @@ def sensor_bench(bundle: Path, manifest, frames: int = SENSOR_FRAMES,
 
         if not any(is_sensor(info) for info in picamera_cameras(quiet)):
             raise CameraError("no AI Camera connected (Picamera2 lists none)")
-        source = Imx500Source(network_file(bundle / entry.file), list(manifest.labels), size,
-                              quiet)
+        # the network upload's progress on a terminal; no systemd to tell
+        source = Imx500Source(network_file(bundle / entry.file), size, quiet,
+                              UploadWatch(Notifier(environ={})))
     except EdgeError as exc:
         log.warning("%s: not timed on the sensor: %s", name, exc)
         return {"model": name, "skipped": str(exc)}

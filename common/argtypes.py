@@ -17,12 +17,30 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
         return super()._get_help_string(action)
 
 
+class _PrintVersion(argparse.Action):
+    """``--version``: the toolchain's version, looked up only when asked for (in a checkout,
+    asking git takes a fraction of a second)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help="print this toolchain's version (edge-toolchain's, from git) and exit"):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from common.versions import toolchain_version
+
+        print(f"{parser.prog} {toolchain_version()}", flush=True)  # stdout, as argparse's own
+        parser.exit()
+
+
 class Parser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose usage errors are one line (exit code 2), not usage + message."""
+    """An ``ArgumentParser`` whose usage errors are one line (exit code 2), not usage + message,
+    with ``--version`` (every command prints the toolchain's version)."""
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+        if self.add_help:  # not in a parent parser, whose options the child takes over
+            self.add_argument("--version", action=_PrintVersion)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

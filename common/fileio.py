@@ -15,12 +15,14 @@ from typing import Any
 
 
 def create_temp(folder: str | os.PathLike, prefix: str, suffix: str = "", *,
-                directory: bool = False) -> Path:
+                directory: bool = False, mode: int | None = None) -> Path:
     """Create a new file (or, with ``directory``, a folder) with a random name in ``folder``.
 
     Unlike :mod:`tempfile` (0600/0700), it gets the permissions of any new file, 0666 (0777)
     less the umask, which the kernel applies: the umask is never read or changed, so threads
-    that create files meanwhile are not affected.
+    that create files meanwhile are not affected. ``mode`` (e.g. 0o600 for a secret) replaces
+    0666/0777 from the moment the file exists: never wider, whatever the umask. The name is
+    created anew (``O_EXCL``), never through a link someone put there.
 
     Raises:
         OSError: the folder is not writable.
@@ -29,9 +31,10 @@ def create_temp(folder: str | os.PathLike, prefix: str, suffix: str = "", *,
         path = Path(folder) / f"{prefix}{secrets.token_hex(4)}{suffix}"
         try:
             if directory:
-                os.mkdir(path, 0o777)
+                os.mkdir(path, 0o777 if mode is None else mode)
             else:
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                                 0o666 if mode is None else mode))
             return path
         except FileExistsError:
             continue
@@ -69,17 +72,19 @@ def fsync(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[str], Any],
+                 mode: int | None = None) -> Path:
     """Call ``write(tmp_path)`` then rename the temporary file onto ``path``.
 
     The temporary file sits in the same folder (so the rename is atomic) and keeps the
     target's suffix. Its bytes are flushed to the disk before the rename and the folder after
     it, so a power cut leaves the old file or the new one, never an empty one. Permissions
-    follow the umask (see :func:`create_temp`).
+    follow the umask, or ``mode`` from the file's creation on (see :func:`create_temp`). A link
+    at ``path`` is replaced, not followed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = create_temp(path.parent, *temp_affixes(path.name))
+    tmp = create_temp(path.parent, *temp_affixes(path.name), mode=mode)
     try:
         write(str(tmp))
         fsync(tmp)

@@ -3,7 +3,9 @@
 TensorFlow prints its start-up (oneDNN, CUDA probing) whatever
 TF_CPP_MIN_LOG_LEVEL says, its converter prints pages of traced signatures,
 and the TFLite interpreter logs "Created TensorFlow Lite XNNPACK delegate":
-all past Python's ``sys.stdout``/``sys.stderr``, so only fd redirection helps.
+all past Python's ``sys.stdout``/``sys.stderr``, so only fd redirection helps. Picamera2's
+AI Camera helper ``print()``s notices to stdout, where ``edge-classify --json`` writes its
+results: :func:`stdout_aside` keeps those off stdout without silencing stderr.
 """
 
 from __future__ import annotations
@@ -12,6 +14,31 @@ import contextlib
 import os
 import sys
 import tempfile
+
+
+@contextlib.contextmanager
+def stdout_aside(hide: bool = True):
+    """Keep stdout (Python's and C's) for the command's own output during the block: what a
+    library writes there goes to stderr, or nowhere with ``hide``. stderr is left alone, so
+    progress shown there (and a child process forked inside the block) still reaches the user.
+    """
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError):  # no fd 1 to redirect
+        yield
+        return
+    target = os.open(os.devnull, os.O_WRONLY) if hide else os.dup(2)
+    os.dup2(target, 1)
+    os.close(target)
+    try:
+        with open(os.devnull, "w") as devnull, \
+                contextlib.redirect_stdout(devnull if hide else sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 @contextlib.contextmanager

@@ -10,9 +10,11 @@ the ``edge`` extra only (matplotlib, for ``edge-collect --report``'s picture, wh
   sha256, the labels, the AI Camera's network, the evaluation set giving the workstation's
   answers; :mod:`~deploy.bundle_copy`: only what the manifest binds is copied), repaired when
   installed again, committed by the running service or switched back.
-- :mod:`~deploy.model_cli` — ``edge-model activate|list|check|rollback|prune|incoming``.
+- :mod:`~deploy.signature` — signed bundles: ``manifest.json.sig`` made and checked by
+  ``ssh-keygen`` against a device's ``allowed_signers``.
+- :mod:`~deploy.model_cli` — ``edge-model activate|list|check|rollback|prune|incoming|sign``.
 - :mod:`~deploy.fleet` — copying a bundle to hosts over ssh/rsync and activating it there, in
-  parallel; :mod:`~deploy.deploy_cli` — ``edge-deploy``.
+  parallel or in waves; :mod:`~deploy.deploy_cli` — ``edge-deploy``.
 - ``ansible/`` — the same from an inventory: a playbook and a role calling ``edge-model activate``;
   and ``edge-collect.yml``, the devices' data pulled from an inventory.
 - :mod:`~deploy.collect` — data back from the devices (``edge-collect``): each host's data root

@@ -23,10 +23,9 @@ from pathlib import Path
 
 from common.fileio import fsync, is_temp_of
 from deploy.checks import Refused
+from deploy.signature import SIGNATURE_FILE
 from edge_runtime.manifest import MANIFEST_FILE, Manifest
 
-SIGNATURE_FILE = MANIFEST_FILE + ".sig"
-"""The manifest's signature: copied with the bundle when it is there."""
 SKIPPED_FOLDERS = frozenset({"bench"})
 """Folders at a bundle's top that are not the model (edge-bench's report): never copied."""
 SENSOR_PACKAGE = "imx500/network.rpk"

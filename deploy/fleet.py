@@ -2,11 +2,14 @@
 ``edge-model activate`` (``edge-deploy``).
 
 Per host, in parallel: ``edge-model incoming VERSION`` there says (and makes) the folder to copy
-into, ``rsync`` copies the bundle into it (only what changed, when a copy was started before),
-and ``edge-model activate`` there checks it and switches ``current``. A host that cannot be
-reached, or whose check fails, stays on its version and does not stop the others. ssh runs in
-batch mode (keys, never a password prompt); hosts, users, ports and keys come from ssh's own
-configuration (``~/.ssh/config``, or ``--ssh-config FILE``).
+into, ``rsync`` copies the bundle into it (only what changed, when a copy was started before;
+its signature, ``manifest.json.sig``, included), and ``edge-model activate`` there checks it and
+switches ``current``. A host that cannot be reached, or whose check fails, stays on its version
+and does not stop the others of its wave. In waves (:func:`waves`: ``--wave N``, ``--canary``) a
+wave starts only when every host of the one before took the bundle; the first failure stops the
+rollout there, and the hosts after it are "not reached". ssh runs in batch mode (keys, never a
+password prompt); hosts, users, ports, keys and known hosts come from ssh's own configuration
+(``~/.ssh/config``, or ``--ssh-config FILE``).
 
 ``--stage`` runs ``edge-model stage`` on the copy instead (checked the same way; the service
 runs it as its shadow), and ``--promote-if P`` runs ``edge-model promote`` on each host
@@ -18,14 +21,20 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+from common.errors import UsageError
 
 DEFAULT_EDGE_MODEL = "~/edge/bin/edge-model"
 """edge-model in the README's venv on the device (``~``: the remote user's home)."""
 SSH_UNREACHABLE = 255
 """ssh's exit code when it could not connect (or authenticate)."""
+STATES = ("activated", "already current", "staged", "refused", "failed", "not reached")
+"""Where a host stands after a deploy: took the bundle (the first three), its device refused it
+(a check failed), something else went wrong (unreachable, copy, timeout), or never tried."""
 
 
 @dataclass(frozen=True)
@@ -58,10 +67,33 @@ class HostResult:
     result: str
     """``activated``, ``already current``, or what went wrong."""
     ok: bool
+    state: str = "activated"
+    """One of :data:`STATES`."""
 
     def to_json(self) -> dict:
         return {"host": self.host, "version": self.version, "checks": self.checks,
-                "result": self.result, "ok": self.ok}
+                "result": self.result, "ok": self.ok, "state": self.state}
+
+
+def host_problem(host: str) -> str | None:
+    """Why ``host`` cannot be given to ssh or rsync as a host (one that starts with ``-`` would
+    be read as an option, ``-oProxyCommand=…``), or None when it can."""
+    if not host or host.startswith("-"):
+        return (f"host {host!r}: a host name cannot start with '-' (ssh would take it for an "
+                "option) nor be empty")
+    return None
+
+
+def check_hosts(hosts: list[str]) -> None:
+    """Refuse a host name ssh or rsync would read as an option (:func:`host_problem`).
+
+    Raises:
+        UsageError: a host is empty or starts with ``-``.
+    """
+    for host in hosts:
+        problem = host_problem(host)
+        if problem:
+            raise UsageError(problem)
 
 
 def remote_word(word: str) -> str:
@@ -91,15 +123,15 @@ def _remote(host: str, settings: DeployConfig, *args: str) -> subprocess.Complet
     if settings.root is not None:
         words += ["--root", settings.root]
     command = " ".join(remote_word(w) for w in words)
-    return subprocess.run(["ssh", *ssh_options(settings), host, "--", command],
+    return subprocess.run(["ssh", *ssh_options(settings), "--", host, command],
                           capture_output=True, text=True, timeout=settings.timeout_s,
                           stdin=subprocess.DEVNULL)
 
 
 def deploy_host(host: str, bundle: Path, version: str, settings: DeployConfig) -> HostResult:
     """Copy ``bundle`` to ``host`` and activate it there; never raises for the host's sake."""
-    def failed(result: str, checks: str = "-") -> HostResult:
-        return HostResult(host, version, checks, " ".join(result.split()), False)
+    def failed(result: str, checks: str = "-", state: str = "failed") -> HostResult:
+        return HostResult(host, version, checks, " ".join(result.split()), False, state)
 
     try:
         where = _remote(host, settings, "incoming", version)
@@ -134,8 +166,12 @@ def deploy_host(host: str, bundle: Path, version: str, settings: DeployConfig) -
                       f"{last_line(done.stderr)}")
     if done.returncode != 0:
         # the device's own line naming the failed check and the version that stays
-        return failed(f"refused: {last_line(done.stderr)}", checks)
-    return HostResult(host, report.get("version") or version, checks, outcome, True)
+        return failed(f"refused: {last_line(done.stderr)}", checks,
+                      "refused" if outcome == "refused" else "failed")
+    if report.get("committed") is False:  # switched, but the service never took it up
+        return failed(f"not committed: {last_line(done.stderr)}", checks)
+    return HostResult(host, report.get("version") or version, checks, outcome, True,
+                      outcome if outcome in ("already current", "staged") else "activated")
 
 
 def each_host(hosts: list[str], jobs: int, work, on_done=lambda result: None) -> list:
@@ -150,12 +186,53 @@ def each_host(hosts: list[str], jobs: int, work, on_done=lambda result: None) ->
         return list(pool.map(one, hosts))
 
 
+def waves(hosts: list[str], size: int | None = None, canary: bool = False) -> list[list[str]]:
+    """The hosts in the groups they are deployed to, in order: with ``canary`` the first host
+    alone, then ``size`` at a time (None: all the rest at once)."""
+    rest = list(hosts)
+    groups = [rest[:1]] if canary and rest else []
+    rest = rest[len(groups):]
+    step = size or len(rest) or 1
+    return groups + [rest[i:i + step] for i in range(0, len(rest), step)]
+
+
+DeployOne = Callable[[str, Path, str, DeployConfig], HostResult]
+"""What deploys to one host: :func:`deploy_host`, or a stand-in in a test."""
+
+
 def deploy(bundle: Path, hosts: list[str], version: str, settings: DeployConfig,
-           on_done=lambda result: None) -> list[HostResult]:
-    """:func:`deploy_host` on every host, ``settings.jobs`` at a time; rows in ``hosts`` order.
-    ``on_done`` is called as each host finishes."""
-    return each_host(hosts, settings.jobs,
-                     lambda host: deploy_host(host, bundle, version, settings), on_done)
+           on_done: Callable[[HostResult], None] = lambda result: None,
+           wave: int | None = None, canary: bool = False,
+           deploy_one: DeployOne = deploy_host) -> list[HostResult]:
+    """``deploy_one`` (:func:`deploy_host`) on every host, wave by wave (:func:`waves`; by
+    default one wave of all), ``settings.jobs`` at a time within a wave; rows in ``hosts``
+    order. A wave starts only when every host of the previous one took the bundle: after a
+    failure the hosts of later waves get a ``not reached`` row. ``on_done`` is called as each
+    host finishes (or is passed over).
+
+    Raises:
+        UsageError: a host name that starts with ``-`` (:func:`check_hosts`).
+    """
+    check_hosts(hosts)
+    groups = waves(hosts, wave, canary)
+    rows: dict[str, HostResult] = {}
+
+    stopped: str | None = None
+    for number, group in enumerate(groups, 1):
+        if stopped is not None:
+            for host in group:
+                rows[host] = HostResult(host, version, "-", stopped, False, "not reached")
+                on_done(rows[host])
+            continue
+        rows.update(zip(group, each_host(
+            group, settings.jobs, lambda host: deploy_one(host, bundle, version, settings),
+            on_done)))
+        failed = [host for host in group if not rows[host].ok]
+        if failed:
+            stopped = (f"not reached: the rollout stopped after wave {number} of {len(groups)} "
+                       f"({', '.join(failed)} failed)")
+    return [rows[host] for host in hosts]
+
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@
     edge-model prune --keep 2                   # only current and previous stay
     edge-model stage ~/pets-2                   # checked, then run by the service as its shadow
     edge-model promote --min-agreement 0.95     # activated if the shadow agreed enough
+    edge-model sign runs/pets/export --key ~/.ssh/id_ed25519   # on the workstation
 
 ``activate`` copies the bundle beside the running version — only what its manifest binds by
 sha256: a link, a device file or a file the manifest does not list refuses it — and checks the
@@ -28,13 +29,17 @@ linked as ``staged``, and the service running on the store picks it up within se
 shadow, comparing its top-1 with the current version's on the camera's frames (reported in
 status.json). ``promote`` activates the staged version only if that report shows it agreed on
 at least --min-agreement of at least --min-frames live frames; ``stage --clear`` drops it.
+``sign`` writes BUNDLE/manifest.json.sig, an OpenSSH signature of the manifest (which binds every
+file); once ROOT/allowed_signers (OpenSSH's format) exists on a device, ``activate`` first checks
+that the bundle was signed, as it is, by a key listed there (the ``signature`` check), and
+``check`` and ``rollback`` hold installed versions to it too.
 
 TensorFlow-free (the edge extra). Exit codes: 0 done (or already current); 1 a check failed
 (nothing changed), the service did not commit the new version (switched back), a version is
 damaged (check), the previous version is damaged (rollback, nothing changed), not enough free
 space (nothing changed), the shadow's agreement is short of promote's bar (nothing changed);
-2 bad usage: not a bundle, no previous version to roll back to; 3 an
-internal error (the traceback saved to a file).
+2 bad usage: not a bundle, no previous version to roll back to, no ssh-keygen to sign or check
+a signature with, a key that cannot sign; 3 an internal error (the traceback saved to a file).
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from common.argtypes import Parser, add_verbosity, non_negative_float, positive_
 from common.command import run_main, say
 from common.errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 from deploy.promote import MIN_AGREEMENT, MIN_FRAMES, promote
+from deploy.signature import ALLOWED_SIGNERS, SIGNATURE_FILE, sign
 from deploy.store import (
     DEFAULT_ROOT,
     HEALTH_TIMEOUT_S,
@@ -65,9 +71,11 @@ from deploy.store import (
     prune,
     rollback,
     verify,
+    version_of,
 )
 from edge_runtime.errors import EdgeError
 from edge_runtime.service_status import CURRENT
+from edge_runtime.stream.upload_watch import DEFAULT_UPLOAD_WAIT_S
 
 PROG = "edge-model"
 
@@ -83,15 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog=PROG, description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True,
                                      metavar="activate|list|check|rollback|prune|incoming|"
-                                             "stage|promote")
+                                             "stage|promote|sign")
 
-    def command(name: str, text: str) -> argparse.ArgumentParser:
+    def command(name: str, text: str, root: bool = True) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text, description=f"{text}\n\n{__doc__}",
                                   formatter_class=parser.formatter_class)
         sub.error = parser.error  # one-line usage errors
-        sub.add_argument("--root", type=Path, default=None, metavar="DIR",
-                         help=f"where the versions live (default: ${ROOT_VARIABLE}, else "
-                              f"{DEFAULT_ROOT})")
+        if root:
+            sub.add_argument("--root", type=Path, default=None, metavar="DIR",
+                             help=f"where the versions live (default: ${ROOT_VARIABLE}, else "
+                                  f"{DEFAULT_ROOT})")
         add_verbosity(sub)
         return sub
 
@@ -105,10 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     act.add_argument("--min-free-mb", type=non_negative_float, default=MIN_FREE_MB, metavar="MB",
                      help="free space the copy must leave on the card; less refuses the bundle "
                           "before anything is copied")
-    act.add_argument("--health-timeout", type=positive_float, default=HEALTH_TIMEOUT_S,
+    act.add_argument("--health-timeout", type=positive_float, default=None,
                      metavar="SECONDS",
                      help="when a service runs on this store: how long it has to report the "
-                          "new version classifying frames before the switch is undone")
+                          "new version classifying frames before the switch is undone (default: "
+                          f"{HEALTH_TIMEOUT_S:g}, plus {DEFAULT_UPLOAD_WAIT_S:g} for the AI "
+                          "Camera's network upload when the service runs on the sensor)")
     act.add_argument("--json", action="store_true",
                      help='one JSON object on stdout: {"version", "result", "checks": '
                           '[{"name", "ok", "detail"}], "removed": [versions]} (what '
@@ -156,14 +167,22 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--threads", type=positive_int, metavar="N",
                          help="interpreter threads for the answers check (default: every core)")
     _keep(promote, "versions left on this device after the activation")
-    promote.add_argument("--health-timeout", type=positive_float, default=HEALTH_TIMEOUT_S,
+    promote.add_argument("--health-timeout", type=positive_float, default=None,
                          metavar="SECONDS",
                          help="how long the service has to report the new version classifying "
-                              "frames before the switch is undone")
+                              "frames before the switch is undone (default: as activate's)")
     promote.add_argument("--json", action="store_true",
                          help='one JSON object on stdout: {"version", "result", "reason", '
                               '"staged", "current", "frames", "agreement", "checks", '
                               '"removed"} (what edge-deploy --promote-if reads)')
+    signing = command("sign", "sign a bundle (on the workstation): BUNDLE_DIR/manifest.json.sig",
+                      root=False)
+    signing.add_argument("bundle", type=Path, metavar="BUNDLE_DIR",
+                         help="the export/ folder edge-export wrote")
+    signing.add_argument("--key", type=Path, required=True, metavar="KEY",
+                         help="an OpenSSH private key (~/.ssh/id_ed25519), or its .pub when "
+                              "ssh-agent holds it; the devices list its public key in "
+                              f"ROOT/{ALLOWED_SIGNERS}")
     return parser
 
 
@@ -174,6 +193,11 @@ def _say_removed(versions: list[str]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Carry out the subcommand; returns the exit code."""
+    if args.command == "sign":
+        key = sign(args.bundle, args.key)
+        say(PROG, f"signed {args.bundle} (version {version_of(args.bundle)}) with {key}: "
+                  f"{args.bundle / SIGNATURE_FILE}")
+        return EXIT_OK
     store = Store(args.root if args.root is not None else default_root())
     if args.command == "activate":
         done = activate(store, args.bundle, args.threads,
@@ -182,16 +206,21 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(done.to_json()), flush=True)
         for check in done.checks:
-            say(PROG, f"{check.name}: {'ok' if check.ok else 'FAILED'}: {check.detail}")
+            if check.ok:
+                say(PROG, f"{check.name}: ok: {check.detail}")
         failed = done.failed()
         if done.result == "rolled back":
             say(PROG, f"switched back to {store.current or 'none'}: the service did not "
                       f"commit {done.version} ({failed.detail})")
             return EXIT_CHECK_FAILED
-        if failed is not None:
+        if failed is not None:  # one line, the reason in it (edge-deploy's row shows this line)
             say(PROG, f"refused {args.bundle} (version {done.version}): the {failed.name} "
-                      f"check failed; current stays {store.current or 'none'}")
+                      f"check failed: {failed.detail}; current stays {store.current or 'none'}")
             return EXIT_CHECK_FAILED
+        if store.allowed_signers is None and (args.bundle / SIGNATURE_FILE).is_file():
+            say(PROG, f"note: {SIGNATURE_FILE} not checked: there is no "
+                      f"{store.root / ALLOWED_SIGNERS} here (docs/raspberry-pi.md, 'Signed "
+                      "bundles')")
         how = {"activated": "now", "already current": "already", "repaired": "repaired and"}
         say(PROG, f"{done.version} is {how[done.result]} current in {store.root}"
                   + (f" (previous: {store.previous})" if store.previous else ""))
@@ -228,13 +257,14 @@ def run(args: argparse.Namespace) -> int:
         say(PROG, f"no versions in {store.root} yet: edge-model activate BUNDLE_DIR")
     else:
         print(f"  {'version':12}  {'activated':16}  {'exported':16}  {'service':13}  "
-              "model (variants)")
+              "model (variants), exported by edge-toolchain")
         serving = any(row["running"] for row in rows)
         for row in rows:
             mark = ("*" if row["current"] else "-" if row["previous"]
                     else "+" if row["staged"] else " ")
             print(f"{mark} {row['version']:12}  {row['activated']:16}  {row['created']:16}  "
-                  f"{_service(row, serving):13}  {row['model']} ({', '.join(row['variants'])})")
+                  f"{_service(row, serving):13}  {row['model']} ({', '.join(row['variants'])}), "
+                  f"{row['toolchain']}")
     return EXIT_OK
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from deploy.store import HEALTH_TIMEOUT_S, KEEP, Activation, Store, activate
+from deploy.store import KEEP, Activation, Store, activate
 from edge_runtime.service_status import read_status
 
 MIN_AGREEMENT = 0.95
@@ -116,7 +116,7 @@ def shortfall(found: Evidence, min_agreement: float, min_frames: int,
 def promote(store: Store, min_agreement: float = MIN_AGREEMENT, min_frames: int = MIN_FRAMES,
             version: str | None = None, threads: int | None = None,
             progress: Callable[[str], None] = lambda _: None, keep: int | None = KEEP,
-            health_timeout_s: float = HEALTH_TIMEOUT_S) -> Promotion:
+            health_timeout_s: float | None = None) -> Promotion:
     """Activate the staged version if its shadow run allows it (see the module docstring);
     ``version``: only if that is the version staged.
 

@@ -9,11 +9,13 @@
       staged -> versions/<v>    a checked version the service runs as its shadow (`edge-model stage`)
       incoming/<version>/       where edge-deploy copies a bundle before activating it
       status.json               the running service's report (edge_runtime.service_status)
+      allowed_signers           optional: the keys every bundle must then be signed by
 
 A version is named by its manifest's sha256 (12 hex digits), and the manifest holds the sha256
 of every other file of the bundle, so a version binds every byte it carries. :func:`activate`
 runs the checks of :mod:`deploy.checks` in order (:data:`STEPS`), the first refusal ending
-them: the manifest; the copy (only what the manifest binds: :mod:`deploy.bundle_copy`, with room
+them: once ``allowed_signers`` is there, the manifest's signature (:mod:`deploy.signature`),
+before anything else of the bundle is read; the manifest; the copy (only what the manifest binds: :mod:`deploy.bundle_copy`, with room
 left on the card); every file's sha256; the labels; the AI Camera's network; the CPU variants'
 answers on the evaluation set. Then it switches ``current`` and, when a service runs on the
 store, waits for it to *commit* the new version (classify a frame with it, reported in
@@ -55,9 +57,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from common.errors import UsageError
-from common.fileio import create_temp, fsync, sha256
+from common.fileio import create_temp, fsync, sha256, write_bytes
 from deploy.bundle_copy import (
-    SIGNATURE_FILE,
     bundle_files,
     check_room,
     copy_file,
@@ -73,9 +74,13 @@ from deploy.checks import (
     check_manifest,
     check_sensor,
 )
+from deploy.signature import ALLOWED_SIGNERS, SIGNATURE_FILE, SignatureError
+from deploy.signature import verify as verify_signature
 from edge_runtime.errors import EdgeError
 from edge_runtime.manifest import MANIFEST_FILE, Manifest
+from edge_runtime.sensor_network import PACKED
 from edge_runtime.service_status import CURRENT, STAGED, STATUS_FILE, VERSIONS, read_status
+from edge_runtime.stream.upload_watch import DEFAULT_UPLOAD_WAIT_S
 
 ROOT_VARIABLE = "EDGE_MODEL_ROOT"
 DEFAULT_ROOT = "~/edge-models"
@@ -87,8 +92,9 @@ MIN_FREE_MB = 100.0
 the journal, the status file and the system need room too."""
 HEALTH_TIMEOUT_S = 120.0
 """How long :func:`activate` waits for a running service to commit the new version
-(``--health-timeout``): a CPU model reloads within seconds; the AI Camera uploads its
-network to the sensor first, which can take a minute."""
+(``--health-timeout``) when the service classifies on the CPU: a model reloads within seconds.
+A service on the AI Camera uploads the network to the sensor first (minutes, the first time):
+it gets the upload's own limit, ``--upload-wait``'s default, on top."""
 POLL_S = 0.25
 STALE_INCOMING_S = 24 * 3600.0
 """A copy in ``incoming/`` of no installed version, untouched this long, is an abandoned
@@ -106,7 +112,8 @@ class Check:
     """One check of a bundle and what it found."""
 
     name: str
-    """``manifest``, ``copy``, ``sha256``, ``labels``, ``imx500``, ``answers`` or ``commit``."""
+    """``signature``, ``manifest``, ``copy``, ``sha256``, ``labels``, ``imx500``, ``answers`` or
+    ``commit``."""
     ok: bool
     detail: str
 
@@ -180,6 +187,13 @@ class Store:
 
     def folder(self, version: str) -> Path:
         return self.root / VERSIONS / version
+
+    @property
+    def allowed_signers(self) -> Path | None:
+        """``ROOT/allowed_signers`` when it is there (a broken link too: refused, not ignored):
+        then every bundle must be signed by a key it lists (:mod:`deploy.signature`)."""
+        path = self.root / ALLOWED_SIGNERS
+        return path if os.path.lexists(path) else None
 
     def versions(self) -> list[str]:
         """Every version here, oldest activation first."""
@@ -276,8 +290,16 @@ def damage(folder: Path, version: str, manifest: Manifest | None = None) -> list
 
 
 def verify(store: Store, version: str) -> list[str]:
-    """:func:`damage` of an installed version, as lines ``FILE: what is wrong``."""
-    return [f"{name}: {problem}" for name, problem in damage(store.folder(version), version)]
+    """:func:`damage` of an installed version, as lines ``FILE: what is wrong``; once
+    ``allowed_signers`` is there, a version whose signature it does not accept is damaged too
+    (an unsigned one kept from before the keys were configured included)."""
+    found = [f"{name}: {problem}" for name, problem in damage(store.folder(version), version)]
+    if not found and store.allowed_signers is not None:
+        try:
+            verify_signature(store.folder(version), store.allowed_signers)
+        except SignatureError as exc:
+            found.append(f"{SIGNATURE_FILE}: {exc}")
+    return found
 
 
 def _repair(store: Store, version: str, bundle: Path, manifest: Manifest,
@@ -328,15 +350,16 @@ def _repair(store: Store, version: str, bundle: Path, manifest: Manifest,
 
 # ----------------------------------------------------------------------------- activation
 
-STEPS = ("manifest", "copy", "sha256", "labels", "imx500", "answers")
-"""The checks :func:`activate` runs, in order (``imx500`` only for a bundle that has the AI
-Camera's network); ``commit`` follows the switch."""
+STEPS = ("signature", "manifest", "copy", "sha256", "labels", "imx500", "answers")
+"""The checks :func:`activate` runs, in order (``signature`` only once ``allowed_signers`` is
+there, ``imx500`` only for a bundle that has the AI Camera's network); ``commit`` follows the
+switch."""
 
 
 def activate(store: Store, bundle: Path, threads: int | None = None,
              progress: Callable[[str], None] = lambda _: None,
              keep: int | None = KEEP, min_free_mb: float = MIN_FREE_MB,
-             health_timeout_s: float = HEALTH_TIMEOUT_S, stage: bool = False) -> Activation:
+             health_timeout_s: float | None = None, stage: bool = False) -> Activation:
     """Check ``bundle`` as a copy beside the running version, make it current, and keep it there
     only if the running service (if any) commits it.
 
@@ -345,7 +368,8 @@ def activate(store: Store, bundle: Path, threads: int | None = None,
     installed version is re-hashed and its damaged files replaced from the bundle first; one
     that is current and intact is ``already current`` (its answers not run again). After the
     switch, when ``status.json`` names a live service, it must report the new version
-    classifying a frame within ``health_timeout_s``, else the links are switched back. Then
+    classifying a frame within ``health_timeout_s`` (None: :func:`commit_timeout`), else the
+    links are switched back. Then
     versions beyond ``keep`` are removed (:func:`prune`; None keeps them all). On a refusal
     nothing changes but ``incoming/<version>`` (when the bundle is there) being removed, so the
     next deploy copies it whole.
@@ -369,6 +393,16 @@ def activate(store: Store, bundle: Path, threads: int | None = None,
                                                     directory=True)
         manifest: Manifest | None = None
         repaired: list[str] = []
+        trusted = store.allowed_signers
+        brought = bundle / SIGNATURE_FILE
+
+        def signature() -> str | None:
+            if trusted is None:
+                return None
+            try:
+                return verify_signature(bundle, trusted, data=manifest_bytes)
+            except SignatureError as exc:
+                raise Refused(str(exc)) from None
 
         def read_manifest() -> str:
             nonlocal manifest
@@ -394,6 +428,7 @@ def activate(store: Store, bundle: Path, threads: int | None = None,
             return check_answers(work, manifest, threads, progress)
 
         steps: list[tuple[str, Callable[[], str | None]]] = [
+            ("signature", signature),  # first: nothing else is read from an untrusted bundle
             ("manifest", read_manifest),
             ("copy", copy),
             ("sha256", lambda: check_hashes(work, manifest, version)),
@@ -403,6 +438,9 @@ def activate(store: Store, bundle: Path, threads: int | None = None,
         ]
         try:
             passed = _run(steps, checks)
+            if passed and installed and trusted is not None and brought.is_file():
+                # the signature it came with now, checked above, travels with the version
+                write_bytes(target / SIGNATURE_FILE, brought.read_bytes())
             if passed and not installed:
                 os.replace(work, target)
                 fsync(target.parent)
@@ -463,8 +501,16 @@ def _status_mark(store: Store) -> tuple[int, int] | None:
     return info.st_ino, info.st_mtime_ns
 
 
+def commit_timeout(service_model: str | os.PathLike) -> float:
+    """How long a service running ``service_model`` has to commit a new version:
+    :data:`HEALTH_TIMEOUT_S`, plus ``--upload-wait``'s default when it runs on the AI Camera (its
+    network, ``imx500/packerOut.zip``, is uploaded to the sensor before the first frame)."""
+    on_sensor = Path(service_model).name == PACKED
+    return HEALTH_TIMEOUT_S + (DEFAULT_UPLOAD_WAIT_S if on_sensor else 0.0)
+
+
 def _await_commit(store: Store, version: str, before: tuple[int, int] | None,
-                  timeout_s: float) -> Check:
+                  timeout_s: float | None) -> Check:
     """Wait until a service running on the store reports ``version`` classifying frames.
 
     "A service runs on the store" = ``status.json`` names a live process. None: nothing to wait
@@ -474,6 +520,8 @@ def _await_commit(store: Store, version: str, before: tuple[int, int] | None,
     status = read_status(store.root)
     if status is None or not status.alive:
         return Check("commit", True, "no service runs on this store: nothing to wait for")
+    if timeout_s is None:
+        timeout_s = commit_timeout(status.model)
     started = time.monotonic()
     deadline = started + timeout_s
     while time.monotonic() < deadline:
@@ -613,6 +661,8 @@ def describe(store: Store, version: str) -> dict:
         row["model"] = (data.get("model") or {}).get("name", "?")
         row["created"] = str(data.get("created", "?"))[:16]
         row["variants"] = sorted(data.get("variants", {}))
+        # the toolchain that exported it (common.versions.library_versions); older: unknown
+        row["toolchain"] = str((data.get("versions") or {}).get("edge-toolchain", "?"))
     except (OSError, ValueError, AttributeError):
-        row.update(model="(unreadable manifest)", created="?", variants=[])
+        row.update(model="(unreadable manifest)", created="?", variants=[], toolchain="?")
     return row

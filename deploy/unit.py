@@ -99,14 +99,16 @@ def render(user: str, workdir: Path, edge_classify: Path, model: Path, camera: s
 
 
 def write_private(path: Path, text: str, owner: pwd.struct_passwd | None) -> None:
-    """Write ``text`` atomically, chmod 600, owned by ``owner`` (None: whoever runs this)."""
+    """Write ``text`` atomically into a file that is 0600 from its creation (never readable by
+    others, not for a moment, whatever the umask), owned by ``owner`` (None: whoever runs this).
+    A link at ``path`` is replaced, never followed."""
     def write(tmp: str) -> None:
-        Path(tmp).write_text(text, encoding="utf-8")
-        os.chmod(tmp, 0o600)
+        os.chmod(tmp, 0o600)  # a umask that took the owner's bits away gives them back
         if owner is not None:
             os.chown(tmp, owner.pw_uid, owner.pw_gid)
+        Path(tmp).write_text(text, encoding="utf-8")
 
-    atomic_write(path, write)
+    atomic_write(path, write, mode=0o600)
 
 
 def make_env_file(path: Path, owner: pwd.struct_passwd) -> tuple[bool, str | None]:

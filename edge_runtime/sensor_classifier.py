@@ -18,21 +18,25 @@ from edge_runtime.manifest import find_manifest
 
 
 class SensorFrame(np.ndarray):
-    """A BGR frame with the sensor's answer for it: ``outputs`` (the class scores, float32)
-    and ``dnn_ms`` (the sensor's inference time, 0 when it did not say)."""
+    """A BGR frame with the sensor's answer for it: ``outputs`` (the class scores, float32),
+    ``dnn_ms`` (the sensor's inference time, 0 when it did not say) and ``logits`` (the
+    network's intrinsics say its outputs are logits, softmax to be applied on the CPU)."""
 
     outputs: np.ndarray
     dnn_ms: float
+    logits: bool
 
     @classmethod
-    def of(cls, frame: np.ndarray, outputs: np.ndarray, dnn_ms: float) -> SensorFrame:
+    def of(cls, frame: np.ndarray, outputs: np.ndarray, dnn_ms: float,
+           logits: bool = False) -> SensorFrame:
         made = np.asarray(frame).view(cls)
-        made.outputs, made.dnn_ms = outputs, dnn_ms
+        made.outputs, made.dnn_ms, made.logits = outputs, dnn_ms, logits
         return made
 
     def __array_finalize__(self, obj) -> None:
         self.outputs = getattr(obj, "outputs", None)
         self.dnn_ms = getattr(obj, "dnn_ms", 0.0)
+        self.logits = getattr(obj, "logits", False)
 
 
 class SensorClassifier:
@@ -86,9 +90,18 @@ class SensorClassifier:
 
     def classify_tensor(self, tensor: SensorFrame, k: int = 3,
                         threshold: float = 0.0) -> tuple[list[Prediction], float]:
-        """Top-``k`` predictions from the sensor's scores, and the sensor's inference ms."""
+        """Top-``k`` predictions from the sensor's scores (softmax of them for a network that
+        outputs logits), and the sensor's inference ms."""
         scores = np.asarray(tensor.outputs, np.float32).reshape(-1)
         if scores.size != len(self.labels):
             raise CameraError(f"the sensor gave {scores.size} scores for {len(self.labels)} "
                               "labels: is the network on the sensor this bundle's?")
+        if getattr(tensor, "logits", False):
+            scores = softmax(scores)
         return top_k(scores, self.labels, k, threshold), float(tensor.dnn_ms)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities from logits (shifted by their maximum first: no overflow)."""
+    exp = np.exp(logits - np.max(logits))
+    return exp / exp.sum()

@@ -22,6 +22,7 @@ from pathlib import Path
 from common.fileio import create_temp, fsync, is_temp_of, sha256, write_bytes, write_text
 from common.labels import labels_text
 from common.rundir import BENCH_DIR, BENCH_FILES
+from deploy.signature import SIGNATURE_FILE
 from edge_runtime.errors import ManifestError
 from edge_runtime.eval_set import EVAL_SET_FILE
 from edge_runtime.manifest import MANIFEST_FILE, Manifest
@@ -38,7 +39,7 @@ STAGING_PREFIX = ".export-tmp-"
 RETIRED_PREFIX = ".export-old-"
 """Name prefix the previous bundle takes for the moment of the swap."""
 LABELS_FILE = "labels.txt"
-BUNDLE_FILES = (LABELS_FILE, MANIFEST_FILE, EVAL_SET_FILE, REPORT_FILE,
+BUNDLE_FILES = (LABELS_FILE, MANIFEST_FILE, SIGNATURE_FILE, EVAL_SET_FILE, REPORT_FILE,
                 *(f.file for f in (*FORMATS.values(), SELECTIVE) if "/" not in f.file))
 """Every file name edge-export writes into a bundle."""
 SUBFOLDERS = {BENCH_DIR: set(BENCH_FILES), SENSOR_FOLDER: set(SENSOR_FILES)}

@@ -20,6 +20,10 @@ Exit codes: 0 ok; 1 a variant lost more than --max-accuracy-drop points
 an unreadable run, or an export/ that is a file or holds files edge-export
 did not write (named: nothing is deleted); 3 an internal error (traceback
 saved); 130 interrupted.
+
+--sign-key KEY signs the bundle with an OpenSSH key (manifest.json.sig, as `edge-model sign`
+writes it): devices that keep an allowed_signers file accept only bundles signed by a key it
+lists (docs/raspberry-pi.md, 'Signed bundles').
 """
 
 from __future__ import annotations
@@ -78,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="interpreter threads for verification (default: every usable core)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the calibration and evaluation-set samples")
+    p.add_argument("--sign-key", type=Path, default=None, metavar="KEY",
+                   help="sign the bundle with this OpenSSH key (~/.ssh/id_ed25519, or its .pub "
+                        "when ssh-agent holds it): manifest.json.sig; default: unsigned")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="hide progress bars")
     add_verbosity(p)
@@ -129,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         from common.rundir import check_run
 
         check_run(Path(args.run))  # a wrong path fails before TensorFlow's seconds of start-up
+        if args.sign_key is not None:
+            from deploy.signature import check_key
+
+            check_key(args.sign_key, "--sign-key")  # as early: no ssh-keygen, no key file
         if not import_tensorflow_quietly("edge-export"):
             return EXIT_USAGE
 
@@ -148,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                               debug_quant=args.debug_quant, keep_float=args.keep_float,
                               int8_target_drop=target,
                               eval_samples=args.eval_samples, threads=args.threads,
-                              seed=args.seed, progress=args.progress)
+                              seed=args.seed, progress=args.progress,
+                              sign_key=args.sign_key)
         result = export(config)
         settled = calibration_line(result.manifest.extra.get("calibration"))
         if settled:
@@ -158,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         if result.auto_float is not None and result.auto_float.steps:
             print(format_auto_float(result.auto_float))  # each layer tried; the table says the rest
         print(format_table(result.manifest))
-        print(f"bundle: {result.out} ({result.manifest.extra['export_seconds']:.0f} s)")
+        print(f"bundle: {result.out} ({result.manifest.extra['export_seconds']:.0f} s)"
+              + (f", signed with {result.signed_with}" if result.signed_with else ""))
         if result.failures:  # a loss within noise fails too: the limit is the user's to set
             print("edge-export: " + guard_message(result.manifest, result.failures,
                                                   config.max_accuracy_drop), file=sys.stderr)

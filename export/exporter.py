@@ -28,6 +28,7 @@ from common.progress import progress_bar
 from common.quiet import quiet_output
 from common.rundir import EXPORT_DIR, MODEL, RunError, read_config
 from common.versions import library_versions
+from deploy.signature import check_key, sign
 from edge_runtime.classifier import Classifier
 from edge_runtime.errors import ModelError
 from edge_runtime.eval_set import DEFAULT_SAMPLES, EVAL_SET_FILE
@@ -105,6 +106,9 @@ class ExportConfig:
     """Seed of the calibration and evaluation-set samples."""
     progress: bool = True
     """Show progress bars (on a terminal)."""
+    sign_key: Path | None = None
+    """An OpenSSH key to sign the bundle with (``manifest.json.sig``, :mod:`deploy.signature`);
+    None: unsigned."""
 
 
 @dataclass
@@ -118,6 +122,8 @@ class ExportResult:
     """The quantization debugger's findings, with ``--debug-quant`` or ``--keep-float``."""
     auto_float: AutoFloat | None = None
     """What ``--int8-target-drop`` tried and kept."""
+    signed_with: str | None = None
+    """The key that signed the bundle (``ED25519 key SHA256:…``), with ``sign_key``."""
 
 
 def _validate(config: ExportConfig) -> None:
@@ -139,6 +145,8 @@ def _validate(config: ExportConfig) -> None:
         raise ExportError(f"--keep-float {config.keep_float}: must be ≥ 0")
     if config.threads is not None and config.threads < 1:
         raise ExportError(f"--threads {config.threads}: must be ≥ 1")
+    if config.sign_key is not None:
+        check_key(config.sign_key, "--sign-key")  # before minutes of work, not after
 
 
 def resize_method(run: Path) -> str:
@@ -206,8 +214,10 @@ def export(config: ExportConfig) -> ExportResult:
                              eval_set_entry, variants, started, file_hashes(folder))
         manifest.save(folder)  # last: the bundle is complete once it names its files
         _check_loads(folder, manifest)
+        # signed before the swap: a bundle that should be signed never appears unsigned
+        signed_with = sign(folder, config.sign_key, "--sign-key") if config.sign_key is not None else None
     return ExportResult(out=source.out, manifest=manifest, failures=failures,
-                        quant_report=quant, auto_float=auto)
+                        quant_report=quant, auto_float=auto, signed_with=signed_with)
 
 
 def _read_source(config: ExportConfig) -> _Source:

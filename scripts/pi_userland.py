@@ -1,8 +1,9 @@
 """The emulated Raspberry Pi OS userland ``make pi-check`` rehearses in (scripts/pi_check.py).
 
-An arm64 Debian (``bookworm`` or ``trixie``) built once with ``debootstrap`` and run through
-``qemu-user-static`` and binfmt_misc, made to look like Raspberry Pi OS where it matters to an
-install: Python, numpy and Pillow from apt, a module apt compiled against apt's numpy, and
+An arm64 Debian (``bookworm`` or ``trixie``) built once with ``debootstrap --variant=minbase``
+and run through ``qemu-user-static`` and binfmt_misc, made to look like Raspberry Pi OS Lite
+where it matters to an install: no desktop library (no libGL, GLib, GTK, Qt or Tk), Python and
+numpy from apt, a module apt compiled against apt's numpy, and
 ``python3-picamera2`` as an apt package (a stand-in: Debian has no Picamera2) that imports that
 module the way the real Picamera2 imports ``simplejpeg``, so a numpy of another major version in
 the venv breaks ``import picamera2`` exactly as it does on a Pi.
@@ -28,19 +29,26 @@ REPO = Path(__file__).resolve().parents[1]
 SUITES = ("bookworm", "trixie")
 """Raspberry Pi OS 12 (Python 3.11, numpy 1.24) and 13 (Python 3.13, numpy 2.2)."""
 
-PACKAGES = ("python3", "python3-venv", "python3-pip", "ca-certificates", "libgl1", "libglib2.0-0",
-            "python3-numpy", "python3-bottleneck", "python3-pil", "sudo")
-"""What the userland gets from apt. Raspberry Pi OS has each: Python, numpy and Pillow from apt;
+VARIANT = "minbase"
+"""debootstrap's smallest userland (essential packages and apt): no desktop library, as on
+Raspberry Pi OS Lite."""
+PACKAGES = ("python3", "python3-venv", "python3-pip", "ca-certificates", "python3-numpy",
+            "python3-bottleneck", "sudo")
+"""What the userland gets from apt, and nothing else. Python and numpy from apt;
 python3-bottleneck, compiled against apt's numpy, stands for simplejpeg (which Picamera2
-imports); sudo, because the README's lines use it; libgl1 and libglib2.0-0, which the
-opencv-python wheel links."""
-RENAMED = {"trixie": {"libglib2.0-0": "libglib2.0-0t64"}}
-"""Packages another suite names differently (Debian 13's 64-bit time_t transition)."""
+imports); sudo, because the README's lines use it. No libgl1, libglib2.0-0 or python3-tk: the
+edge extra must install and run without them. Nor python3-pil, whose text layout (libraqm,
+harfbuzz) brings GLib: the venv then holds pip's Pillow on both suites, so what it weighs is an
+upper bound."""
+DESKTOP_LIBRARIES = ("libGL.so.1", "libglib-2.0.so.0", "libgtk-3.so.0", "libQt5Core.so.5")
+"""Libraries a desktop image has and Lite has not (OpenCV's GUI build links the first two):
+pi-check refuses a userland that has any of them, so it rehearses Lite."""
 
 
-def packages(suite: str) -> tuple[str, ...]:
-    """:data:`PACKAGES` as ``suite`` names them."""
-    return tuple(RENAMED.get(suite, {}).get(name, name) for name in PACKAGES)
+def recipe(suite: str) -> str:
+    """What the userland is built from, as written into it when built: another recipe (a
+    package added or removed, another variant) builds it anew rather than reusing the cache."""
+    return json.dumps({"suite": suite, "variant": VARIANT, "packages": PACKAGES})
 
 ABI_MODULE = "bottleneck"
 """The apt module the Picamera2 stand-in imports in place of simplejpeg."""
@@ -49,8 +57,9 @@ HOST_TOOLS = {"qemu-aarch64-static": "qemu-user-static", "debootstrap": "deboots
               "update-binfmts": "binfmt-support", "dpkg-deb": "dpkg"}
 READY = ".pi-check-ready"  # in the userland: written last, holds what it was built with
 
-STAND_IN = REPO / "tests" / "fake_picamera2" / "picamera2" / "__init__.py"
-"""The Picamera2 stand-in the x86 tests put on sys.path; packaged here as python3-picamera2."""
+STAND_IN = REPO / "tests" / "fake_picamera2"
+"""The Picamera2 stand-in the x86 tests put on sys.path (the package and the stand-ins for the
+modules its AI Camera helper imports); packaged here as python3-picamera2."""
 APT_REPO = Path("/opt/pi-check/apt")
 """In the userland: a local apt repository holding the stand-in package."""
 APT_SOURCE = Path("/etc/apt/sources.list.d/pi-check.list")
@@ -239,9 +248,9 @@ def remove_tree(path: Path) -> None:
 def build_userland(root: Path, suite: str) -> None:
     """An arm64 Debian ``suite`` at ``root``, built once: debootstrap into a temporary folder,
     renamed when complete, so an interrupted build is started again rather than used."""
-    recipe = json.dumps({"suite": suite, "packages": packages(suite)})
+    wanted = recipe(suite)
     ready = root / READY
-    if (ready.exists() and ready.read_text() == recipe
+    if (ready.exists() and ready.read_text() == wanted
             and os.environ.get("PI_CHECK_REBUILD") != "1"):
         say(f"userland: {root} (cached; PI_CHECK_REBUILD=1 builds it again)")
         return
@@ -252,17 +261,28 @@ def build_userland(root: Path, suite: str) -> None:
     tmp = root.with_name(root.name + ".building")
     remove_tree(tmp)
     root.parent.mkdir(parents=True, exist_ok=True)
-    done = streamed(["debootstrap", "--arch=arm64", "--variant=minbase",
-                     f"--include={','.join(packages(suite))}", suite, tmp, mirror],
+    done = streamed(["debootstrap", "--arch=arm64", f"--variant={VARIANT}",
+                     f"--include={','.join(PACKAGES)}", suite, tmp, mirror],
                     show=new_phase())
     if done.returncode != 0:
         log = tmp / "debootstrap" / "debootstrap.log"
         detail = (log.read_text()[-1000:] if log.exists() else "") + done.stdout[-800:]
         raise CannotRehearse(f"debootstrap failed (exit {done.returncode}):\n{detail}")
-    (tmp / READY).write_text(recipe)
+    (tmp / READY).write_text(wanted)
     remove_tree(root)
     os.replace(tmp, root)
     say(f"userland: built in {time.monotonic() - started:.0f} s")
+
+
+def desktop_libraries(root: Path) -> list[str]:
+    """Which of :data:`DESKTOP_LIBRARIES` the userland has (the paths); none on Lite."""
+    found = []
+    for folder in ("usr/lib", "lib"):
+        base = root / folder
+        if base.is_dir() and not base.is_symlink():  # merged /usr: lib is a link to usr/lib
+            found += [str(p.relative_to(root)) for p in base.rglob("*.so.*")
+                      if p.name in DESKTOP_LIBRARIES]
+    return sorted(found)
 
 
 def copy_host_config(root: Path) -> None:
@@ -316,14 +336,23 @@ def guest_env(path: str) -> dict[str, str]:
     return env
 
 
+GUEST_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+
+
+def guest_command(root: Path, args: list, cwd: Path = Path("/tmp"), env: dict | None = None,
+                  path: str = GUEST_PATH) -> list[str]:
+    """The command line that runs ``args`` in the userland from ``cwd``, as root."""
+    return [str(a) for a in ["chroot", root, "/usr/bin/env", "-C", cwd, "-i",
+                             *[f"{k}={v}" for k, v in {**guest_env(path), **(env or {})}.items()],
+                             *args]]
+
+
 def in_guest(root: Path, args: list, cwd: Path = Path("/tmp"), env: dict | None = None,
-             timeout: float = 1800, capture: bool = False,
-             path: str = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", stream: bool = False
-             ) -> subprocess.CompletedProcess:
+             timeout: float = 1800, capture: bool = False, path: str = GUEST_PATH,
+             stream: bool = False) -> subprocess.CompletedProcess:
     """Run ``args`` in the userland (arm64, emulated) from ``cwd``, as root. With ``stream``,
     its output is printed as it comes and kept (stdout and stderr together, in ``stdout``)."""
-    command = ["chroot", root, "/usr/bin/env", "-C", cwd, "-i",
-               *[f"{k}={v}" for k, v in {**guest_env(path), **(env or {})}.items()], *args]
+    command = guest_command(root, args, cwd, env, path)
     if stream:
         return streamed(command, timeout=timeout)
     return run(command, check=False, timeout=timeout, capture_output=capture)
@@ -333,22 +362,29 @@ def in_guest(root: Path, args: list, cwd: Path = Path("/tmp"), env: dict | None 
 
 def stand_in_deb(out: Path) -> Path:
     """``python3-picamera2`` as a Debian package: the tests' Picamera2 stand-in in apt's
-    ``dist-packages``, importing :data:`ABI_MODULE` first as the real one imports simplejpeg,
-    and depending on apt's numpy and that module as the real one does."""
+    ``dist-packages`` (with the stand-ins for what its AI Camera helper imports, as Raspberry Pi
+    OS has them from apt), importing :data:`ABI_MODULE` first as the real one imports
+    simplejpeg, and depending on apt's numpy and that module as the real one does."""
     future = "from __future__ import annotations\n"
-    stand_in = STAND_IN.read_text()
-    if future not in stand_in:
-        raise Usage(f"{STAND_IN} no longer has {future.strip()!r}, after which pi-check adds its "
+    init = STAND_IN / "picamera2" / "__init__.py"
+    files = {path.relative_to(STAND_IN): path.read_text()
+             for path in sorted(STAND_IN.rglob("*.py")) if "__pycache__" not in path.parts}
+    if future not in files[init.relative_to(STAND_IN)]:
+        raise Usage(f"{init} no longer has {future.strip()!r}, after which pi-check adds its "
                     "import")
-    source = stand_in.replace(future, f"{future}\nimport {ABI_MODULE}  # noqa: F401  (pi-check: "
-                                      "stands for simplejpeg, built by apt against apt's numpy)\n",
-                              1)
-    version = "0.3.99+pichk" + hashlib.sha256(source.encode()).hexdigest()[:8]
+    files[init.relative_to(STAND_IN)] = files[init.relative_to(STAND_IN)].replace(
+        future, f"{future}\nimport {ABI_MODULE}  # noqa: F401  (pi-check: stands for "
+                "simplejpeg, built by apt against apt's numpy)\n", 1)
+    digest = hashlib.sha256()
+    for name, source in files.items():
+        digest.update(f"{name}\0{source}\0".encode())
+    version = "0.3.99+pichk" + digest.hexdigest()[:8]
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "pkg"
-        package = tree / "usr/lib/python3/dist-packages/picamera2"
-        package.mkdir(parents=True)
-        (package / "__init__.py").write_text(source)
+        packages = tree / "usr/lib/python3/dist-packages"
+        for name, source in files.items():
+            (packages / name).parent.mkdir(parents=True, exist_ok=True)
+            (packages / name).write_text(source)
         (tree / "DEBIAN").mkdir()
         (tree / "DEBIAN" / "control").write_text(
             "Package: python3-picamera2\n"

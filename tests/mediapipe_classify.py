@@ -2,7 +2,7 @@
 
 Runs in a virtual environment of its own holding ``mediapipe`` (tests/test_mediapipe.py
 makes it): mediapipe depends on opencv-contrib-python, which cannot share an
-environment with this project's opencv-python. It imports nothing of this project, so
+environment with this project's opencv-python-headless. It imports nothing of this project, so
 MediaPipe sees the exported file exactly as any app would::
 
     python mediapipe_classify.py MODEL.tflite [MODEL.tflite ...] -- IMAGE [IMAGE ...]

@@ -193,7 +193,7 @@ def broken_picamera2(tmp_path, monkeypatch):
     sys.modules.pop("picamera2", None)
 
 
-NUMPY_FIX = "install 'numpy<2' 'opencv-python<4.12'"
+NUMPY_FIX = "install 'numpy<2' 'opencv-python-headless<4.12'"
 
 
 def test_picamera2_broken_by_numpy_says_what_and_how_to_fix_it_in_one_line(broken_picamera2,

@@ -109,6 +109,9 @@ def test_the_unit_is_watched_and_reloads():
     assert service["Type"] == "notify" and int(service["WatchdogSec"]) > 0
     # the camera wait (60 s) fits before READY=1 is due
     assert int(service["TimeoutStartSec"]) > 60 + 30
+    # the AI Camera's upload is watched by a child process (edge_runtime/stream/upload_watch.py),
+    # whose WATCHDOG=1 and EXTEND_TIMEOUT_USEC= systemd takes only with this
+    assert service["NotifyAccess"] == "all"
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
 
 
@@ -186,6 +189,37 @@ def test_network_mode_keeps_the_token_in_a_private_file_and_out_of_the_unit(home
     assert third.returncode == 0, third.stderr
     assert (tmp_path / "edge-classify.service.bak").read_text() == previous
     assert "other.tflite" in target.read_text()
+
+
+def test_the_token_file_is_private_from_its_creation_and_follows_no_link(tmp_path, monkeypatch):
+    # every file created on the way, its mode read the moment it exists (before a byte of the
+    # token is written), under the loosest umask there is
+    created: dict[str, int] = {}
+    real_open = os.open
+
+    def watched_open(path, flags, mode=0o777, *, dir_fd=None):
+        fd = real_open(path, flags, mode, dir_fd=dir_fd)
+        if flags & os.O_CREAT:
+            created[os.fspath(path)] = os.fstat(fd).st_mode & 0o777
+        return fd
+
+    owner = pwd.getpwuid(os.geteuid())
+    env_file = tmp_path / "config" / "serve.env"
+    elsewhere = tmp_path / "elsewhere.env"
+    env_file.parent.mkdir()
+    env_file.symlink_to(elsewhere)  # a link left there, pointing where nothing is yet
+    monkeypatch.setattr(os, "open", watched_open)
+    umask = os.umask(0)
+    try:
+        made, warning = unit_module.make_env_file(env_file, owner)
+    finally:
+        os.umask(umask)
+        monkeypatch.undo()
+    assert made and warning is None
+    assert created and all(mode == 0o600 for mode in created.values()), created
+    assert not env_file.is_symlink() and env_file.stat().st_mode & 0o777 == 0o600
+    assert env_file.read_text().startswith(f"{unit_module.TOKEN_VARIABLE}=")
+    assert not elsewhere.exists()  # the link was replaced, not followed
 
 
 def test_under_sudo_the_unit_is_for_the_user_who_ran_sudo(home, monkeypatch, capsys):

@@ -19,6 +19,7 @@ import pytest
 from benchmarks.cli import main
 from benchmarks.machine import board, cpu_model, describe, machine_info
 from common.fileio import sha256
+from common.versions import toolchain_version
 from edge_runtime.classifier import Classifier
 from edge_runtime.eval_set import EVAL_SET_FILE, EvalSet
 from edge_runtime.image import load_model_pixels
@@ -117,6 +118,12 @@ def test_report_files_rows_and_verdicts(device_benched, device_bundle):
     assert text.startswith(f"# Device benchmark of {device_bundle}")
     assert "evaluation set" in text and "| int8 |" in text and "model.predict" not in text
     assert "Memory was not measured" in text
+    # which build exported the bundle, and which measured it
+    exporter = json.loads((device_bundle / "manifest.json").read_text())["versions"]
+    assert report["exported_by"] == exporter["edge-toolchain"] != "unknown"
+    assert f"Exported by edge-toolchain {report['exported_by']}." in text
+    assert report["machine"]["edge_toolchain"] == toolchain_version()
+    assert f"edge-toolchain {toolchain_version()}" in text
     assert "| int8 |" in printed and "int8: " in printed and "report: " in printed
 
 

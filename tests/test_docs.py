@@ -11,8 +11,8 @@ What the docs must follow (a doc that breaks the format fails here, saying where
   continuation lines. Every long flag the parser takes is written out as ``--name`` (an on/off
   flag both ways: ``--mixed-precision``, ``--no-mixed-precision``), and no other; a command's
   entries are pooled (``edge-classify --list-cameras`` may be an entry of its own). ``--help``,
-  ``--verbose`` and ``--quiet`` are said once, under the block. Every console script must have
-  an entry: a new one fails this test until it is documented.
+  ``--version``, ``--verbose`` and ``--quiet`` are said once, under the block. Every console
+  script must have an entry: a new one fails this test until it is documented.
 - **A flag table** (any ``.md`` file here): the line ``<!-- flags: COMMAND all -->`` (every flag
   of COMMAND is in the table) or ``<!-- flags: COMMAND some -->`` (a selection) right before a
   Markdown table; COMMAND is written as in the contract (``edge-tune search``). Every ``--name``
@@ -40,7 +40,7 @@ tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
-COMMON_FLAGS = {"--help", "--verbose", "--quiet"}
+COMMON_FLAGS = {"--help", "--version", "--verbose", "--quiet"}
 """Said once, under the contract block, for every command."""
 CONTRACT_MARKER = "<!-- command-line contract -->"
 FLAGS_MARKER = re.compile(r"<!--\s*flags:\s*(\S+(?: [a-z][a-z0-9-]*)?)\s+(all|some)\s*-->")

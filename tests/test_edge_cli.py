@@ -390,12 +390,32 @@ def test_no_display_means_headless_without_the_flag(capfd, bundle, video, monkey
 
 
 def test_unreachable_display_falls_back_to_lines(capfd, bundle, video, monkeypatch):
+    import cv2
+
     monkeypatch.setattr(sys, "platform", "linux")
     monkeypatch.setenv("DISPLAY", ":7391")
+    # OpenCV's GUI build (its window probe); Tk's window: tests/test_window.py
+    monkeypatch.setattr(cv2, "currentUIFramework", lambda: "QT", raising=False)
     code, out, err = run(capfd, "--model", bundle / "model_int8.tflite", "--camera", video,
                          "--json", "--max-frames", "2")
     assert code == 0 and len(json_lines(out)) == 3
     assert "cannot open a window" in one_error_line(err)
+
+
+def test_a_window_run_without_opencvs_gui_or_tk_says_what_to_do(capfd, bundle, video,
+                                                                 monkeypatch):
+    import cv2
+
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setenv("DISPLAY", ":0")
+    # the edge extra's opencv-python-headless, on a Python without python3-tk
+    monkeypatch.setattr(cv2, "currentUIFramework", lambda: "", raising=False)
+    monkeypatch.setitem(sys.modules, "tkinter", None)
+    code, out, err = run(capfd, "--model", bundle / "model_int8.tflite", "--camera", video,
+                         "--max-frames", "2")
+    assert code == 2 and out == ""
+    line = one_error_line(err)
+    assert "--headless" in line and "--serve" in line
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -482,7 +502,7 @@ def camera_tries(monkeypatch, video, waited):
 
     tries: list[int] = []
 
-    def open_source(spec, size, quiet=True, loop=False, alive=None):
+    def open_source(spec, size, quiet=True, loop=False, alive=None, uploading=None):
         tries.append(spec.index)
         if len(tries) < 3 or spec.index == 7:  # camera 7 never appears
             raise CameraError(f"cannot open camera {spec.index}")

@@ -51,6 +51,11 @@ def test_activate_list_and_roll_back(bundle, tmp_path, capsys):
     code, out, _ = edge_model(root, "list", capsys=capsys)
     marks = {line.split()[1]: line[0] for line in out.splitlines()[1:]}
     assert marks == {first["version"]: "-", second: "*"}
+    # and which edge-toolchain exported each (the manifest's record)
+    exporter = json.loads((v1 / "manifest.json").read_text())["versions"]["edge-toolchain"]
+    assert all(line.endswith(f", {exporter}") for line in out.splitlines()[1:]), out
+    code, out, _ = edge_model(root, "list", "--json", capsys=capsys)
+    assert {json.loads(line)["toolchain"] for line in out.splitlines()} == {exporter}
     code, _, err = edge_model(root, "rollback", capsys=capsys)
     assert code == 0 and current(root) == f"versions/{first['version']}"
     assert os.readlink(root / "previous") == f"versions/{second}"

@@ -275,6 +275,13 @@ def test_bad_numbers_are_one_line_usage_errors(tmp_path, capsys, flag, value):
 
 
 
+def test_a_sign_key_that_is_not_there_is_refused_before_any_work(run_copy, capsys):
+    assert main([str(run_copy), "--sign-key", str(run_copy / "no-such-key")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--sign-key" in err and "no such readable key file" in err and "\n" not in err
+    assert not (run_copy / "export").exists()
+
+
 def test_int8_target_drop_needs_the_int8_variant(tmp_path, capsys):
     # given explicitly without int8: a usage error; by default it applies only to int8
     assert main([str(tmp_path), "--formats", "fp32", "--int8-target-drop", "0.5"]) == 2

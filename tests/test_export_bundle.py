@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import shutil
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 from common.labels import read_labels
+from deploy.signature import SIGNATURE_FILE, matches
 from edge_runtime.classifier import Classifier
 from edge_runtime.errors import ManifestError, ModelError
 from edge_runtime.eval_set import EvalSet
@@ -93,10 +95,12 @@ def test_the_eval_set_holds_the_verified_pixels_labels_and_keras_answers(exporte
         assert np.mean(top1 == data.labels) == pytest.approx(variant.accuracy)
 
 
-def test_re_export_replaces_the_whole_bundle_and_ignores_a_stale_manifest(run_copy, monkeypatch):
+def test_re_export_replaces_the_whole_bundle_and_ignores_a_stale_manifest(run_copy, monkeypatch,
+                                                                          tmp_path):
     stale = run_copy / "export"
     stale.mkdir()
     (stale / "model_dynamic.tflite").write_bytes(b"from an earlier export")
+    (stale / SIGNATURE_FILE).write_text("-----BEGIN SSH SIGNATURE-----\nof the old manifest\n")
     (stale / "quant_report.csv").write_text("op_name\nold\n")
     (stale / "labels.txt").write_text("x\ny\n")
     # a manifest of another model (other size, other labels): verification must not read it
@@ -111,11 +115,19 @@ def test_re_export_replaces_the_whole_bundle_and_ignores_a_stale_manifest(run_co
         return real_load(path, size, method)
 
     monkeypatch.setattr(images, "load_model_pixels", spy)
-    exporter.export(ExportConfig(run=str(run_copy), formats=("fp32",), eval_samples=5,
-                                 max_accuracy_drop=100, progress=False))
+    key = None  # signed at export where OpenSSH is here (everywhere but a bare container)
+    if shutil.which("ssh-keygen"):
+        key = tmp_path / "key"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)],
+                       check=True)
+    result = exporter.export(ExportConfig(run=str(run_copy), formats=("fp32",), eval_samples=5,
+                                          max_accuracy_drop=100, progress=False, sign_key=key))
 
+    # the earlier signature was export's own file: replaced by a new one, or gone unsigned
     assert sorted(_contents(stale)) == ["eval_set.npz", "labels.txt", "manifest.json",
-                                        "model_fp32.tflite"]
+                                        *([SIGNATURE_FILE] if key else []), "model_fp32.tflite"]
+    if key is not None:
+        assert result.signed_with == matches(stale) and "ED25519 key SHA256:" in matches(stale)
     assert _leftovers(run_copy) == []
     manifest = Manifest.load(stale)
     assert manifest.input.size == (64, 64)

@@ -2,7 +2,8 @@
 two high ports, each with its own versions folder), a key made here.
 
 Each sshd runs as a child of the test (``sshd -D``) with its own configuration and host key, and
-is killed at the end. Where sshd, rsync or ansible-playbook cannot be had, the tests skip
+is killed at the end. Host keys are checked as on a real fleet: the test writes a known_hosts
+from the sshd's keys and ssh runs with ``StrictHostKeyChecking yes``. Where sshd, rsync or ansible-playbook cannot be had, the tests skip
 saying why; ``.ci/run`` installs openssh-server and rsync when it is root (``make deploy-check``).
 """
 
@@ -59,10 +60,11 @@ class Fleet:
         self.ports: dict[str, int] = {}
         self.ssh_config = folder / "ssh_config"
         self.key = folder / "client_key"
+        self.known_hosts = folder / "known_hosts"
 
     def start(self) -> Fleet:
         user = pwd.getpwuid(os.geteuid()).pw_name
-        for name in ("host_key", "client_key"):
+        for name in ("host_key", "client_key", "impostor_key", "signer", "stranger"):
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
                             str(self.folder / name)], check=True)
         shutil.copy(self.folder / "client_key.pub", self.folder / "authorized_keys")
@@ -85,12 +87,31 @@ class Fleet:
                 self.stop()
                 pytest.skip(f"sshd would not start here: {process.stdout.read()[-300:]}")
         self.ports["host-down"] = free_port()
+        # what a fleet's known_hosts says: each sshd's host key under [address]:port; and a
+        # name whose recorded key is another one (a host that is not who it claims to be)
+        host_key = (self.folder / "host_key.pub").read_text().split()[:2]
+        impostor = (self.folder / "impostor_key.pub").read_text().split()[:2]
+        self.known_hosts.write_text("".join(
+            f"[127.0.0.1]:{self.ports[h]} {' '.join(host_key)}\n" for h in HOSTS)
+            + f"impostor {' '.join(impostor)}\n")
+        self.ports["host-impostor"] = self.ports["host-a"]
         self.ssh_config.write_text("".join(
             f"Host {h}\n  HostName 127.0.0.1\n  Port {p}\n  User {user}\n"
-            f"  IdentityFile {self.key}\n  IdentitiesOnly yes\n  StrictHostKeyChecking no\n"
-            "  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n"
+            f"  IdentityFile {self.key}\n  IdentitiesOnly yes\n  StrictHostKeyChecking yes\n"
+            f"  UserKnownHostsFile {self.known_hosts}\n  GlobalKnownHostsFile /dev/null\n"
+            + ("  HostKeyAlias impostor\n" if h == "host-impostor" else "")
+            + "  LogLevel ERROR\n"
             for h, p in self.ports.items()))
         return self
+
+    def trust(self, host: str, key: str | None) -> None:
+        """``key``'s public half as the host's allowed_signers (None: no file, no checks)."""
+        path = self.roots[host] / "allowed_signers"
+        path.unlink(missing_ok=True)
+        if key is not None:
+            self.roots[host].mkdir(parents=True, exist_ok=True)
+            public = (self.folder / f"{key}.pub").read_text().split()[:2]
+            path.write_text(f"{key}@fleet {' '.join(public)}\n")
 
     def stop(self) -> None:
         for process in self.processes:
@@ -118,6 +139,7 @@ def fleet(tmp_path_factory):
 
 
 def edge_deploy(fleet: Fleet, bundle: Path, *hosts: str) -> tuple[int, dict, str]:
+    """edge-deploy to ``hosts`` (flags among them too); the rows by host, and stderr."""
     done = subprocess.run(
         [str(BIN / "edge-deploy"), str(bundle), *hosts, "--ssh-config", str(fleet.ssh_config),
          "--edge-model", str(BIN / "edge-model"), "--json"],
@@ -151,7 +173,7 @@ def test_edge_deploy_updates_the_hosts_that_pass_and_leaves_the_others(fleet, bu
     assert rows["host-b"] == {"host": "host-b", "version": version_of(v2),
                               "checks": "manifest ok, copy ok, sha256 ok, labels ok, answers ok, "
                                         "commit ok",
-                              "result": "activated", "ok": True}
+                              "result": "activated", "ok": True, "state": "activated"}
     assert fleet.current("host-a") == version_of(v1)
     assert fleet.current("host-b") == version_of(v2)
     assert "1 of 2 host(s) not updated: host-a" in err
@@ -171,6 +193,57 @@ def test_edge_deploy_updates_the_hosts_that_pass_and_leaves_the_others(fleet, bu
     assert "3 of 3 host(s) not updated" in err
 
 
+def signed(fleet: Fleet, bundle: Path, out: Path, prefix: str, key: str = "signer") -> Path:
+    """A copy of the bundle (another version), signed with one of the fleet's keys."""
+    copy = renamed(bundle, out, prefix)
+    subprocess.run([str(BIN / "edge-model"), "sign", str(copy), "--key",
+                    str(fleet.folder / key)], check=True, capture_output=True, timeout=60)
+    return copy
+
+
+def test_a_signed_bundle_rolls_out_in_waves_and_stops_where_a_host_refuses(fleet, bundle,
+                                                                           tmp_path):
+    before = {h: fleet.current(h) for h in HOSTS}
+    # host-a trusts only another key: it refuses; host-b, in the next wave, is never reached
+    fleet.trust("host-a", "stranger")
+    fleet.trust("host-b", "signer")
+    try:
+        v6 = signed(fleet, bundle, tmp_path / "v6", "six-")
+        code, rows, err = edge_deploy(fleet, v6, *HOSTS, "--wave", "1")
+        assert code == 1, err
+        assert "in 2 waves of 1, 1" in err
+        assert rows["host-a"]["state"] == "refused"
+        assert rows["host-a"]["checks"] == "signature FAILED"
+        assert "signed by a key this device does not trust" in rows["host-a"]["result"]
+        assert rows["host-b"]["state"] == "not reached" and rows["host-b"]["checks"] == "-"
+        assert rows["host-b"]["result"] == ("not reached: the rollout stopped after wave 1 of 2 "
+                                            "(host-a failed)")
+        assert {h: fleet.current(h) for h in HOSTS} == before
+        assert not (fleet.roots["host-b"] / "incoming" / version_of(v6)).exists()  # untouched
+        # host-a trusts the signer now: wave 1 activates, so wave 2 goes, and each device
+        # checked the signature that came with the copy
+        fleet.trust("host-a", "signer")
+        code, rows, err = edge_deploy(fleet, v6, *HOSTS, "--wave", "1")
+        assert code == 0, err
+        for host in HOSTS:
+            assert rows[host]["state"] == "activated", rows[host]
+            assert rows[host]["checks"].startswith("signature ok, manifest ok")
+            assert fleet.current(host) == version_of(v6)
+            installed = fleet.roots[host] / "versions" / version_of(v6) / "manifest.json.sig"
+            assert installed.read_bytes() == (v6 / "manifest.json.sig").read_bytes()
+    finally:
+        for host in HOSTS:
+            fleet.trust(host, None)
+
+
+def test_ssh_checks_host_keys(fleet, bundle):
+    # host-impostor is host-a's sshd under a name known_hosts records with another key
+    code, rows, err = edge_deploy(fleet, bundle, "host-impostor")
+    assert code == 1 and rows["host-impostor"]["state"] == "failed"
+    assert rows["host-impostor"]["result"].startswith("unreachable:")
+    assert "Host key verification failed" in rows["host-impostor"]["result"]
+
+
 def test_edge_deploy_refuses_what_is_not_a_bundle_in_one_line(tmp_path):
     done = subprocess.run([str(BIN / "edge-deploy"), str(tmp_path), "host-a"],
                           capture_output=True, text=True, timeout=60)
@@ -184,29 +257,56 @@ def test_the_ansible_role_does_the_same_through_edge_model(fleet, bundle, tmp_pa
     if playbook is None:
         pytest.skip("ansible-playbook is not installed (pip install '.[fleet]'; the dev extra "
                     "has it)")
+
+    def signers(*keys: str) -> Path:
+        path = tmp_path / f"allowed_signers-{'-'.join(keys)}"
+        path.write_text("".join(f"{key}@fleet " + " ".join(
+            (fleet.folder / f"{key}.pub").read_text().split()[:2]) + "\n" for key in keys))
+        return path
+
+    # host-c is host-b's sshd with a versions folder of its own; host-a trusts the signer only,
+    # host-b and host-c a stranger too (each host's allowed_signers, installed by the role)
+    trusted = {"host-a": signers("signer"), "host-b": signers("signer", "stranger"),
+               "host-c": signers("signer", "stranger")}
+    fleet.roots["host-c"] = fleet.folder / "host-c" / "models"
     inventory = tmp_path / "inventory.ini"
     inventory.write_text("".join(
-        f"{h} ansible_host=127.0.0.1 ansible_port={fleet.ports[h]} "
+        f"{h} ansible_host=127.0.0.1 ansible_port={fleet.ports[h if h in HOSTS else 'host-b']} "
         f"ansible_ssh_private_key_file={fleet.key} ansible_python_interpreter={sys.executable} "
-        "ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'"
-        f" edge_model_command={BIN / 'edge-model'}\n" for h in HOSTS))
+        f"ansible_ssh_common_args='-o StrictHostKeyChecking=yes "
+        f"-o UserKnownHostsFile={fleet.known_hosts} -o GlobalKnownHostsFile=/dev/null'"
+        f" edge_model_command={BIN / 'edge-model'} edge_model_root={fleet.roots[h]}"
+        f" edge_allowed_signers={trusted[h]}\n" for h in trusted))
 
-    def play(bundle_dir: Path) -> subprocess.CompletedProcess:
+    def play(bundle_dir: Path, *extra: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             [playbook, "-i", str(inventory), str(REPO / "deploy/ansible/edge-model.yml"),
-             "-e", f"bundle={bundle_dir}"], capture_output=True, text=True, timeout=600,
-            env={**os.environ, "ANSIBLE_HOST_KEY_CHECKING": "False",
-                 "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "False"})
+             "-e", f"bundle={bundle_dir}", *extra], capture_output=True, text=True, timeout=600,
+            env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "False"})
 
-    good = renamed(bundle, tmp_path / "v4", "four-")
-    done = play(good)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert {fleet.current(h) for h in HOSTS} == {version_of(good)}
-    assert "activated" in done.stdout
-    again = play(good)  # idempotent: nothing to change the second time
-    assert again.returncode == 0 and "changed=0" in again.stdout, again.stdout[-3000:]
-    bad = answers_differ(bundle, tmp_path / "v5", "five-")
-    refused = play(bad)
-    assert refused.returncode != 0
-    assert "the answers check failed" in refused.stdout
-    assert {fleet.current(h) for h in HOSTS} == {version_of(good)}
+    try:
+        # the role installs the keys each device trusts, then the signed bundle activates
+        good = signed(fleet, bundle, tmp_path / "v4", "four-")
+        done = play(good, "--limit", ",".join(HOSTS))
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+        assert {fleet.current(h) for h in HOSTS} == {version_of(good)}
+        assert "activated" in done.stdout
+        for host in HOSTS:
+            assert (fleet.roots[host] / "allowed_signers").read_text() == \
+                trusted[host].read_text()
+        again = play(good, "--limit", ",".join(HOSTS))  # idempotent: nothing changes again
+        assert again.returncode == 0 and "changed=0" in again.stdout, again.stdout[-3000:]
+        # in waves of two (serial: 2, max_fail_percentage: 0), a bundle the stranger signed:
+        # host-a refuses it, host-b of the same wave takes it, host-c is never reached
+        bad = signed(fleet, bundle, tmp_path / "v5", "five-", key="stranger")
+        refused = play(bad, "-e", "edge_wave=2")
+        assert refused.returncode != 0
+        assert "the signature check failed" in refused.stdout
+        assert fleet.current("host-a") == version_of(good)
+        assert fleet.current("host-b") == version_of(bad)
+        assert fleet.current("host-c") is None
+        assert not (fleet.roots["host-c"] / "incoming").exists()
+        assert "host-c" not in refused.stdout.split("PLAY RECAP")[0], refused.stdout[-3000:]
+    finally:
+        for host in HOSTS:
+            fleet.trust(host, None)

@@ -155,7 +155,8 @@ def test_a_stalled_camera_stops_notifying_the_watchdog(tmp_path, monkeypatch):
     monkeypatch.setenv("WATCHDOG_USEC", "200000")  # 0.2 s: a datagram every 0.05 s at most
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
     source = StallingSource(good=40)
-    monkeypatch.setattr("edge_runtime.stream.camera_run.open_camera", lambda options, alive: source)
+    monkeypatch.setattr("edge_runtime.stream.camera_run.open_camera",
+                        lambda options, alive, uploading: source)
     codes = []
     run = threading.Thread(target=lambda: codes.append(
         run_camera(CountingClassifier(), CameraOptions(camera="0", headless=True,
@@ -195,6 +196,28 @@ def test_no_notify_socket_sends_nothing_and_abstract_names_are_understood(monkey
                          "WATCHDOG_PID": str(os.getpid() + 1)})
     assert notifier.address == "\0edge-test"
     assert notifier.watchdog_s == 0.0  # the watchdog is another process's
+
+
+def test_a_full_notify_queue_drops_messages_and_never_blocks_the_run(tmp_path):
+    """systemd not reading (its queue full): a message is dropped, the frame loop goes on."""
+    address = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(address)  # never read
+        notifier = Notifier({"NOTIFY_SOCKET": address})
+        tries: list[bool] = []
+
+        def fill() -> None:
+            for _ in range(100_000):
+                tries.append(notifier.send("WATCHDOG=1"))
+                if not tries[-1]:
+                    return
+
+        sender = threading.Thread(target=fill, daemon=True)
+        sender.start()
+        sender.join(timeout=10)
+        notifier.close()
+    assert not sender.is_alive(), "a send blocked on the full queue"
+    assert tries[0] is True and tries[-1] is False
 
 
 def test_sighup_reloads_the_same_path_and_a_model_that_fails_keeps_the_old(tmp_path):
@@ -331,7 +354,7 @@ def test_a_switch_swaps_a_cpu_model_in_place_and_opens_the_camera_again_for_the_
     cpu, newer, sensor = (Labelled(tmp_path, "cpu"), Labelled(tmp_path, "newer"),
                           Labelled(tmp_path, "sensor", camera="imx500:net.rpk"))
     opened: list[str] = []
-    monkeypatch.setattr(camera_run, "open_camera", lambda options, alive: opened.append(
+    monkeypatch.setattr(camera_run, "open_camera", lambda options, alive, uploading: opened.append(
         options.camera) or Recording(options.camera, 30 if len(opened) == 1 else 6))
     panels = []
     make_panel = camera_run._capture_panel

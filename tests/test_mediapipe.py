@@ -1,7 +1,7 @@
 """Proof with a client no one here wrote: MediaPipe Tasks' ImageClassifier loads the exported models.
 
 MediaPipe runs in a virtual environment of its own (it needs opencv-contrib-python,
-which clashes with our opencv-python), made once and cached outside the repository:
+which clashes with our opencv-python-headless), made once and cached outside the repository:
 ``$EDGE_MEDIAPIPE_VENV``, default ``~/.cache/edge-toolchain/mediapipe-venv``. The
 first run installs mediapipe there with pip (a minute or two); without a package
 index the test is skipped, saying so.

@@ -472,3 +472,14 @@ def test_the_store_is_used_as_a_library_too(small, tmp_path):
     store = Store(tmp_path / "models")
     done = activate(store, renamed(small, tmp_path / "v1", "one-"), health_timeout_s=1)
     assert done.ok and done.result == "activated"
+
+
+def test_a_service_on_the_ai_camera_gets_the_network_upload_on_top_of_the_commit_wait(tmp_path):
+    from deploy.store import HEALTH_TIMEOUT_S, commit_timeout
+    from edge_runtime.stream.upload_watch import DEFAULT_UPLOAD_WAIT_S
+
+    version = tmp_path / "models" / "versions" / "abc"
+    assert commit_timeout(version / "model_int8.tflite") == HEALTH_TIMEOUT_S
+    # the first frame of a new network comes after its upload: minutes (imx500/packerOut.zip)
+    assert commit_timeout(version / "imx500" / "packerOut.zip") == (
+        HEALTH_TIMEOUT_S + DEFAULT_UPLOAD_WAIT_S)

@@ -267,14 +267,15 @@ def test_mirrored_strategy_on_two_logical_cpus_with_mixed_precision(tmp_path, de
 
 @pytest.mark.long
 def test_demo_data_is_learnt_well_above_chance_by_a_short_run(tmp_path):
-    """make demo's data and settings, cut to 8 epochs: well above chance (5 classes: 0.2)."""
+    """make demo's data and settings, cut to phase 1's first 6 epochs: well above chance (5
+    classes: 0.2)."""
     from train.demo_data import DEMO_TRAIN_SETTINGS
 
-    settings = {**DEMO_TRAIN_SETTINGS, "epochs": 8, "fine_tune_epochs": 0, "patience": 8}
+    settings = {**DEMO_TRAIN_SETTINGS, "epochs": 6, "fine_tune_epochs": 0, "patience": 6}
     result = train(TrainConfig(out=str(tmp_path / "run"), **settings))
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics == result.metrics and metrics["num_train"] == 1050
-    # deterministic on one machine (0.70 on the 2-core dev box), but other CPUs take other
+    # deterministic on one machine (0.653 on the 2-core dev box), but other CPUs take other
     # kernel paths, so the bar leaves room
     assert metrics["test_accuracy"] >= 0.4, metrics
 

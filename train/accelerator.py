@@ -8,6 +8,7 @@ driven by ``MirroredStrategy``; several machines by
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 
@@ -15,6 +16,9 @@ import keras
 import tensorflow as tf
 
 from common.errors import UserError
+from train import nvidia
+
+log = logging.getLogger(__name__)
 
 STRATEGIES = ("auto", "mirrored", "multiworker", "none")
 
@@ -29,6 +33,21 @@ class DeviceSetup:
     mixed_precision: bool
     task: ClusterTask | None = None
     """This worker's task under ``multiworker``; None when this process is the whole run."""
+    gpu_names: tuple[str, ...] = ()
+    """What each of :attr:`gpus` is, as a person names it: "GPU 0: NVIDIA A100-SXM4-80GB"."""
+
+    def training_on(self) -> str:
+        """The run's first line: "training on GPU 0: NVIDIA …, mixed precision", "training on
+        the CPU (2 cores)"."""
+        if len(self.gpu_names) == 1:
+            where = self.gpu_names[0]
+        elif self.gpu_names:
+            where = f"{len(self.gpu_names)} GPUs ({'; '.join(self.gpu_names)})"
+        else:
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+                else os.cpu_count()
+            where = f"the CPU ({cores} core{'s' if cores != 1 else ''})"
+        return f"training on {where}{', mixed precision' if self.mixed_precision else ''}"
 
     @property
     def is_chief(self) -> bool:
@@ -210,6 +229,8 @@ def setup_device(strategy: str = "auto", mixed_precision: bool | None = None) ->
     (listing physical devices and setting the Keras policy are fine).
     """
     physical_gpus = tf.config.list_physical_devices("GPU")
+    if not physical_gpus:
+        _warn_if_gpu_unseen()
     for gpu in physical_gpus:
         try:
             tf.config.experimental.set_memory_growth(gpu, True)
@@ -221,4 +242,21 @@ def setup_device(strategy: str = "auto", mixed_precision: bool | None = None) ->
     strat, strat_name = make_strategy(strategy)
     return DeviceSetup(strategy=strat, strategy_name=strat_name,
                        gpus=[g.name for g in physical_gpus], mixed_precision=mixed_precision,
-                       task=cluster_task(strat_name))
+                       task=cluster_task(strat_name),
+                       gpu_names=tuple(_gpu_name(g) for g in physical_gpus))
+
+
+def _gpu_name(gpu: tf.config.PhysicalDevice) -> str:
+    """'GPU 0: NVIDIA A100-SXM4-80GB' (the model from TensorFlow's device details)."""
+    model = tf.config.experimental.get_device_details(gpu).get("device_name")
+    index = gpu.name.rsplit(":", 1)[-1]
+    return f"GPU {index}: {model}" if model else f"GPU {index}"
+
+
+def _warn_if_gpu_unseen() -> None:
+    """One warning when the machine has an NVIDIA GPU that TensorFlow cannot use (unless
+    ``CUDA_VISIBLE_DEVICES`` hides it on purpose): the run goes on, on the CPU."""
+    gpus = [] if nvidia.gpus_hidden() else nvidia.nvidia_gpus()
+    if gpus:
+        log.warning(nvidia.unseen_gpu_hint(gpus, tf.__version__, dict(tf.sysconfig.get_build_info()),
+                                           nvidia.cuda_libraries_installed()))

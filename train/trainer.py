@@ -166,6 +166,7 @@ def train(config: TrainConfig, callbacks: list | None = None) -> RunResult:
     # first TensorFlow work of the run: MultiWorkerMirroredStrategy configures collective ops,
     # which TensorFlow allows only before its runtime has run anything
     device = setup_device(config.strategy, config.mixed_precision)
+    log.info(_describe(device))
     # only the chief writes the run directory; the other workers still take part in every save
     # (the tf.distribute multi-worker guide), writing to a folder of their own removed at the end
     work = out if device.is_chief else Path(tempfile.mkdtemp(prefix=f"edge-train-{device.task.name}-"))
@@ -185,7 +186,7 @@ def _train(config: TrainConfig, state: dict, device: DeviceSetup, out: Path, wor
     """The run's steps, in order (see each step's docstring)."""
     splits = _load_splits(config, state, out)
     _check_same_split_everywhere(splits, device)
-    _seed_and_describe(config, device)
+    _seed(config)
     _write_run_files(config, splits, device, out, work)
     failures = DecodeFailures()
     data = _datasets(config, splits, device, failures)
@@ -243,18 +244,22 @@ def _check_same_split_everywhere(splits: Splits, device: DeviceSetup) -> None:
                         "and the same --seed, --val-split and --test-split")
 
 
-def _seed_and_describe(config: TrainConfig, device: DeviceSetup) -> None:
-    """Seed every generator (and ask for deterministic ops), and say what runs where."""
+def _seed(config: TrainConfig) -> None:
+    """Seed every generator (and ask for deterministic ops)."""
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         # process-wide and one-way: TensorFlow has no public switch back
         tf.config.experimental.enable_op_determinism()
+
+
+def _describe(device: DeviceSetup) -> str:
+    """What the run trains on: the device line, with the strategy when there is one."""
     worker = (f"; {device.task.name} of {device.task.num_workers} workers"
               f"{' (chief: writes the run directory)' if device.is_chief else ''}"
               if device.task else "")
-    log.info(f"device: {', '.join(device.gpus) or 'CPU'}; strategy {device.strategy_name} "
-        f"({device.strategy.num_replicas_in_sync} replica(s){worker}); "
-        f"mixed precision {'on' if device.mixed_precision else 'off'}")
+    strategy = (f"; strategy {device.strategy_name} ({device.strategy.num_replicas_in_sync} "
+                f"replica(s){worker})" if device.strategy_name != "none" else "")
+    return device.training_on() + strategy
 
 
 def _parent(config: TrainConfig, splits: Splits) -> dict | None:

@@ -26,6 +26,7 @@ from deploy.fleet import (
     SSH_UNREACHABLE,
     DeployConfig,
     each_host,
+    host_problem,
     last_line,
     remote_word,
     ssh_options,
@@ -78,9 +79,9 @@ class Host:
                 option), or one that cannot name a folder here (a ``/``, a leading dot).
         """
         name, _, root = text.partition(":")
-        if not name or name.startswith("-"):
-            raise ValueError(f"{text!r}: not a host name (ssh would take a leading - for an "
-                             "option)")
+        problem = host_problem(name)
+        if problem:
+            raise ValueError(problem)
         problem = label_problem(name)
         if problem:  # it names the host's staging folder and monitor file here
             raise ValueError(f"{text!r}: not usable as a host name here "
@@ -116,7 +117,7 @@ class HostRow:
 
 def _ssh(host: str, settings: DeployConfig, command: str, stdin: str | None = None
          ) -> subprocess.CompletedProcess:
-    return subprocess.run(["ssh", *ssh_options(settings), host, "--", command],
+    return subprocess.run(["ssh", *ssh_options(settings), "--", host, command],
                           capture_output=True, text=True, timeout=settings.timeout_s,
                           input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL)
 

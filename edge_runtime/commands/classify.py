@@ -68,6 +68,7 @@ from edge_runtime.stream.loop import classify_files
 from edge_runtime.stream.reload import ModelLoader, ModelWatch
 from edge_runtime.stream.results import ResultWriter
 from edge_runtime.stream.shadow import SHARE, ShadowWatch, candidate_file, staged_candidate
+from edge_runtime.stream.upload_watch import DEFAULT_UPLOAD_WAIT_S
 
 PROG = "edge-classify"
 
@@ -121,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "that appears seconds after boot) is tried again every "
                              f"{CAMERA_RETRY_S:g} s for this long before exit code 2; a "
                              "video file is never waited for")
+    inputs.add_argument("--upload-wait", type=positive_float, default=DEFAULT_UPLOAD_WAIT_S,
+                        metavar="SECONDS",
+                        help="with the AI Camera: its network upload (as the camera starts: "
+                             "minutes, the first time after boot) tells systemd the service is "
+                             "alive for this long at most; then systemd restarts it")
     inputs.add_argument("--loop", action="store_true",
                         help="with --camera VIDEO_FILE: replay the video forever (demos, kiosks)")
     serve = parser.add_argument_group("live view in a browser (with --camera)")
@@ -270,7 +276,8 @@ def camera_options(args: argparse.Namespace) -> CameraOptions:
         raise UsageError("--loop replays a video file; a camera or stream has no end to start "
                          "over from")
     return CameraOptions(camera=args.camera, size=args.camera_size, wait_s=args.camera_wait,
-                         loop=args.loop, headless=args.headless, max_frames=args.max_frames,
+                         upload_wait_s=args.upload_wait, loop=args.loop, headless=args.headless,
+                         max_frames=args.max_frames,
                          summary_every_s=args.summary_every, top_k=args.top_k,
                          threshold=args.threshold, json=args.json, verbose=args.verbose,
                          serve=serve,

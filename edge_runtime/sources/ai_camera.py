@@ -5,8 +5,10 @@
 
 1. packages it once with ``imx500-package`` (apt ``imx500-tools``) into ``network.rpk``, cached
    beside it (:func:`network_file`);
-2. uploads that to the sensor through Picamera2's ``IMX500`` device, showing the firmware
-   upload's progress (it takes a while the first time), and configures the camera;
+2. hands that to the sensor through Picamera2's ``IMX500`` device and starts the camera: the
+   driver uploads the network inside ``Picamera2.start()``, which blocks meanwhile (seconds;
+   minutes for a first upload after boot) with no frame, the caller's ``uploading`` watch
+   (:class:`~edge_runtime.stream.upload_watch.UploadWatch`) around it;
 3. hands out each frame with the sensor's output for it
    (:class:`~edge_runtime.sensor_classifier.SensorFrame`, from :class:`Imx500Source`), which
    :class:`~edge_runtime.sensor_classifier.SensorClassifier` turns into the same predictions as
@@ -15,8 +17,11 @@
 
 The sensor makes the network's input itself from the whole sensor picture squashed to the
 input size (no crop), the same resize the run was trained with; it feeds a signed input
-``p - 128`` (export checks the network expects exactly that). Picamera2 and its ``IMX500``
-device are imported only here, when the AI Camera is used.
+``p - 128`` (export checks the network expects exactly that). A network whose intrinsics say
+its output is logits (``cpu.softmax``, as Picamera2's classification demo reads them) gets
+softmax on the CPU. Picamera2 and its ``IMX500`` device are imported only here, when the AI
+Camera is used; what that helper needs and lacks, or a permission it lacks, is said with what
+to do.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +55,20 @@ TOOLS_HINT = "install the AI Camera's tools with `sudo apt install imx500-all im
 SENSOR_MODEL = "imx500"
 """How Picamera2's ``global_camera_info()`` names the AI Camera's sensor (``Model``)."""
 FIRST_RESULT_FRAMES = 3000
-"""Frames read while the sensor has no answer yet (its firmware upload) before giving up."""
+"""Frames read after the camera's start while the sensor has no answer yet, before giving up."""
+FW_NETWORK_STAGE = 2
+"""The driver's stage number for the network upload (``imx500.py``'s ``FW_NETWORK_STAGE``)."""
+APT_MODULES = {"Imath": "python3-openexr", "OpenEXR": "python3-openexr",
+               "jsonschema": "python3-jsonschema", "libarchive": "python3-libarchive-c",
+               "tqdm": "python3-tqdm", "videodev2": "python3-videodev2",
+               "libcamera": "python3-libcamera"}
+"""What Picamera2's IMX500 helper imports → the apt package that brings it (Raspberry Pi's
+packaging of picamera2: ``debian/control``'s Depends and ``debian/py3dist-overrides``). Imath and
+OpenEXR come in ``python3-openexr``, which python3-picamera2 0.3.32 on Trixie did not depend on
+(picamera2 #1345; 0.3.33-1 does)."""
+Uploading = Callable[[Callable[[], "float | None"]], AbstractContextManager]
+"""A watch over the network upload: called with how far it is (0 to 1, None when unknown), it
+returns the context ``Picamera2.start()`` runs in."""
 
 
 def is_sensor_model(path: str | os.PathLike) -> bool:
@@ -156,50 +175,53 @@ def network_file(model: str | os.PathLike, packager: str = PACKAGER) -> Path:
 class Imx500Source(Picamera2Owner):
     """Frames from the AI Camera, each with the sensor's answer for it, newest only.
 
-    The network is uploaded to the sensor (progress shown on a terminal), the camera
-    configured for video at ``size`` and started; frames without an answer (while the
-    firmware loads) are skipped, ``alive()`` called for each (systemd's watchdog is fed).
+    The network is handed to the sensor, the camera configured for video at ``size`` and
+    started, under ``uploading`` (the driver uploads the network inside ``start()``); frames
+    without an answer (the first ones after the start) are skipped, ``alive()`` called for each
+    (systemd's watchdog is fed).
 
     Raises:
-        CameraError: Picamera2 or its IMX500 device is missing, no AI Camera is connected, or
-            it cannot be configured or started, or gives no answer.
+        CameraError: Picamera2, its IMX500 device or a module it needs is missing, no AI
+            Camera is connected or it may not be opened (a permission), or it cannot be
+            configured or started, or gives no answer.
     """
 
     keep_all = False
 
-    def __init__(self, network: str | os.PathLike, labels: list[str],
-                 size: tuple[int, int] = DEFAULT_SIZE, quiet: bool = True,
-                 progress: bool = True, alive: Callable[[], None] | None = None) -> None:
+    def __init__(self, network: str | os.PathLike, size: tuple[int, int] = DEFAULT_SIZE,
+                 quiet: bool = True, uploading: Uploading | None = None,
+                 alive: Callable[[], None] | None = None) -> None:
         from edge_runtime.sources.picamera import REQUESTED_FORMAT, import_picamera2, to_bgr
 
         picamera2 = import_picamera2(quiet)
         try:
             from picamera2.devices import IMX500
-            from picamera2.devices.imx500 import NetworkIntrinsics
         except ImportError as exc:
-            raise CameraError(f"this Picamera2 has no IMX500 device ({exc}); {TOOLS_HINT} and "
-                              "`sudo apt install --only-upgrade python3-picamera2`") from None
+            raise CameraError(helper_missing(exc)) from None
         self._to_bgr, self._format_asked = to_bgr, REQUESTED_FORMAT
         self.name = SENSOR_MODEL
         self._camera = None
         self._running = False
         try:
             self._device = IMX500(str(network))
+        except PermissionError as exc:
+            raise CameraError(permission_denied(exc)) from None
         except Exception as exc:  # the device raises RuntimeError with its reason
             raise CameraError(f"cannot open the AI Camera: {exc} (is it connected? "
                               "edge-classify --list-cameras)") from None
-        intrinsics = getattr(self._device, "network_intrinsics", None) or NetworkIntrinsics()
-        intrinsics.task = "classification"
-        intrinsics.labels = list(labels)
+        intrinsics = getattr(self._device, "network_intrinsics", None)
+        self._logits = bool(getattr(intrinsics, "softmax", False))
+        if self._logits:
+            log.info(f"{Path(network).name} outputs logits (its intrinsics say softmax): "
+                     "softmax is applied to its scores")
         try:
             self._camera = picamera2(self._device.camera_num)
             config = self._camera.create_video_configuration(
                 main={"size": tuple(size), "format": REQUESTED_FORMAT}, buffer_count=12)
-            if progress:
-                self._device.show_network_fw_progress_bar()
             self._camera.configure(config)
             self._format = self._camera.camera_configuration()["main"]["format"]
-            self._camera.start()
+            with uploading(self._upload_progress) if uploading else nullcontext():
+                self._camera.start()
             self._running = True
             first = self._read(FIRST_RESULT_FRAMES, alive)
             if first is None:
@@ -214,10 +236,19 @@ class Imx500Source(Picamera2Owner):
                 from None
         self._begin(first)
 
+    def _upload_progress(self) -> float | None:
+        """How far the driver is with the network (0 to 1), None when Picamera2 cannot read it
+        (its ``fw_progress`` is ``FwProgressType.NONE``, 0, from 0.3.35; an open debugfs file
+        before) or the upload is not at the network yet (loader and main firmware first)."""
+        if not getattr(self._device, "fw_progress", None):
+            return None
+        done, total = self._device.get_fw_upload_progress(FW_NETWORK_STAGE)
+        return done / total if total else None
+
     def _read(self, tries: int = 1_000_000,
               alive: Callable[[], None] | None = None) -> SensorFrame | None:
-        """The next frame that has the sensor's answer (frames during the upload have none,
-        ``alive()`` is called for each)."""
+        """The next frame that has the sensor's answer (the first ones after the start have
+        none: ``alive()`` is called for each)."""
         for _ in range(tries):
             request = self._camera.capture_request()
             try:
@@ -226,12 +257,40 @@ class Imx500Source(Picamera2Owner):
             finally:
                 request.release()
             outputs = self._device.get_outputs(metadata)
-            if outputs is None:
+            if not outputs:  # None without a tensor; [] without its shape (CnnOutputTensorInfo)
                 if alive is not None:
                     alive()
                 continue
             kpi = self._device.get_kpi_info(metadata)
             return SensorFrame.of(self._to_bgr(frame, self._format),
-                                  np.asarray(outputs[0], np.float32), kpi[0] if kpi else 0.0)
+                                  np.asarray(outputs[0], np.float32), kpi[0] if kpi else 0.0,
+                                  self._logits)
         return None
 
+
+def helper_missing(exc: ImportError) -> str:
+    """Why ``picamera2.devices.IMX500`` does not import, in one line with what to do: a module it
+    needs named with the apt package that brings it (:data:`APT_MODULES`)."""
+    name = (getattr(exc, "name", None) or "").split(".")[0]
+    if isinstance(exc, ModuleNotFoundError) and name in APT_MODULES:
+        return (f"Picamera2's AI Camera helper (picamera2.devices.imx500) needs the Python module "
+                f"{name}, which is not installed: sudo apt install {APT_MODULES[name]}")
+    return (f"this Picamera2 has no IMX500 device ({type(exc).__name__}: {exc}); {TOOLS_HINT} "
+            "and `sudo apt install --only-upgrade python3-picamera2`")
+
+
+def permission_denied(exc: PermissionError) -> str:
+    """What a PermissionError from ``IMX500()`` means, in one line with what to do."""
+    import pwd
+
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    where = exc.filename or ""
+    if where.startswith("/sys/kernel/debug"):
+        return (f"cannot open the AI Camera: permission denied: user {user} may not read {where}, "
+                "which Picamera2 before 0.3.35 opens in IMX500() for its upload progress bar; "
+                "upgrade Picamera2 (`sudo apt update && sudo apt install --only-upgrade "
+                "python3-picamera2`: 0.3.35 and later go on without it) or run as a user who may "
+                "read /sys/kernel/debug")
+    return (f"cannot open the AI Camera: permission denied{f' on {where}' if where else ''} "
+            f"({exc.strerror or exc}): the camera's devices belong to the video group: "
+            f"`sudo usermod -aG video {user}`, then log in again")

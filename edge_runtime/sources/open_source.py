@@ -7,11 +7,15 @@ only for ``picam``, ``auto`` and ``imx500``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from edge_runtime.errors import CameraError
 from edge_runtime.sources.camera_spec import DEFAULT_SIZE, CameraSpec, parse_camera
 from edge_runtime.sources.frame_source import FrameSource
 from edge_runtime.sources.opencv_source import OpenCVSource
+
+if TYPE_CHECKING:
+    from edge_runtime.sources.ai_camera import Uploading
 
 
 def _auto_picamera(quiet: bool) -> int | None:
@@ -29,8 +33,8 @@ def _auto_picamera(quiet: bool) -> int | None:
 
 
 def open_source(value: CameraSpec | str | None, size: tuple[int, int] = DEFAULT_SIZE,
-                quiet: bool = True, loop: bool = False,
-                alive: Callable[[], None] | None = None) -> FrameSource:
+                quiet: bool = True, loop: bool = False, alive: Callable[[], None] | None = None,
+                uploading: Uploading | None = None) -> FrameSource:
     """Open the frame source a ``--camera`` value names (not started yet).
 
     Args:
@@ -39,7 +43,9 @@ def open_source(value: CameraSpec | str | None, size: tuple[int, int] = DEFAULT_
         quiet: keep OpenCV's and libcamera's logs quiet while opening.
         loop: a video file starts over at its end (cameras and streams have none).
         alive: the AI Camera calls it for each frame that comes before its sensor's first
-            answer (systemd's watchdog fed while the network loads).
+            answer (systemd's watchdog fed).
+        uploading: what the AI Camera's start (its network upload) runs under
+            (:data:`~edge_runtime.sources.ai_camera.Uploading`); None: nothing.
 
     Raises:
         CameraError: it cannot be opened (including Picamera2 missing for ``picam``).
@@ -49,14 +55,12 @@ def open_source(value: CameraSpec | str | None, size: tuple[int, int] = DEFAULT_
         number = _auto_picamera(quiet)
         spec = CameraSpec("picam", number) if number is not None else CameraSpec("v4l2", 0)
     if spec.kind == "imx500":
-        from edge_runtime.sensor_classifier import SensorClassifier
         from edge_runtime.sources.ai_camera import Imx500Source, network_file
 
         if not spec.target:
             raise CameraError("--camera imx500 runs the bundle's imx500 network: --model "
                               "BUNDLE/imx500/packerOut.zip")
-        labels = SensorClassifier(spec.target).labels
-        return Imx500Source(network_file(spec.target), labels, size, quiet, alive=alive)
+        return Imx500Source(network_file(spec.target), size, quiet, uploading, alive)
     if spec.kind == "picam":
         from edge_runtime.sources.picamera import PicameraSource
 

@@ -108,11 +108,11 @@ def numpy_mismatch(apt_packages: Path | None = None) -> str | None:
     if apt is None or apt.split(".")[0] == here.split(".")[0]:
         return None
     major = int(apt.split(".")[0])
-    # opencv-python 4.12 and newer require numpy 2: with numpy 1 it must be older
-    pins = f"'numpy<{major + 1}'" + (" 'opencv-python<4.12'" if major < 2 else "")
+    # OpenCV 4.12 and newer require numpy 2: with numpy 1 it must be older (the edge extra's build)
+    pins = f"'numpy<{major + 1}'" + (" 'opencv-python-headless<4.12'" if major < 2 else "")
     return (f"Picamera2 cannot be imported: apt built its modules (simplejpeg) for numpy {apt}, "
             f"but this environment loads numpy {here} from {Path(numpy.__file__).parent.parent}; "
-            f"fix: {Path(sys.prefix) / 'bin' / 'pip'} install {pins} "
+            f"fix: {Path(sys.prefix) / 'bin' / 'python'} -m pip install {pins} "
             "(the README's Pi install keeps apt's numpy)")
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from common.quiet import quiet_output
+from common.quiet import quiet_output, stdout_aside
 from edge_runtime.capture import data_root
 from edge_runtime.capture.storage import MAX_PER_MINUTE, Storage
 from edge_runtime.capture.uncertain import UncertainOptions
@@ -35,6 +35,7 @@ from edge_runtime.stream.results import ResultWriter, result_json
 from edge_runtime.stream.sdnotify import Notifier
 from edge_runtime.stream.shadow import SHARE, ShadowRun, ShadowWatch
 from edge_runtime.stream.summary import PeriodicSummary
+from edge_runtime.stream.upload_watch import DEFAULT_UPLOAD_WAIT_S, UploadWatch
 from edge_runtime.stream.window import open_window
 
 CAMERA_RETRY_S = 1.0
@@ -74,6 +75,9 @@ class CameraOptions:
     """How long a camera or stream that is not there yet is tried again (not a video file)."""
     loop: bool = False
     """A video file starts over at its end."""
+    upload_wait_s: float = DEFAULT_UPLOAD_WAIT_S
+    """How long the AI Camera's network upload is waited for before systemd is no longer told
+    the run is alive (``--upload-wait``)."""
     headless: bool = False
     """No preview window, even where one could open."""
     max_frames: int | None = None
@@ -118,11 +122,11 @@ class CameraOptions:
         return parse_camera(self.camera)
 
 
-def open_camera(options: CameraOptions,
-                alive: Callable[[], None] | None = None) -> FrameSource:
+def open_camera(options: CameraOptions, alive: Callable[[], None] | None = None,
+                uploading: UploadWatch | None = None) -> FrameSource:
     """Open the source; one that is not there yet is tried again for ``options.wait_s``
-    seconds (a camera that appears seconds after boot), saying so once. ``alive``: see
-    :func:`~edge_runtime.sources.open_source.open_source`.
+    seconds (a camera that appears seconds after boot), saying so once. ``alive``,
+    ``uploading``: see :func:`~edge_runtime.sources.open_source.open_source`.
 
     A video file is never waited for (a missing file is a mistake to fix, not a camera still
     starting), nor is Picamera2 for ``picam`` (a missing library does not appear by itself).
@@ -140,10 +144,12 @@ def open_camera(options: CameraOptions,
     waiting = False
     while True:
         try:
-            # FFmpeg logs decoding trouble of a file that is not a video straight to fd 2
-            with quiet_output(not options.verbose):
+            # FFmpeg logs decoding trouble of a file that is not a video straight to fd 2;
+            # Picamera2's AI Camera helper print()s to stdout, and its upload shows on stderr
+            with (stdout_aside(not options.verbose) if spec.kind == "imx500"
+                  else quiet_output(not options.verbose)):
                 return open_source(spec, options.size, quiet=not options.verbose,
-                                   loop=options.loop, alive=alive)
+                                   loop=options.loop, alive=alive, uploading=uploading)
         except CameraError as exc:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -209,9 +215,10 @@ def run_camera(classifier: FrameClassifier, options: CameraOptions,
     on the AI Camera's sensor, uploaded as the camera opens), the camera is opened again for
     the new one, the live view, window and writers going on (to systemd, a reload), and
     ``--max-frames`` counts again from there. With ``shadow``, the candidate it names runs
-    beside the model on the same frames (:mod:`edge_runtime.stream.shadow`). Under systemd (``NOTIFY_SOCKET``) each classified
-    frame notifies its watchdog, as does each frame the AI Camera gives before its sensor's
-    first answer (its network loading).
+    beside the model on the same frames (:mod:`edge_runtime.stream.shadow`). Under systemd
+    (``NOTIFY_SOCKET``) each classified frame notifies its watchdog, as does each frame the AI Camera gives before its sensor's
+    first answer, and while the AI Camera uploads its network (no frames) an
+    :class:`~edge_runtime.stream.upload_watch.UploadWatch` does.
 
     Raises:
         CameraError, ServeError: the source or the live view cannot be opened (the source
@@ -220,8 +227,9 @@ def run_camera(classifier: FrameClassifier, options: CameraOptions,
             again (after a first frame, the run ends with its summary).
     """
     notifier = Notifier()  # fed from the first frame, even before the AI Camera answers
+    uploading = UploadWatch(notifier, options.upload_wait_s)  # and while it uploads
     try:
-        source = open_camera(_camera_for(classifier, options), notifier.camera_alive)
+        source = open_camera(_camera_for(classifier, options), notifier.camera_alive, uploading)
     except BaseException:
         notifier.close()
         raise
@@ -344,7 +352,8 @@ def run_camera(classifier: FrameClassifier, options: CameraOptions,
                 notifier.reloading()
                 log.info(f"the model changed ({classifier.model_path}): opening the camera "
                          "again (the AI Camera's network is uploaded as it opens)")
-                source = open_camera(_camera_for(classifier, options), notifier.camera_alive)
+                source = open_camera(_camera_for(classifier, options), notifier.camera_alive,
+                                     uploading)
                 pace_s, due = pace(source), 0.0
     finally:
         notifier.stopping()

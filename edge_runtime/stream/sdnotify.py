@@ -4,9 +4,11 @@ The service (``deploy/edge-classify.service``: ``Type=notify``, ``WatchdogSec=``
 the first frame is classified (``READY=1``), and restarted by systemd when ``WATCHDOG=1`` stops
 coming for ``WatchdogSec``. ``WATCHDOG=1`` is sent from the loop that classifies frames, never
 from a timer: a camera hung in a capture call (libcamera can) stops the frames, so it stops
-the notifications, and systemd restarts the service. While the AI Camera's sensor loads its
-network (tens of seconds, again after each model switch) frames come without answers: each one
-feeds the watchdog too, as the camera is alive. Outside systemd (no ``NOTIFY_SOCKET``) nothing
+the notifications, and systemd restarts the service. Frames the AI Camera gives before its
+sensor's first answer feed it too, as the camera is alive. The one wait without frames is the
+AI Camera's network upload, inside ``Picamera2.start()`` (at the first start and after each model
+switch): :class:`~edge_runtime.stream.upload_watch.UploadWatch` keeps systemd informed
+meanwhile (:meth:`Notifier.busy`), up to a bound. Outside systemd (no ``NOTIFY_SOCKET``) nothing
 is sent.
 """
 
@@ -41,18 +43,20 @@ class Notifier:
         self._socket: socket.socket | None = None
         self._failed = False
 
-    def send(self, state: str) -> bool:
-        """Send ``state`` (``KEY=VALUE`` lines); False when there is no socket or it failed."""
+    def send(self, state: str, warn: bool = True) -> bool:
+        """Send ``state`` (``KEY=VALUE`` lines); False when there is no socket or it failed
+        (said once in the log, unless not ``warn``)."""
         if not self.address:
             return False
         try:
             if self._socket is None:
                 self._socket = socket.socket(socket.AF_UNIX,
                                              socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-            self._socket.sendto(state.encode(), self.address)
+            # never blocking: a message that finds systemd's queue full is dropped, not waited on
+            self._socket.sendto(state.encode(), socket.MSG_DONTWAIT, self.address)
             return True
         except OSError as exc:
-            if not self._failed:  # once, not a line a frame
+            if warn and not self._failed:  # once, not a line a frame
                 self._failed = True
                 log.warning(f"cannot notify systemd at NOTIFY_SOCKET ({exc.strerror or exc})")
             return False
@@ -66,13 +70,26 @@ class Notifier:
         self.camera_alive()
 
     def camera_alive(self) -> None:
-        """A frame came but is not classified yet (the AI Camera's sensor still loading its
-        network): ``WATCHDOG=1`` as for a classified frame, never ``READY=1``."""
+        """A frame came but is not classified yet (the AI Camera's first frames after its start
+        come without the sensor's answer): ``WATCHDOG=1`` as for a classified frame, never
+        ``READY=1``."""
         if self.watchdog_s:
             now = time.monotonic()
             if now - self._last >= self._every_s:
                 self._last = now
                 self.send("WATCHDOG=1")
+
+    def busy(self, seconds: float, status: str, warn: bool = True) -> None:
+        """Alive but busy, with no frame to show for it (the AI Camera uploading its network):
+        ``WATCHDOG=1`` (with a watchdog), ``EXTEND_TIMEOUT_USEC=`` so that neither the start
+        (``TimeoutStartSec=``) nor a reload times out within ``seconds`` of this, and
+        ``STATUS=status``, in one message. ``warn``: see :meth:`send`."""
+        lines = [f"EXTEND_TIMEOUT_USEC={int(seconds * 1e6)}", f"STATUS={status}"]
+        self.send("\n".join((["WATCHDOG=1"] if self.watchdog_s else []) + lines), warn)
+
+    def status(self, text: str) -> None:
+        """``STATUS=text`` (what ``systemctl status`` shows; empty: none)."""
+        self.send(f"STATUS={text}")
 
     def stopping(self) -> None:
         """The run is ending (``STOPPING=1``)."""

@@ -2,7 +2,9 @@
 
 Whether a window can open at all is decided first, in a child process: over SSH or in a
 service there is no display, and OpenCV's Qt backend aborts the whole process on a display
-it cannot reach.
+it cannot reach. An OpenCV without a GUI (the edge extra's opencv-python-headless) leaves the
+window to Tk (:mod:`edge_runtime.stream.tk_window`); without Tk either, a run that wants a window
+stops and says what to do instead.
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ import time
 
 import numpy as np
 
+from common.errors import UsageError
 from edge_runtime.annotate import FrameRate, caption, draw_lines
 from edge_runtime.classifier import Prediction
 
 WINDOW_TITLE = "edge-classify (q or Esc to quit)"
+NO_WINDOW = ("no preview window: this OpenCV has no GUI (opencv-python-headless) and this Python "
+             "no Tk: sudo apt install python3-tk for a window, or pass --headless (a line per "
+             "frame) or --serve 8080 (watch in a browser)")
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +56,15 @@ def window_supported(timeout_s: float = 20.0) -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return probe.returncode == 0
+
+
+def opencv_has_gui() -> bool:
+    """Whether this OpenCV was built with a GUI (opencv-python: Qt; opencv-python-headless:
+    none). An OpenCV too old to say is given the benefit of the doubt: the probe decides."""
+    import cv2
+
+    framework = getattr(cv2, "currentUIFramework", None)
+    return framework is None or bool(framework())
 
 
 class PreviewWindow:
@@ -103,14 +118,22 @@ class PreviewWindow:
         cv2.waitKey(1)  # lets the GUI backend process the close
 
 
-def open_window(headless: bool, verbose: bool, pace_fps: float) -> PreviewWindow | None:
-    """A preview window, or None (and why, on stderr) where none can or should open."""
+def open_window(headless: bool, verbose: bool, pace_fps: float):
+    """A preview window (:class:`PreviewWindow`, or :class:`~edge_runtime.stream.tk_window.TkWindow`
+    for an OpenCV without GUI), or None (and why, on stderr) where none can or should open.
+
+    Raises:
+        UsageError: a window is wanted (a display, no ``--headless``) and neither OpenCV nor
+            Tk can draw one (:data:`NO_WINDOW`: what to do instead).
+    """
     if headless:
         return None
     if not display_available():
         if verbose:
             log.info("no display (DISPLAY/WAYLAND_DISPLAY unset): printing one line per frame")
         return None
+    if not opencv_has_gui():
+        return _tk_window(pace_fps)
     if not window_supported():
         log.warning("OpenCV cannot open a window on this display: printing one line per frame "
                "(pass --headless to skip this check)")
@@ -121,4 +144,20 @@ def open_window(headless: bool, verbose: bool, pace_fps: float) -> PreviewWindow
         return PreviewWindow(pace_fps=pace_fps)
     except cv2.error as exc:
         log.warning(f"cannot open a window ({exc}): printing one line per frame")
+        return None
+
+
+def _tk_window(pace_fps: float):
+    """A Tk window; None (said once) where Tk cannot reach the display."""
+    from edge_runtime.stream.tk_window import TkWindow
+
+    try:
+        import tkinter
+    except ImportError:  # Debian and Raspberry Pi OS ship Tk apart: python3-tk
+        raise UsageError(NO_WINDOW) from None
+    try:
+        return TkWindow(WINDOW_TITLE, pace_fps)
+    except tkinter.TclError as exc:
+        log.warning(f"Tk cannot open a window on this display ({exc}): printing one line per "
+                    "frame (pass --headless to skip this check)")
         return None

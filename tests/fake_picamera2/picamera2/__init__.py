@@ -2,10 +2,28 @@
 
 It has the part of the real API that ``edge_runtime.sources.picamera`` uses (``Picamera2(num)``,
 ``global_camera_info()``, ``create_video_configuration()``, ``configure()``,
-``camera_configuration()``, ``start()``, ``capture_array()``, ``stop()``, ``close()``)
-and serves a known picture in the real byte orders: ``RGB888`` is B, G, R in memory,
+``camera_configuration()``, ``start()``, ``capture_array()``, ``capture_request()``, ``stop()``,
+``close()``) and serves a known picture in the real byte orders: ``RGB888`` is B, G, R in memory,
 ``BGR888`` is R, G, B, ``XBGR8888`` is R, G, B, X and ``XRGB8888`` is B, G, R, X
 (as the real ``Picamera2.helpers.make_image`` reads them: "BGR", "RGB", "RGBX", "BGRX").
+
+The AI Camera (a camera whose ``Model`` is ``imx500``): ``picamera2.devices.IMX500`` is in
+``devices/imx500/imx500.py``, as in the real package, with the real module's import-time
+dependencies beside this folder (``Imath``, ``OpenEXR``, ``jsonschema``, ``libarchive``,
+``libcamera``, ``videodev2``; tqdm is the real one). What it mirrors is picamera2 0.3.36
+(``picamera2/devices/imx500/imx500.py``) and the driver under it, as read from their sources:
+
+- the network is uploaded **inside** ``start()``: ``IMX500(file)`` only hands the firmware to
+  the driver; libcamera's ``Camera::start()`` streams the sensor on, and the kernel driver
+  (``imx500_start_streaming()``) uploads loader, main firmware and network before the first
+  frame. libcamera's Python binding (``py_main.cpp``) calls ``Camera::start()`` without
+  releasing the GIL, so no thread of the caller's runs meanwhile: here ``start()`` blocks in one
+  C call (``nanosleep`` through ``ctypes.PyDLL``, which keeps the GIL) for
+  ``FAKE_PICAMERA2_IMX500_UPLOAD_S``, and no frame comes meanwhile. A network the sensor has
+  had before (the same bytes; the camera's flash keeps recent ones) starts at once;
+- the upload's progress is the driver's debugfs state: here an anonymous shared memory map,
+  so a forked child (Picamera2's own progress bar, or the caller's) reads it while the parent
+  is blocked, as ``cat /sys/kernel/debug/...`` would.
 
 Set through environment variables, so a child process sees the same camera:
 
@@ -15,39 +33,53 @@ Set through environment variables, so a child process sees the same camera:
     FAKE_PICAMERA2_FORMAT   the format the camera really gives, whatever was asked for
     FAKE_PICAMERA2_FAIL     "configure", "start" or "capture": that call raises RuntimeError
     FAKE_PICAMERA2_LOG      a file each call is appended to, one name a line
-    FAKE_PICAMERA2_IMX500_SCORES  JSON list: the class scores the AI Camera's sensor answers
-                            for every frame once a network is loaded (default: 0.1, 0.7, 0.2)
-    FAKE_PICAMERA2_IMX500_WAIT    frames without an answer while the network "uploads" (2)
+    FAKE_PICAMERA2_IMX500_SCORES  JSON list: the output tensor the AI Camera's sensor gives for
+                            every frame once its network runs (default: 0.1, 0.7, 0.2)
+    FAKE_PICAMERA2_IMX500_WAIT    frames without an answer after start() (2)
+    FAKE_PICAMERA2_IMX500_UPLOAD_S  seconds start() blocks uploading a network the sensor has
+                            not had (0.3)
+    FAKE_PICAMERA2_IMX500_PROGRESS  how IMX500() reaches the upload's progress: "none" (its
+                            debugfs files are root's and no sudo rule is set up: 0.3.35 and later
+                            print a notice to stdout; the default), "direct" (readable), or
+                            "denied" (picamera2 before 0.3.35: IMX500() raises PermissionError)
 
-The AI Camera: ``picamera2.devices.IMX500`` and ``picamera2.devices.imx500.NetworkIntrinsics``
-(the part edge_runtime uses: ``IMX500(network_file)``, ``camera_num``,
-``network_intrinsics``, ``show_network_fw_progress_bar()``, ``get_outputs(metadata)``,
-``get_kpi_info(metadata)``), for a camera whose ``Model`` is ``imx500``; a camera it loaded a
-network for answers through ``capture_request()``'s metadata (``CnnOutputTensor``,
-``CnnKpiInfo``), as the real sensor does. The submodules are made here, in this one file, so
-that pi-check's apt package of it has them too.
-
-In-process, :data:`INSTANCES` holds every camera made, each with its ``calls``.
+In-process, :data:`INSTANCES` holds every camera made, each with its ``calls``;
+:data:`NETWORKS` the IMX500 each camera number has, :data:`UPLOADED` the networks (digests) the
+sensor has had.
 """
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
 import json
+import mmap
 import os
 import struct
-import sys
 import time
-import types
 
 import numpy as np
 
 INSTANCES: list = []
 """Every Picamera2 made in this process, oldest first."""
 
+NETWORKS: dict = {}
+"""Camera number → the IMX500 that handed its network to the driver (this process)."""
+
+UPLOADED: set = set()
+"""The sha256 of each network the sensor has had (what its flash keeps: those start at once)."""
+
 DEFAULT_CAMERAS = [{"Model": "imx708_wide", "Location": 2, "Rotation": 180,
                     "Id": "/base/axi/pcie@120000/rp1/i2c@88000/imx708@1a", "Num": 0}]
 
 _MEMORY_ORDER = {"RGB888": "BGR", "BGR888": "RGB", "XBGR8888": "RGBX", "XRGB8888": "BGRX"}
+
+FW_NETWORK_STAGE = 2
+"""The driver's stage number for the network upload (``imx500.py``'s ``FW_NETWORK_STAGE``)."""
+
+_DRIVER = mmap.mmap(-1, struct.calcsize("qqqq"))
+"""The upload as the driver reports it in debugfs: stage, start (monotonic ns), duration (ns),
+size (bytes). Anonymous and shared: a forked child sees the parent's writes."""
 
 
 def _record(calls: list[str], name: str) -> None:
@@ -57,6 +89,41 @@ def _record(calls: list[str], name: str) -> None:
     if log:
         with open(log, "a", encoding="utf-8") as f:
             f.write(name + "\n")
+
+
+def driver_progress() -> tuple[int, int, int]:
+    """What the driver's ``fw_progress`` file says: ``(stage, bytes sent, size)``."""
+    stage, started, duration, size = struct.unpack_from("qqqq", _DRIVER)
+    if duration <= 0:
+        return stage, size, size
+    done = min(1.0, (time.monotonic_ns() - started) / duration)
+    return stage, int(size * done), size
+
+
+def _hold_the_gil(seconds: float) -> None:
+    """Block in one C call that keeps the GIL, as libcamera's ``Camera.start()`` binding does."""
+    class Timespec(ctypes.Structure):
+        _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+    libc = ctypes.PyDLL(None)  # PyDLL: the GIL is not released around the call
+    wanted, left = Timespec(int(seconds), int(seconds % 1 * 1e9)), Timespec()
+    while libc.nanosleep(ctypes.byref(wanted), ctypes.byref(left)) != 0:  # EINTR: the rest
+        wanted = left
+
+
+def _upload(network_file: str) -> None:
+    """The driver at stream-on: the network uploaded unless the sensor has had it."""
+    with open(network_file, "rb") as f:
+        data = f.read()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest in UPLOADED:
+        struct.pack_into("qqqq", _DRIVER, 0, FW_NETWORK_STAGE, 0, 0, len(data))
+        return
+    seconds = float(os.environ.get("FAKE_PICAMERA2_IMX500_UPLOAD_S", "0.3"))
+    struct.pack_into("qqqq", _DRIVER, 0, FW_NETWORK_STAGE, time.monotonic_ns(),
+                     max(1, int(seconds * 1e9)), len(data))
+    _hold_the_gil(seconds)
+    UPLOADED.add(digest)
 
 
 def scene_rgb(width: int, height: int) -> np.ndarray:
@@ -128,20 +195,22 @@ class Picamera2:
         return self.config
 
     def start(self) -> None:
+        """Stream on: the AI Camera's network is uploaded first, blocking (see the module)."""
         self._record("start")
+        network = NETWORKS.get(self.camera_num)
+        if network is not None:
+            _upload(network.network_file)
         self.started = True
 
     def capture_request(self) -> CompletedRequest:
-        """A frame and its metadata (with the sensor's answer once a network is loaded)."""
+        """A frame and its metadata (with the sensor's answer once its network runs)."""
         frame = self.capture_array("main")
         metadata = {"SensorTimestamp": time.monotonic_ns()}
         network = NETWORKS.get(self.camera_num)
         if network is not None:
             network.frames += 1
             if network.frames > int(os.environ.get("FAKE_PICAMERA2_IMX500_WAIT", "2")):
-                metadata["CnnOutputTensor"] = json.loads(
-                    os.environ.get("FAKE_PICAMERA2_IMX500_SCORES") or "[0.1, 0.7, 0.2]")
-                metadata["CnnKpiInfo"] = struct.pack("II", 4200, 900)  # µs: dnn, dsp
+                metadata.update(network.answer())
         return CompletedRequest(frame, metadata)
 
     def capture_array(self, name: str = "main") -> np.ndarray:
@@ -180,75 +249,3 @@ class CompletedRequest:
 
     def release(self) -> None:
         self.released = True
-
-
-NETWORKS: dict = {}
-"""Camera number → the IMX500 that loaded a network onto it (this process)."""
-
-
-class NetworkIntrinsics:
-    """The network's description Picamera2 keeps (task, labels, rates)."""
-
-    def __init__(self) -> None:
-        self.task = None
-        self.labels = None
-        self.inference_rate = None
-
-    def update_with_defaults(self) -> None:
-        if self.inference_rate is None:
-            self.inference_rate = 30.0
-
-
-class IMX500:
-    """The AI Camera's sensor: a network file uploaded to it, its answers read from metadata."""
-
-    def __init__(self, network_file: str, camera_id: str = "") -> None:
-        sensors = [c for c in Picamera2.global_camera_info()
-                   if "imx500" in str(c.get("Model", "")).lower()]
-        if not sensors:
-            raise RuntimeError("IMX500: Requested camera dev-node not found")  # the real words
-        if not os.path.isfile(network_file):
-            raise RuntimeError(f"Firmware file {network_file} does not exist.")
-        self.network_file = network_file
-        self.camera_num = sensors[0].get("Num", 0)
-        self.network_intrinsics = None  # an .rpk without network_info.txt
-        self.calls: list[str] = []
-        self.frames = 0
-        NETWORKS[self.camera_num] = self
-        self._record("imx500:" + os.path.basename(network_file))
-
-    def _record(self, name: str) -> None:
-        _record(self.calls, name)
-
-    def show_network_fw_progress_bar(self) -> None:
-        self._record("fw_progress")
-
-    def set_auto_aspect_ratio(self) -> None:
-        self._record("auto_aspect_ratio")
-
-    def get_outputs(self, metadata: dict, add_batch: bool = False):
-        tensor = metadata.get("CnnOutputTensor")
-        if not tensor:
-            return None
-        output = np.asarray(tensor, np.float32)
-        return [output[None] if add_batch else output]
-
-    @staticmethod
-    def get_kpi_info(metadata: dict):
-        kpi = metadata.get("CnnKpiInfo")
-        if kpi is None:
-            return None
-        dnn, dsp = struct.unpack("II", bytes(kpi))
-        return dnn / 1000, dsp / 1000
-
-
-def _submodule(name: str, **members) -> types.ModuleType:
-    module = types.ModuleType(f"{__name__}.{name}")
-    module.__dict__.update(members)
-    sys.modules[module.__name__] = module
-    return module
-
-
-devices = _submodule("devices", IMX500=IMX500)
-devices.imx500 = _submodule("devices.imx500", IMX500=IMX500,
-                            NetworkIntrinsics=NetworkIntrinsics)

@@ -1,0 +1,1 @@
+"""Stand-in for ``libarchive`` (libarchive-c; apt ``python3-libarchive-c``)."""
