@@ -265,7 +265,7 @@ def promote_host(host: str, version: str, min_agreement: float, min_frames: int,
 
     try:
         done = _remote(host, settings, "promote", "--min-agreement", f"{min_agreement:g}",
-                       "--min-frames", str(min_frames), "--version", version, "--json")
+                       "--min-frames", str(min_frames), "--if-staged", version, "--json")
     except subprocess.TimeoutExpired as exc:
         return failed(f"timed out after {exc.timeout:.0f} s")
     except OSError as exc:

@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            "staged version matched")
     promote.add_argument("--min-frames", type=positive_int, default=MIN_FRAMES, metavar="N",
                          help="the least live frames it was compared on")
-    promote.add_argument("--version", metavar="VERSION",
+    promote.add_argument("--if-staged", dest="staged", metavar="VERSION",
                          help="only if the staged version is VERSION (edge-deploy passes the "
                               "bundle's)")
     promote.add_argument("--threads", type=positive_int, metavar="N",
@@ -394,7 +394,7 @@ def _stage(args: argparse.Namespace, store: Store) -> int:
 
 def _promote(args: argparse.Namespace, store: Store) -> int:
     """``edge-model promote``: the staged version activated if its shadow run allows it."""
-    done = promote(store, args.min_agreement, args.min_frames, args.version, args.threads,
+    done = promote(store, args.min_agreement, args.min_frames, args.staged, args.threads,
                    progress=lambda text: say(PROG, f"checking {text}"), keep=args.keep,
                    health_timeout_s=args.health_timeout)
     if args.json:
