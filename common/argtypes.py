@@ -102,6 +102,14 @@ def fraction(text: str) -> float:
     return value
 
 
+def positive_fraction(text: str) -> float:
+    """A number in (0, 1]: a share of something that must get some of it (a core's time)."""
+    value = _number(text, float)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is not in (0, 1]")
+    return value
+
+
 def add_verbosity(parser: argparse.ArgumentParser) -> None:
     """``-v/--verbose`` and ``-q/--quiet``, read by :func:`common.command.setup_logging`."""
     group = parser.add_mutually_exclusive_group()

@@ -41,10 +41,10 @@ from collections.abc import Sequence
 
 from common.argtypes import (
     Parser,
-    fraction,
     non_negative_float,
     parse_command_line,
     positive_float,
+    positive_fraction,
     positive_int,
     probability,
 )
@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "--json and the live view, and save the frames where it disagrees "
                              "in the data root's shadow/. Default: the store's staged version "
                              "when --model goes through ROOT/current/")
-    shadow.add_argument("--shadow-share", type=fraction, default=SHARE, metavar="F",
+    shadow.add_argument("--shadow-share", type=positive_fraction, default=SHARE, metavar="F",
                         help="the most of one core's time the shadow uses (it rests between "
                              "frames to stay within it)")
     output = parser.add_argument_group("output")
