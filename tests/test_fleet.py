@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from deploy.store import version_of
-from tests.bundle_variants import answers_differ, renamed
+from tests.bundle_variants import answers_differ, renamed, slim
 
 pytestmark = [pytest.mark.sshd, pytest.mark.edge]
 
@@ -191,6 +191,36 @@ def test_edge_deploy_updates_the_hosts_that_pass_and_leaves_the_others(fleet, bu
         assert fleet.current(host) == version_of(v2)
     assert rows["host-down"]["result"].startswith("unreachable:")
     assert "3 of 3 host(s) not updated" in err
+
+
+def test_stage_then_promote_if_where_the_shadow_agreed(fleet, bundle, tmp_path):
+    live = renamed(slim(bundle, tmp_path / "slim"), tmp_path / "live", "live-")
+    code, _, err = edge_deploy(fleet, live, *HOSTS)
+    assert code == 0, err
+    candidate = renamed(slim(bundle, tmp_path / "slim2"), tmp_path / "candidate", "cand-")
+    code, rows, err = edge_deploy(fleet, candidate, *HOSTS, "--stage")
+    assert code == 0 and {r["state"] for r in rows.values()} == {"staged"}, err
+    for host in HOSTS:
+        assert os.readlink(fleet.roots[host] / "staged").endswith(version_of(candidate))
+        assert fleet.current(host) == version_of(live)
+
+    # what each host's service reported of its shadow (a process that has ended: promote does
+    # not wait for it to commit)
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    for host, agreement in (("host-a", 0.97), ("host-b", 0.6)):
+        (fleet.roots[host] / "status.json").write_text(json.dumps(
+            {"version": version_of(live), "pid": ended.pid, "frames": 900, "time": time.time(),
+             "model": str(fleet.roots[host] / "current" / "model_int8.tflite"),
+             "shadow": {"version": version_of(candidate), "live": version_of(live),
+                        "frames": 800, "agreement": agreement}}))
+    code, rows, err = edge_deploy(fleet, candidate, *HOSTS, "--promote-if", "0.95")
+    assert code == 1, err
+    assert rows["host-a"]["ok"] and rows["host-a"]["result"] == "activated", rows
+    assert (rows["host-b"]["ok"], rows["host-b"]["agreement"]) == (False, 0.6)
+    assert "below --min-agreement 0.95" in rows["host-b"]["result"]
+    assert fleet.current("host-a") == version_of(candidate)
+    assert fleet.current("host-b") == version_of(live)
 
 
 def signed(fleet: Fleet, bundle: Path, out: Path, prefix: str, key: str = "signer") -> Path:
