@@ -1,5 +1,5 @@
-"""edge-classify --shadow on a looping video: the same model's fp32 beside its int8 agrees, a
-candidate that answers otherwise does not, the ``"shadow"`` object in --json, the disagreeing
+"""edge-classify --shadow on a looping video: the same model's fp16 and int8 beside its fp32
+agree, a candidate that answers otherwise does not, the ``"shadow"`` object in --json, the disagreeing
 frames in the data root; and on a store, ``edge-model stage`` → the service's shadow →
 ``edge-model promote --min-agreement`` (refused below it, activated above), ``stage --clear``."""
 
@@ -41,23 +41,28 @@ def shadow_run(model: Path, candidate: Path, video: Path, capsys) -> dict:
     return summary["shadow"]
 
 
-def test_fp32_beside_int8_agrees_and_another_model_does_not(bundle, video, tmp_path, capsys,
-                                                           monkeypatch):
+def test_the_same_model_agrees_and_another_model_does_not(bundle, video, tmp_path, capsys,
+                                                         monkeypatch):
     root = tmp_path / "édge data"  # the data root, a name with a space and an accent
     monkeypatch.setenv(data_root.ENVIRONMENT, str(root))
-    live = bundle / "model_int8.tflite"
+    live = bundle / "model_fp32.tflite"
 
-    same = shadow_run(live, bundle / "model_fp32.tflite", video, capsys)
-    assert same["frames"] >= 10 and same["agreement"] >= 0.9, same
+    same = shadow_run(live, bundle / "model_fp16.tflite", video, capsys)
+    assert same["frames"] >= 10 and same["agreement"] >= 0.95, same
     assert same["candidate"] != same["live"]
     assert sum(c["frames"] for c in same["per_class"].values()) == same["frames"]
+    # int8 rounds: the tests' tiny model (60-90 % accurate) keeps 80-90 % of fp32's answers on
+    # its own evaluation set (the manifest's agreement), so the bar here is lower than a real
+    # model's 0.9
+    quantized = shadow_run(live, bundle / "model_int8.tflite", video, capsys)
+    assert quantized["frames"] >= 10 and quantized["agreement"] >= 0.7, quantized
 
     # the same network under rotated label names: every top-1 names another class, as a
     # model that answers otherwise would
     labels = read_labels(bundle / "labels.txt")
     other = relabelled(bundle, tmp_path / "other", labels[1:] + labels[:1])
-    differ = shadow_run(live, other / "model_fp32.tflite", video, capsys)
-    assert differ["frames"] >= 10 and differ["agreement"] <= 0.5, differ
+    differ = shadow_run(live, other / "model_int8.tflite", video, capsys)
+    assert differ["frames"] >= 10 and differ["agreement"] <= 0.1, differ
 
     lines = [json.loads(x) for x in
              data_root.index_path(root, data_root.SHADOW).read_text().splitlines()]
