@@ -5,7 +5,7 @@ The live loop offers every frame (:meth:`Shadow.offer`); the shadow takes one on
 free, on a thread of its own, and never queues: an offer while it works or rests is skipped
 (counted), so the live loop never waits for it. After each frame it rests long enough that its
 thread's CPU time stays within ``share`` of one core (``--shadow-share``), so on a busy Pi the
-live model keeps its frame rate (the bound is measured by ``make shadow-bench``). The candidate
+live model keeps most of its frame rate (no benchmark measures that bound yet). The candidate
 runs on the CPU with one interpreter thread, whatever runs the live model.
 
 What is compared is the top-1 label, as the user would see it (``--threshold`` applied to both:
