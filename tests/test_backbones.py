@@ -234,17 +234,6 @@ def _recorded(run: Path, backbone: str) -> None:
 
 @pytest.mark.long
 @pytest.mark.parametrize("backbone", backbones.BACKBONES)
-def test_backbone_trains_from_scratch(backbone, demo_dir, tmp_path):
-    from train.trainer import train
-
-    run = tmp_path / "scratch"
-    train(TrainConfig(data=str(demo_dir), out=str(run), backbone=backbone, weights="none",
-                      epochs=1, fine_tune_epochs=0, **TINY))
-    _recorded(run, backbone)
-
-
-@pytest.mark.long
-@pytest.mark.parametrize("backbone", backbones.BACKBONES)
 def test_backbone_from_a_weights_file_exports_classifies_and_benches(backbone, demo_dir,
                                                                       tmp_path, capfd):
     from benchmarks.cli import main as bench

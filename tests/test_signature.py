@@ -74,8 +74,8 @@ def test_a_bundle_signed_by_a_trusted_key_activates_and_keeps_its_signature(bund
                                 capsys=capsys)
     assert code == 0, err
     report = json.loads(out)
-    assert [c["name"] for c in report["checks"]] == ["signature", "manifest", "sha256", "labels",
-                                                     "answers"]
+    assert [c["name"] for c in report["checks"]] == ["signature", "manifest", "copy", "sha256",
+                                                     "labels", "answers", "commit"]
     assert report["checks"][0]["ok"] and "alice@example.com (ED25519 key SHA256:" in \
         report["checks"][0]["detail"]
     assert current(root) == version_of(copy)
@@ -93,15 +93,13 @@ def _by_another_key(copy: Path, keys) -> None:
 
 
 def _manifest_changed_after_signing(copy: Path, keys) -> None:
-    # one byte of the manifest (a label's first letter, labels.txt alike): the files still
-    # match the manifest, the signature does not
-    labels = (copy / "labels.txt").read_bytes()
+    # one byte of the manifest outside what binds the files (its model name's first letter's
+    # case): every file still matches the manifest, the signature does not
     data = (copy / MANIFEST_FILE).read_bytes()
-    first = labels.split(b"\n")[0]
-    changed = first[:-1] + bytes([first[-1] ^ 0x20])  # its last letter's case
-    assert data.count(b'"' + first + b'"') == 1
-    (copy / MANIFEST_FILE).write_bytes(data.replace(b'"' + first + b'"', b'"' + changed + b'"'))
-    (copy / "labels.txt").write_bytes(labels.replace(first, changed, 1))
+    name = json.loads(data)["model"]["name"].encode()
+    changed = bytes([name[0] ^ 0x20]) + name[1:]
+    assert data.count(b'"' + name + b'"') == 1
+    (copy / MANIFEST_FILE).write_bytes(data.replace(b'"' + name + b'"', b'"' + changed + b'"'))
 
 
 def _signed_for_something_else(copy: Path, keys) -> None:
@@ -151,7 +149,7 @@ def test_a_variant_changed_after_signing_is_caught_by_its_sha256(bundle, tmp_pat
                                 capsys=capsys)
     assert code == 1
     checks = {c["name"]: c["ok"] for c in json.loads(out)["checks"]}
-    assert checks == {"signature": True, "manifest": True, "sha256": False}
+    assert checks == {"signature": True, "manifest": True, "copy": True, "sha256": False}
     assert current(root) is None
 
 
@@ -179,8 +177,8 @@ def test_without_allowed_signers_nothing_changes_but_a_note(bundle, tmp_path, ke
     code, out, err = edge_model("activate", str(copy), "--root", str(root), "--json",
                                 capsys=capsys)
     assert code == 0, err
-    assert [c["name"] for c in json.loads(out)["checks"]] == ["manifest", "sha256", "labels",
-                                                              "answers"]
+    assert [c["name"] for c in json.loads(out)["checks"]] == ["manifest", "copy", "sha256",
+                                                              "labels", "answers", "commit"]
     assert f"note: {SIGNATURE_FILE} not checked: there is no {root / 'allowed_signers'}" in err
     plain = renamed(bundle, tmp_path / "v2", "two-")
     code, _, err = edge_model("activate", str(plain), "--root", str(root), capsys=capsys)

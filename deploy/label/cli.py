@@ -107,7 +107,7 @@ def run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
             server = LabelServer(pending, host, port).start()
         except LabelServeError as exc:
             raise UsageError(str(exc)) from None
-        try:
+        try:  # a stop at any moment once the page is served is the normal end, exit 0
             for url in server.urls():
                 say(PROG, f"open {url}")
             if is_loopback(server.host):
@@ -116,10 +116,9 @@ def run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
             left = pending.state()["pending"]
             say(PROG, f"{left['pictures']} picture(s) in {left['groups']} group(s) to label "
                       f"into {into}/; Ctrl-C to stop")
-            try:
-                (stop or threading.Event()).wait()
-            except KeyboardInterrupt:
-                pass
+            (stop or threading.Event()).wait()
+        except KeyboardInterrupt:
+            pass
         finally:
             server.close()
         after = journal.counts()
