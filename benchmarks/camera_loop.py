@@ -12,7 +12,14 @@ also timed alone, on the calling thread:
 - invoke: ``invoke()`` again and again on one input already set.
 
 With the stages overlapped a frame should cost about what the slowest stage costs, and the
-goal (issue 13) is loop ≤ 1.10 × max(decode, invoke). A video file is read frame by frame
+goal (issue 13) is loop ≤ 1.10 × max(decode, invoke).
+
+With ``--shadow CANDIDATE`` one more row runs the loop with a candidate beside it, as
+``edge-classify --shadow`` does (:class:`~edge_runtime.stream.shadow.Shadow`, offered every
+frame, on one interpreter thread, resting to stay within ``--shadow-share`` of one core). The
+stated bound: the live loop keeps at least 1 − share of its frame rate (where the loop and the
+shadow share a single core, the shadow's share is all it can take); the row says how many
+frames the shadow compared and how many it skipped. A video file is read frame by frame
 (every frame classified), so every row covers the same frames; each is measured
 ``--repeats`` times, interleaved, and the median is reported because the machine may be
 shared (the load average is reported with it). TensorFlow is never imported.
@@ -27,7 +34,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-from common.argtypes import Parser, add_verbosity, positive_int
+from common.argtypes import Parser, add_verbosity, positive_fraction, positive_int
 from common.command import run_main
 from common.fileio import write_json
 from edge_runtime.classifier import Classifier
@@ -36,6 +43,7 @@ from edge_runtime.frames import frame_to_image
 from edge_runtime.interpreter import BACKENDS, available_cores, stream_threads
 from edge_runtime.sources.opencv_source import OpenCVSource
 from edge_runtime.stream.loop import classify_stream
+from edge_runtime.stream.shadow import SHARE, Shadow
 
 PROG = "python -m benchmarks.camera_loop"
 
@@ -130,14 +138,38 @@ def time_loop(classifier: Classifier, video: str, frames: int) -> tuple[int, flo
     return summary.frames, summary.seconds * 1000.0 / max(1, summary.frames)
 
 
-def measure(classifier: Classifier, video: str, frames: int,
-            repeats: int) -> dict[str, StageTiming]:
-    """Time decode, preprocess, invoke and the loop, ``repeats`` times each, interleaved."""
+def time_loop_with_shadow(classifier: Classifier, candidate: Classifier, share: float,
+                          video: str, frames: int) -> tuple[int, float, dict]:
+    """``(frames classified, ms per frame, the shadow's tally)`` of the camera loop with
+    ``candidate`` offered every frame as its shadow."""
+    shadow = Shadow(candidate, "candidate", "live", share=share)
+
+    def offer(number, frame, predictions, latency_ms) -> bool:
+        shadow.offer(frame, predictions, f"frame#{number}")
+        return True
+
+    try:
+        summary = classify_stream(classifier, OpenCVSource(video, keep_all=True),
+                                  max_frames=frames, on_frame=offer)
+    finally:
+        shadow.close()
+    return (summary.frames, summary.seconds * 1000.0 / max(1, summary.frames),
+            shadow.total(per_class=False))
+
+
+def measure(classifier: Classifier, video: str, frames: int, repeats: int,
+            shadow: Classifier | None = None,
+            share: float = SHARE) -> tuple[dict[str, StageTiming], dict | None]:
+    """Time decode, preprocess, invoke and the loop (and the loop with ``shadow`` beside it),
+    ``repeats`` times each, interleaved; the timings and the shadow's tally of its last run."""
     held = held_frames(video)
     classifier.set_input_tensor(classifier.input_tensor(frame_to_image(held[0])))
     for _ in range(WARMUP):
         classifier.invoke()
     runs: dict[str, list[float]] = {"decode": [], "preprocess": [], "invoke": [], "loop": []}
+    if shadow is not None:
+        runs["shadow"] = []
+    tally = None
     count = 0
     for _ in range(repeats):
         count, ms = time_decode(video, frames)
@@ -147,13 +179,17 @@ def measure(classifier: Classifier, video: str, frames: int,
         runs["invoke"].append(time_invoke(classifier, count))
         looped, ms = time_loop(classifier, video, frames)
         runs["loop"].append(ms)
+        if shadow is not None:
+            _, ms, tally = time_loop_with_shadow(classifier, shadow, share, video, frames)
+            runs["shadow"].append(ms)
     names = {"decode": "decode alone (cv2 read)",
              "preprocess": "preprocess alone (BGR→RGB, resize, quantize)",
              "invoke": "invoke alone (bare interpreter.invoke())",
-             "loop": "camera loop (stages overlapped, headless)"}
-    return {key: StageTiming(names[key], looped if key == "loop" else count,
+             "loop": "camera loop (stages overlapped, headless)",
+             "shadow": f"camera loop with a shadow (share {share:g})"}
+    return {key: StageTiming(names[key], looped if key in ("loop", "shadow") else count,
                              statistics.median(values), tuple(values))
-            for key, values in runs.items()}
+            for key, values in runs.items()}, tally
 
 
 def build_parser() -> Parser:
@@ -170,6 +206,11 @@ def build_parser() -> Parser:
                         help="interpreter threads (default: what edge-classify --camera uses, "
                              "every usable core but one)")
     parser.add_argument("--backend", choices=BACKENDS, help="interpreter backend to force")
+    parser.add_argument("--shadow", metavar="CANDIDATE.tflite",
+                        help="also time the loop with this candidate beside it as its shadow "
+                             "(edge-classify --shadow)")
+    parser.add_argument("--shadow-share", type=positive_fraction, default=SHARE, metavar="F",
+                        help="the most of one core's time the shadow uses")
     parser.add_argument("--out", metavar="FILE.json", help="also save the result as JSON")
     add_verbosity(parser)
     return parser
@@ -186,7 +227,9 @@ def _measure_and_report(args) -> int:
     # a bad model, backend or video is a UserError (edge_runtime.errors): one line, exit 2
     classifier = Classifier(args.model, threads=args.threads or stream_threads(),
                             backend=args.backend)
-    rows = measure(classifier, args.video, args.frames, args.repeats)
+    candidate = None if args.shadow is None else Classifier(args.shadow, threads=1)
+    rows, tally = measure(classifier, args.video, args.frames, args.repeats, candidate,
+                          args.shadow_share)
     load_after = os.getloadavg()
     height, width = classifier.input_size
     print(f"model {os.path.basename(args.model)}: backend {classifier.backend}, "
@@ -204,6 +247,14 @@ def _measure_and_report(args) -> int:
           f"{'met' if ratio <= GOAL else 'NOT met'}); loop / slowest stage = "
           f"{rows['loop'].ms_per_frame / slowest:.2f}; loop / sum of stages = "
           f"{rows['loop'].ms_per_frame / sum(rows[k].ms_per_frame for k in ('decode', 'preprocess', 'invoke')):.2f}")
+    kept = None
+    if candidate is not None:
+        kept = rows["loop"].ms_per_frame / rows["shadow"].ms_per_frame
+        bound = 1.0 - args.shadow_share
+        print(f"  with the shadow the loop keeps {kept:.2f} of its frame rate (bound ≥ "
+              f"{bound:.2f}: {'met' if kept >= bound else 'NOT met'}); the shadow compared "
+              f"{tally['frames']} frame(s) of its last run, skipped {tally['skipped']}, "
+              f"agreement {tally['agreement']}")
     if args.out:
         write_json(args.out, {
             "machine": {"platform": platform.platform(), "python": platform.python_version(),
@@ -213,6 +264,9 @@ def _measure_and_report(args) -> int:
             "threads": classifier.threads, "repeats": args.repeats,
             "rows": {key: dict(asdict(row), fps=row.fps) for key, row in rows.items()},
             "loop_over_max_decode_invoke": ratio, "goal": GOAL,
+            "shadow": None if candidate is None else {
+                "candidate": str(args.shadow), "share": args.shadow_share,
+                "frame_rate_kept": kept, "bound": 1.0 - args.shadow_share, **tally},
         })
     return 0
 

@@ -420,5 +420,17 @@ def test_camera_loop_benchmark_reports_each_stage_and_the_goal(bundle, video_of_
     assert set(report["rows"]) == {"decode", "preprocess", "invoke", "loop"}
     assert all(row["frames"] == 8 and len(row["runs_ms_per_frame"]) == 2
                for row in report["rows"].values())
+    assert report["shadow"] is None
+    # the loop with a candidate beside it: the same model as its shadow agrees on every frame
+    # it compared, and the rate the loop keeps is held to 1 - share
+    assert camera_loop.main(["--model", str(bundle / "model_int8.tflite"), "--video",
+                             str(video_of_8), "--repeats", "1", "--out", str(out), "--shadow",
+                             str(bundle / "model_int8.tflite"), "--shadow-share", "0.5"]) == 0
+    printed = capsys.readouterr().out
+    assert "camera loop with a shadow (share 0.5)" in printed
+    assert "of its frame rate (bound ≥ 0.50" in printed
+    shadow = json.loads(out.read_text())["shadow"]
+    assert shadow["frames"] >= 1 and shadow["agreement"] == 1.0 and shadow["bound"] == 0.5
+    assert shadow["frames"] + shadow["skipped"] <= 8 and shadow["frame_rate_kept"] > 0
     assert camera_loop.main(["--model", str(bundle / "model_int8.tflite"), "--video",
                              str(tmp_path / "none.avi")]) == 2
