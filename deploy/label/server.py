@@ -20,22 +20,21 @@ Actions are done one at a time (:class:`deploy.label.journal.Journal` journals e
 
 from __future__ import annotations
 
-import errno
 import functools
 import hmac
 import json
 import mimetypes
 import secrets
 import socket
-import sys
 import threading
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from importlib import resources
 from urllib.parse import parse_qs, quote, urlsplit
 
 from deploy.label.journal import BadLabel, LabelError
 from deploy.label.pending import Pending
+from edge_runtime.live.http_server import OwnedHTTPServer, serve_in_background
 from edge_runtime.live.network import DEFAULT_HOST, is_wildcard, machine_addresses
 
 PAGE = "static/index.html"
@@ -71,7 +70,7 @@ class LabelServer:
         self.token = token or secrets.token_urlsafe(16)
         self.lock = threading.Lock()
         """One action at a time, and no state read half-way through one."""
-        self._httpd: ThreadingHTTPServer | None = None
+        self._httpd: OwnedHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> LabelServer:
@@ -80,21 +79,9 @@ class LabelServer:
         Raises:
             LabelServeError: the port is in use, or the address is not one of this machine's.
         """
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        server_class = type("_Server", (_HTTPServer,), {"address_family": family})
-        try:
-            self._httpd = server_class((self.host, self.port), _Handler, self)
-        except OSError as exc:
-            where = f"{self.host}:{self.port}"
-            if exc.errno == errno.EADDRINUSE:
-                raise LabelServeError(f"cannot serve on {where}: the port is in use (pick "
-                                      "another with --serve [HOST:]PORT)") from None
-            raise LabelServeError(f"cannot serve on {where}: {exc.strerror or exc}") from None
+        self._httpd, self._thread = serve_in_background(self.host, self.port, _Handler, self,
+                                                         "edge-label", LabelServeError)
         self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever,
-                                        kwargs={"poll_interval": 0.2},
-                                        name=f"edge-label :{self.port}", daemon=True)
-        self._thread.start()
         return self
 
     def urls(self) -> list[str]:
@@ -121,22 +108,8 @@ class LabelServer:
         self.close()
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], handler: type, label: LabelServer) -> None:
-        self.label = label
-        super().__init__(address, handler)
-
-    def handle_error(self, request, client_address) -> None:
-        error = sys.exc_info()[1]
-        if not isinstance(error, OSError):  # a closed tab is not worth a line
-            print(f"edge-label: serving {client_address[0]} failed: "
-                  f"{type(error).__name__}: {error}", file=sys.stderr, flush=True)
-
-
 class _Handler(BaseHTTPRequestHandler):
-    server: _HTTPServer
+    server: OwnedHTTPServer
     server_version = "edge-label"
     protocol_version = "HTTP/1.0"
     timeout = 30
@@ -159,7 +132,7 @@ class _Handler(BaseHTTPRequestHandler):
         """The path and the query's first values, or None after answering 403."""
         url = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
-        if not self.server.label.authorized(query.get("token")):
+        if not self.server.owner.authorized(query.get("token")):
             self._send(HTTPStatus.FORBIDDEN, b"403 forbidden: open the URL with ?token=... "
                        b"that edge-label printed when it started\n", "text/plain")
             return None
@@ -170,7 +143,7 @@ class _Handler(BaseHTTPRequestHandler):
         if asked is None:
             return
         path, query = asked
-        label = self.server.label
+        label = self.server.owner
         if path in ("/", "/index.html"):
             self._send(HTTPStatus.OK, page(), "text/html; charset=utf-8")
         elif path == "/state":
@@ -196,7 +169,7 @@ class _Handler(BaseHTTPRequestHandler):
         if asked is None:
             return
         path, query = asked
-        label = self.server.label
+        label = self.server.owner
         pending, journal = label.pending, label.pending.journal
         with label.lock:
             try:

@@ -29,23 +29,22 @@ until the socket timeout drops it. Only the standard library's HTTP server is us
 
 from __future__ import annotations
 
-import errno
 import functools
 import hmac
 import json
 import secrets
 import socket
-import sys
 import threading
 import time
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from importlib import resources
 from urllib.parse import parse_qs, quote, urlsplit
 
 import numpy as np
 
 from edge_runtime.errors import EdgeError
+from edge_runtime.live.http_server import OwnedHTTPServer, serve_in_background
 from edge_runtime.live.network import (
     DEFAULT_HOST,
     is_loopback,
@@ -114,7 +113,7 @@ class LiveServer:
         """The newest frame and result, shared by every client."""
         self._connections_lock = threading.Lock()
         self._connections: set[socket.socket] = set()
-        self._httpd: _HTTPServer | None = None
+        self._httpd: OwnedHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> LiveServer:
@@ -123,24 +122,9 @@ class LiveServer:
         Raises:
             ServeError: the port is in use, or the address is not one of this machine's.
         """
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        server_class = type("_Server", (_HTTPServer,), {"address_family": family})
-        try:
-            self._httpd = server_class((self.host, self.port), _Handler, self)
-        except OSError as exc:
-            where = f"{self.host}:{self.port}"
-            if exc.errno == errno.EADDRINUSE:
-                raise ServeError(f"cannot serve on {where}: the port is in use (pick another "
-                                 "with --serve [HOST:]PORT)") from None
-            if exc.errno == errno.EACCES:
-                raise ServeError(f"cannot serve on {where}: permission denied (ports below "
-                                 "1024 need root; pick one above, e.g. 8080)") from None
-            raise ServeError(f"cannot serve on {where}: {exc.strerror or exc}") from None
+        self._httpd, self._thread = serve_in_background(self.host, self.port, _Handler, self,
+                                                         "live view", ServeError)
         self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever,
-                                        kwargs={"poll_interval": 0.2},
-                                        name=f"live view :{self.port}", daemon=True)
-        self._thread.start()
         return self
 
     def urls(self, hide_token: bool = False) -> list[str]:
@@ -206,36 +190,21 @@ class LiveServer:
                 self._connections.discard(connection)
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True  # a handler still writing must not keep the program alive
-
-    def __init__(self, address: tuple[str, int], handler: type, live: LiveServer) -> None:
-        self.live = live
-        super().__init__(address, handler)
-
-    def handle_error(self, request, client_address) -> None:
-        # a browser closing its tab mid-stream is normal, not a traceback on stderr
-        error = sys.exc_info()[1]
-        if not isinstance(error, OSError):
-            print(f"live view: serving {client_address[0]} failed: "
-                  f"{type(error).__name__}: {error}", file=sys.stderr, flush=True)
-
-
 class _Handler(BaseHTTPRequestHandler):
-    server: _HTTPServer
+    server: OwnedHTTPServer
     server_version = "edge-classify"
     protocol_version = "HTTP/1.0"  # one request per connection: no idle keep-alive threads
 
     def setup(self) -> None:
-        self.timeout = self.server.live.client_timeout_s  # applied to the socket by setup()
+        self.timeout = self.server.owner.client_timeout_s  # applied to the socket by setup()
         super().setup()
-        self.server.live._track(self.connection, True)
+        self.server.owner._track(self.connection, True)
 
     def finish(self) -> None:
         try:
             super().finish()
         finally:
-            self.server.live._track(self.connection, False)
+            self.server.owner._track(self.connection, False)
 
     def log_message(self, format: str, *args) -> None:
         pass  # stdout/stderr belong to the classifier's output
@@ -255,7 +224,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, (text + "\n").encode(), "text/plain; charset=utf-8")
 
     def do_POST(self) -> None:
-        live = self.server.live
+        live = self.server.owner
         url = urlsplit(self.path)
         query = parse_qs(url.query)
         if url.path != "/capture" or live.capture is None:
@@ -282,7 +251,7 @@ class _Handler(BaseHTTPRequestHandler):
                                        **live.capture.state()})
 
     def do_GET(self) -> None:
-        live = self.server.live
+        live = self.server.owner
         url = urlsplit(self.path)
         token = parse_qs(url.query).get("token", [None])[0]
         if not live.authorized(token):
@@ -313,7 +282,7 @@ class _Handler(BaseHTTPRequestHandler):
                                              "or /healthz")
 
     def _stream(self) -> None:
-        live = self.server.live
+        live = self.server.owner
         publisher = live.publisher
         if not publisher.add_viewer():
             self._text(HTTPStatus.SERVICE_UNAVAILABLE,
