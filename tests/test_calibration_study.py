@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmarks.calibration_study import OUT, main, study_sizes
 from export.ranges import SETTLED_WIDENING
 
@@ -14,6 +16,7 @@ def test_sizes_double_below_the_train_split_then_take_all_of_it():
     assert study_sizes(25) == [25]
 
 
+@pytest.mark.long  # two int8 exports of its own (about 45 s): make test stays under 10 minutes
 def test_the_study_measures_int8_on_val_for_each_size(run_copy, capsys):
     assert main([str(run_copy), "--sizes", "10,70", "--no-progress"]) == 0
     study = json.loads((run_copy / OUT / "report.json").read_text())
