@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,7 +29,7 @@ from edge_runtime.model_metadata import (
 )
 from edge_runtime.tflite_metadata_schema import metadata_schema_generated as meta_fb
 from export.calibration import calibration_files
-from export.convert import convert
+from export.convert import convert, saved_model
 from export.formats import FORMATS
 from export.images import load_images
 from export.metadata import MIN_PARSER_VERSION, add_metadata, mediapipe_line
@@ -119,24 +120,47 @@ def test_model_schema_subset_reads_what_tensorflow_reads(bundle):
     assert metadata_buffer(data) == expected
 
 
+def raw_outputs(model: bytes, folder, pictures) -> np.ndarray:
+    """The interpreter's output tensor for each picture, as it comes (uint8 for int8 I/O)."""
+    classifier = Classifier(lone_copy(model, folder), threads=1)
+    raw = []
+    for picture in pictures:
+        classifier.set_input_tensor(classifier.input_tensor(load_image(picture)))
+        classifier.invoke()
+        index = classifier.interpreter.get_output_details()[0]["index"]
+        raw.append(classifier.interpreter.get_tensor(index).copy())
+    return np.stack(raw)
+
+
 def test_metadata_changes_no_output_of_the_interpreter(plain_models, tmp_path, demo_dir):
     pictures = demo_images(demo_dir)[::7]
     for name, plain in plain_models.items():
         with_metadata = add_metadata(plain, name="m", description="d", version="1",
                                      labels=list("abcde"), input_spec=CONTRACT)
         assert read_model_metadata(plain) is None and read_model_metadata(with_metadata)
-        outputs = []
-        for variant, model in (("plain", plain), ("with", with_metadata)):
-            classifier = Classifier(lone_copy(model, tmp_path / name / variant), threads=1)
-            raw = []
-            for picture in pictures:
-                classifier.set_input_tensor(classifier.input_tensor(load_image(picture)))
-                classifier.invoke()
-                index = classifier.interpreter.get_output_details()[0]["index"]
-                raw.append(classifier.interpreter.get_tensor(index).copy())
-            outputs.append(np.stack(raw))
+        outputs = [raw_outputs(model, tmp_path / name / variant, pictures)
+                   for variant, model in (("plain", plain), ("with", with_metadata))]
         assert outputs[0].dtype == outputs[1].dtype
         assert outputs[0].tobytes() == outputs[1].tobytes(), name  # bitwise equal
+
+
+def test_one_saved_model_converts_to_the_variants_the_keras_model_does(plain_models, tiny_run,
+                                                                     tmp_path, demo_dir):
+    """export writes the SavedModel once for all variants: the same models as converting the
+    Keras model each time (which writes it anew), and no folder left behind."""
+    model, splits, _labels = load_run(tiny_run)
+    calibration, _ = load_images(calibration_files(splits, 16), (64, 64))
+    pictures = demo_images(demo_dir)[::7]
+    with saved_model(model) as folder:
+        assert (Path(folder) / "saved_model.pb").is_file()
+        shared = {name: convert(folder, FORMATS[name], calibration, "uint8")
+                  for name in plain_models}
+    assert not Path(folder).exists()
+    for name, plain in plain_models.items():
+        assert len(shared[name]) == len(plain), name
+        ours, theirs = (raw_outputs(m, tmp_path / name / which, pictures)
+                        for which, m in (("shared", shared[name]), ("plain", plain)))
+        assert ours.dtype == theirs.dtype and ours.tobytes() == theirs.tobytes(), name
 
 
 def test_adding_metadata_twice_replaces_it(plain_models):
