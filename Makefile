@@ -15,7 +15,10 @@
 # make init-from-bench [OUT=/tmp/init-from-bench] — edge-train --init-from against a fresh start
 #              on the same new data: epochs and seconds to the same val accuracy
 #              (benchmarks/init_from_study.py; a few minutes on 2 cores)
-# make gpu-check — the demo trained in mixed precision on an NVIDIA GPU, exported and checked,
+# make demo-backbone — remake train/demo_backbone.weights.h5, the backbone the demo starts from:
+#              MobileNetV3-Small trained on ten other drawn shapes (train/demo_backbone.py; ~10 min)
+# make gpu-check — the demo's network trained from scratch in mixed precision on an NVIDIA GPU,
+#              exported and checked, then the pretrained path,
 #              images/s per phase (benchmarks/gpu_check.py; installs the gpu extra); one line
 #              and exit 0 where there is no NVIDIA GPU
 # make mediapipe-check — load the exported models in MediaPipe Tasks (a venv of its own,
@@ -42,7 +45,7 @@ TRAIN_EXTRA := $(VENV)/.installed-$(if $(filter 1 yes,$(GPU)),gpu,train)
 # the demo's settings live in train.demo_data.DEMO_TRAIN_SETTINGS
 DEMO_FLAGS := --preset demo
 
-.PHONY: demo gpu-check wheel test test-long deploy-check bench bench-device calibration-study tune-bench feature-cache-bench init-from-bench pi-check mediapipe-check imx500-check lint clean
+.PHONY: demo demo-backbone gpu-check wheel test test-long deploy-check bench bench-device calibration-study tune-bench feature-cache-bench init-from-bench pi-check mediapipe-check imx500-check lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -112,6 +115,10 @@ gpu-check: | $(BIN)/python
 	@if $(BIN)/python -m train.nvidia >/dev/null; then \
 	    $(MAKE) --no-print-directory $(VENV)/.installed-gpu; fi
 	$(BIN)/python -m benchmarks.gpu_check
+
+# remakes train/demo_backbone.weights.h5, the backbone make demo starts from (about ten minutes)
+demo-backbone: $(TRAIN_EXTRA)
+	$(BIN)/python -m train.demo_backbone
 
 # the usage check comes before the install: a typo must not cost a venv
 bench-device:

@@ -85,12 +85,13 @@ def test_fine_tune_default_is_per_backbone_and_explicit_values_stay():
 @pytest.mark.parametrize("backbone", backbones.BACKBONES)
 def test_the_demo_preset_fine_tunes_each_backbone_from_its_own_default(backbone):
     from train.cli import parse_args
+    from train.demo_data import DEMO_TRAIN_SETTINGS
 
     args = parse_args(["--preset", "demo", "--out", "o", "--backbone", backbone])
     config = TrainConfig(**{k: v for k, v in vars(args).items()
                             if k not in ("preset", "verbose", "quiet")})
     assert config.fine_tune_at == backbones.SPECS[backbone].fine_tune_at
-    assert (config.weights, config.lr) == ("none", 5e-3)  # the preset's own settings stay
+    assert (config.weights, config.lr) == (DEMO_TRAIN_SETTINGS["weights"], 5e-3)  # the preset's stay
 
 
 def test_a_config_from_before_the_choice_is_a_mobilenet_v2_run():

@@ -266,18 +266,17 @@ def test_mirrored_strategy_on_two_logical_cpus_with_mixed_precision(tmp_path, de
 
 
 @pytest.mark.long
-def test_demo_data_is_learnt_well_above_chance_by_a_short_run(tmp_path):
-    """make demo's data and settings, cut to phase 1's first 6 epochs: well above chance (5
-    classes: 0.2)."""
+def test_the_demo_recipe_learns_the_demo_data(tmp_path):
+    """make demo's data and settings, whole: the head on the shipped backbone's cached features
+    reaches the 0.9 the README promises, on the test and the validation split."""
     from train.demo_data import DEMO_TRAIN_SETTINGS
 
-    settings = {**DEMO_TRAIN_SETTINGS, "epochs": 6, "fine_tune_epochs": 0, "patience": 6}
-    result = train(TrainConfig(out=str(tmp_path / "run"), **settings))
+    result = train(TrainConfig(out=str(tmp_path / "run"), **DEMO_TRAIN_SETTINGS))
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics == result.metrics and metrics["num_train"] == 1050
-    # deterministic on one machine (0.653 on the 2-core dev box), but other CPUs take other
-    # kernel paths, so the bar leaves room
-    assert metrics["test_accuracy"] >= 0.4, metrics
+    # deterministic on one machine (0.967 and 0.963 on a 2-core EPYC); other CPUs take other
+    # kernel paths, hence the bar under it
+    assert metrics["test_accuracy"] >= 0.9 and metrics["val_accuracy"] >= 0.9, metrics
 
 
 @pytest.mark.long
