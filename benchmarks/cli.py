@@ -48,7 +48,7 @@ def build_parser() -> Parser:
                "device bench, on the workstation) | offline demo: edge-bench --demo runs/demo. "
                "Cost with the defaults: under a minute for the demo run (5 models, 150 test "
                "images) on a 2-core CPU, half of it TensorFlow start-up and the memory-probe "
-               "processes; --demo adds a few minutes of training the first time. --runs and "
+               "processes; --demo adds about a minute of training and export the first time. --runs and "
                "--repeats scale only the timing part.")
     p.add_argument("path", metavar="PATH",
                    help="a run directory written by edge-train and edge-export, or a bundle "
@@ -73,7 +73,7 @@ def build_parser() -> Parser:
     prep.add_argument("--export", dest="export_first", action="store_true",
                       help="run edge-export (default formats) on the run first")
     prep.add_argument("--demo", action="store_true",
-                      help="train (a few minutes on a CPU) and export the built-in demo model "
+                      help="train and export the built-in demo model (about a minute on a CPU) "
                            "into PATH unless already there, then benchmark it")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="hide progress bars")

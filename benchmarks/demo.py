@@ -36,7 +36,7 @@ def prepare_demo(run: Path) -> None:
         from train.trainer import train
 
         resume = (run / CHECKPOINT_DIR / STATE_FILE).is_file()
-        log.info("%s the demo model in %s (a few minutes) ...",
+        log.info("%s the demo model in %s (about half a minute) ...",
                  "resuming" if resume else "training", run)
         train(TrainConfig(out=str(run), resume=resume, **DEMO_TRAIN_SETTINGS))
     if not (run / EXPORT_DIR / "manifest.json").is_file():
