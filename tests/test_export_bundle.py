@@ -180,8 +180,9 @@ def test_a_converter_crash_is_exit_3_with_one_line_and_a_saved_traceback(exporte
         def convert(self):
             raise RuntimeError("converter exploded")
 
-    monkeypatch.setattr(tf.lite.TFLiteConverter, "from_keras_model",
-                        staticmethod(lambda model: Exploding()))
+    # export converts from the SavedModel it writes once (export.convert.saved_model)
+    monkeypatch.setattr(tf.lite.TFLiteConverter, "from_saved_model",
+                        staticmethod(lambda folder: Exploding()))
     before = _contents(exported_copy / "export")
     assert main([str(exported_copy), "--formats", "fp32", "--no-progress"]) == 3
     err = capsys.readouterr().err.strip()
