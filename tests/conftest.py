@@ -30,7 +30,8 @@ NO_TENSORFLOW = importlib.util.find_spec("tensorflow") is None
 NEEDS_TENSORFLOW = ("needs TensorFlow, which is not installed here (the edge extra alone): "
                     "run it where the dev extra is installed")
 # modules that import Keras at the top cannot even be collected without TensorFlow
-KERAS_AT_IMPORT = ["test_train.py", "test_multiworker.py", "test_backbones.py", "test_features.py"]
+KERAS_AT_IMPORT = ["test_train.py", "test_multiworker.py", "test_backbones.py", "test_features.py",
+                   "test_demo_backbone.py"]
 collect_ignore = KERAS_AT_IMPORT if NO_TENSORFLOW else []
 
 

@@ -294,3 +294,30 @@ def test_every_console_script_is_a_command_module():
     commands = command_modules()
     assert {target.split(":")[0] for target in scripts.values()} <= commands
     assert "edge_runtime.commands.camera_flags" not in commands  # a piece both commands use
+
+
+def test_test_modules_collected_without_tensorflow_import_without_it():
+    """Where TensorFlow is missing (a Pi: pi-check runs ``pytest -m edge`` there) every test
+    module outside conftest's ``KERAS_AT_IMPORT`` is still collected, so none may import
+    TensorFlow or Keras at its top, directly or through what it imports."""
+    import subprocess
+    import sys
+
+    from tests.conftest import KERAS_AT_IMPORT
+
+    names = sorted(p.stem for p in (ROOT / "tests").glob("test_*.py")
+                   if p.name not in KERAS_AT_IMPORT)
+    script = (
+        "import importlib, sys\n"
+        "sys.modules.update(tensorflow=None, keras=None)\n"  # importing either raises
+        "bad = []\n"
+        f"for name in {names!r}:\n"
+        "    try:\n"
+        "        importlib.import_module('tests.' + name)\n"
+        "    except ImportError as exc:\n"
+        "        bad.append(f'{name}: {exc}')\n"
+        "print('\\n'.join(bad))\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "", "add to KERAS_AT_IMPORT or import lazily:\n" + done.stdout
