@@ -156,11 +156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_CHECK_FAILED
         from train.demo_data import DEMO_TRAIN_SETTINGS
 
+        settings = {**DEMO_TRAIN_SETTINGS, **FROM_SCRATCH}
         if args.out is not None:
             args.out.mkdir(parents=True, exist_ok=True)
-            return check(args.out, {**DEMO_TRAIN_SETTINGS, **FROM_SCRATCH})
+            return check(args.out, settings)
         with tempfile.TemporaryDirectory(prefix="gpu-check-") as scratch:
-            return check(Path(scratch), {**DEMO_TRAIN_SETTINGS, **FROM_SCRATCH})
+            return check(Path(scratch), settings)
 
     return run_main(build_parser(), argv, work, "nothing was kept")
 

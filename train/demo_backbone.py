@@ -38,8 +38,7 @@ PRETRAIN_SETTINGS = dict(
 """From scratch, one phase: the whole network trains on the pre-training shapes."""
 
 
-def pretrain(out: Path = WEIGHTS, per_class: int = PER_CLASS, work: Path | None = None,
-             **overrides) -> dict:
+def pretrain(out: Path = WEIGHTS, per_class: int = PER_CLASS, **overrides) -> dict:
     """Train the backbone on ``per_class`` pictures of each pre-training shape with
     :data:`PRETRAIN_SETTINGS` (``overrides`` replacing some), write its weights to ``out``
     (renamed into place whole) and the record next to it; returns the record."""
@@ -52,7 +51,7 @@ def pretrain(out: Path = WEIGHTS, per_class: int = PER_CLASS, work: Path | None 
     data = cache_dir() / f"demo-pretrain-v1-{per_class}"
     if not data.is_dir():
         write_demo_dataset(data, per_class=per_class, seed=SEED, classes=PRETRAIN_CLASSES)
-    with tempfile.TemporaryDirectory(prefix="edge-demo-backbone-", dir=work) as tmp:
+    with tempfile.TemporaryDirectory(prefix="edge-demo-backbone-") as tmp:
         run = Path(tmp) / "run"
         result = train(TrainConfig(data=str(data), out=str(run), **settings))
         model, _, _ = load_run(run)
